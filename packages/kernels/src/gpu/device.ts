@@ -1,0 +1,177 @@
+/**
+ * Opening a WebGPU device in Node.js through Dawn (the `webgpu` package).
+ *
+ * Hardware adapter first; when Dawn finds none, SwiftShader (a software Vulkan
+ * driver shipped by Debian's `chromium` package) is tried by pointing the Vulkan
+ * loader at its ICD file. The Dawn instance returned by `create()` must outlive
+ * the device (a dropped instance can crash the process), so it is kept on the
+ * returned handle until `close()`.
+ */
+import { existsSync } from "node:fs"
+import { createRequire } from "node:module"
+import { GpuDeviceLost, GpuNoAdapter } from "./errors.ts"
+
+export interface GpuAdapterSummary {
+  readonly vendor: string
+  readonly architecture: string
+  readonly device: string
+  readonly description: string
+  /** true for SwiftShader (or any CPU adapter): only ratios of timings mean anything there */
+  readonly software: boolean
+}
+
+export interface GpuHandle {
+  readonly device: GPUDevice
+  readonly adapter: GpuAdapterSummary
+  readonly features: ReadonlySet<string>
+  readonly limits: GPUSupportedLimits
+  /** Has `timestamp-query`: kernels can be timed on the GPU itself. */
+  readonly timestamps: boolean
+  /** The Dawn instance: it must stay referenced for as long as the device lives. */
+  readonly instance: GPU
+  /** Destroys the device and releases the Dawn instance. Idempotent. */
+  close(): void
+}
+
+export interface OpenGpuOptions {
+  /** "auto" (hardware, then software), "hardware" only, or "software" only */
+  readonly adapter?: "auto" | "hardware" | "software"
+  /** Features requested where the adapter has them. */
+  readonly wantFeatures?: ReadonlyArray<string>
+}
+
+/** Where Debian's chromium package puts SwiftShader's Vulkan ICD. */
+export const SWIFTSHADER_ICD_PATHS: ReadonlyArray<string> = [
+  "/usr/lib/chromium/vk_swiftshader_icd.json",
+  "/usr/lib/chromium-browser/vk_swiftshader_icd.json",
+  "/usr/lib64/chromium/vk_swiftshader_icd.json"
+]
+
+export const INSTALL_HINT =
+  "install a software Vulkan driver and loader: `apt-get install -y chromium libvulkan1` " +
+  "(Canopy finds SwiftShader's ICD at /usr/lib/chromium/vk_swiftshader_icd.json by itself), " +
+  "or run on a machine with a GPU and its Vulkan driver"
+
+const DEFAULT_FEATURES = [
+  "shader-f16",
+  "subgroups",
+  "timestamp-query",
+  "chromium-experimental-subgroup-matrix"
+]
+
+/** Dawn toggles that expose f16 and subgroup matrices on NVIDIA (see docs/gpu.md). */
+const DAWN_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"]
+
+interface DawnModule {
+  create(flags: Array<string>): GPU
+  globals: Record<string, unknown>
+}
+
+let dawn: DawnModule | undefined
+const loadDawn = (): DawnModule => {
+  if (dawn === undefined) {
+    const require = createRequire(import.meta.url)
+    dawn = require("webgpu") as DawnModule
+    // WebGPU code refers to GPUBufferUsage, GPUShaderStage, ... as globals.
+    for (const [name, value] of Object.entries(dawn.globals)) {
+      if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value
+    }
+  }
+  return dawn
+}
+
+const summarize = (info: GPUAdapterInfo): GpuAdapterSummary => {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase()
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: /swiftshader|llvmpipe|lavapipe|software|cpu/.test(text)
+  }
+}
+
+const findSwiftShader = (): string | undefined => SWIFTSHADER_ICD_PATHS.find((p) => existsSync(p))
+
+const tryAdapter = async (instance: GPU): Promise<GPUAdapter | null> => {
+  try {
+    return await instance.requestAdapter({ powerPreference: "high-performance" })
+  } catch {
+    return null
+  }
+}
+
+/** Every numeric limit the adapter offers, so large buffers and workgroups are allowed. */
+const adapterLimits = (adapter: GPUAdapter): Record<string, number> => {
+  const out: Record<string, number> = {}
+  for (const key in adapter.limits) {
+    const value = (adapter.limits as unknown as Record<string, unknown>)[key]
+    if (typeof value === "number") out[key] = value
+  }
+  return out
+}
+
+/**
+ * Opens a device. Rejects with `GpuNoAdapter` (saying what to install) when no
+ * adapter can be found at all.
+ */
+export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> => {
+  const mode = options.adapter ?? (process.env["CANOPY_ADAPTER"] as OpenGpuOptions["adapter"]) ?? "auto"
+  const { create } = loadDawn()
+  let instance: GPU | undefined
+  let adapter: GPUAdapter | null = null
+  const tried: Array<string> = []
+
+  if (mode !== "software") {
+    instance = create(DAWN_TOGGLES)
+    adapter = await tryAdapter(instance)
+    tried.push("hardware (Vulkan)")
+  }
+  if (adapter === null && mode !== "hardware") {
+    const icd = process.env["VK_ICD_FILENAMES"] ?? findSwiftShader()
+    tried.push(`software (SwiftShader ICD: ${icd ?? "not found"})`)
+    if (icd !== undefined) {
+      // The Vulkan loader reads these when Dawn creates its Vulkan instance.
+      process.env["VK_ICD_FILENAMES"] = icd
+      process.env["VK_DRIVER_FILES"] = icd
+      process.env["XDG_RUNTIME_DIR"] ??= "/tmp"
+      instance = create(DAWN_TOGGLES)
+      adapter = await tryAdapter(instance)
+    }
+  }
+  if (adapter === null || instance === undefined) {
+    throw new GpuNoAdapter({ tried, hint: INSTALL_HINT })
+  }
+
+  const want = options.wantFeatures ?? DEFAULT_FEATURES
+  const requiredFeatures = want.filter((f) => adapter.features.has(f)) as Array<GPUFeatureName>
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: adapterLimits(adapter)
+  })
+  const summary = summarize(adapter.info)
+  let closed = false
+  const lost = device.lost.then((info) => {
+    if (!closed && info.reason !== "destroyed") {
+      throw new GpuDeviceLost({ reason: info.reason, message: info.message })
+    }
+  })
+  lost.catch(() => {})
+  return {
+    device,
+    adapter: summary,
+    features: new Set(device.features),
+    limits: device.limits,
+    timestamps: device.features.has("timestamp-query"),
+    instance,
+    close() {
+      if (closed) return
+      closed = true
+      device.destroy()
+    }
+  }
+}
+
+export const describeAdapter = (a: GpuAdapterSummary): string =>
+  [a.vendor, a.architecture, a.device, a.description].filter((s) => s.length > 0).join(" / ") +
+  (a.software ? " (software)" : "")

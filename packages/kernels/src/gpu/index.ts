@@ -1,0 +1,3 @@
+export * from "./device.ts"
+export * from "./errors.ts"
+export * from "./resources.ts"

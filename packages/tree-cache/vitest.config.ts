@@ -1,0 +1,5 @@
+import { defineProject } from "vitest/config"
+
+export default defineProject({
+  test: { name: "tree-cache", include: ["test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 }
+})
