@@ -7,7 +7,7 @@
  * the device (a dropped instance can crash the process), so it is kept on the
  * returned handle until `close()`.
  */
-import { existsSync } from "node:fs"
+import { existsSync, readdirSync } from "node:fs"
 import { createRequire } from "node:module"
 import { GpuDeviceLost, GpuNoAdapter } from "./errors.ts"
 
@@ -48,7 +48,7 @@ export const SWIFTSHADER_ICD_PATHS: ReadonlyArray<string> = [
 ]
 
 export const INSTALL_HINT =
-  "install a software Vulkan driver and loader: `apt-get install -y chromium libvulkan1` " +
+  "install a software Vulkan driver and loader: `apt-get install -y chromium-common libvulkan1` " +
   "(Canopy finds SwiftShader's ICD at /usr/lib/chromium/vk_swiftshader_icd.json by itself), " +
   "or run on a machine with a GPU and its Vulkan driver"
 
@@ -91,6 +91,15 @@ const summarize = (info: GPUAdapterInfo): GpuAdapterSummary => {
   }
 }
 
+const hasGpuDeviceNode = (): boolean => {
+  if (existsSync("/dev/nvidia0") || existsSync("/dev/nvidiactl")) return true
+  try {
+    return readdirSync("/dev/dri").some((name) => name.startsWith("renderD"))
+  } catch {
+    return process.platform !== "linux" // elsewhere, just ask the drivers
+  }
+}
+
 const findSwiftShader = (): string | undefined => SWIFTSHADER_ICD_PATHS.find((p) => existsSync(p))
 
 const tryAdapter = async (instance: GPU): Promise<GPUAdapter | null> => {
@@ -122,7 +131,10 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
   let adapter: GPUAdapter | null = null
   const tried: Array<string> = []
 
-  if (mode !== "software") {
+  // The Vulkan loader complains on stderr when this is unset.
+  process.env["XDG_RUNTIME_DIR"] ??= "/tmp"
+  // With no GPU device node, asking the hardware drivers only prints their refusals.
+  if (mode === "hardware" || (mode === "auto" && hasGpuDeviceNode())) {
     instance = create(DAWN_TOGGLES)
     adapter = await tryAdapter(instance)
     tried.push("hardware (Vulkan)")
@@ -134,7 +146,6 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
       // The Vulkan loader reads these when Dawn creates its Vulkan instance.
       process.env["VK_ICD_FILENAMES"] = icd
       process.env["VK_DRIVER_FILES"] = icd
-      process.env["XDG_RUNTIME_DIR"] ??= "/tmp"
       instance = create(DAWN_TOGGLES)
       adapter = await tryAdapter(instance)
     }

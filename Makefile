@@ -1,0 +1,11 @@
+# The two commands of the README. Each sets the machine up first (scripts/setup.sh).
+.PHONY: demo test setup
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@pnpm --silent canopy demo
+
+test: setup
+	@pnpm --silent test
