@@ -1,1 +1,3 @@
 export * from "./gpu/index.ts"
+export * from "./model/index.ts"
+export * from "./attention/index.ts"

@@ -1,0 +1,156 @@
+/**
+ * Decode attention (paged flash-decoding): one workgroup per (entry, KV chunk)
+ * and KV head; its rows are the GROUP query heads of that KV head. For each
+ * row r and tokens t ∈ [tokenBegin, min(tokenEnd, limit)):
+ *
+ *     s_rt = scale · q_r·K_t
+ *     lse_r = log Σ_t exp(s_rt),   o_r = Σ_t exp(s_rt − lse_r) · V_t
+ *
+ * Threads are (key slot k, row r, lane l): the LANES threads of a (k, r) split
+ * the head dimension (interleaved vec4s, so a key row is read as one coalesced
+ * run straight from the pool, no staging). Each key slot keeps its own online
+ * softmax state over the tokens it sees; the slots' states merge at the end by
+ *     lse = m + log Σ_k exp(lse_k − m),   o = Σ_k exp(lse_k − lse) · o_k.
+ */
+import { wgsl } from "../gpu/resources.ts"
+import type { DecodeTile } from "./tiling.ts"
+import { WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+
+export interface DecodeAttentionSpec {
+  readonly heads: number
+  readonly kvHeads: number
+  readonly headDim: number
+  readonly blockSize: number
+  readonly scale: number
+  readonly tile: DecodeTile
+}
+
+export const decodeAttentionWgsl = (spec: DecodeAttentionSpec): string => {
+  const { lanes, keySlots, tokensPerThread, workgroupSize } = spec.tile
+  const group = spec.heads / spec.kvHeads
+  const vec4s = spec.headDim / 4
+  return wgsl`
+const D4: u32 = ${vec4s}u;
+const HEADS: u32 = ${spec.heads}u;
+const KV_HEADS: u32 = ${spec.kvHeads}u;
+const GROUP: u32 = ${group}u;
+const BLOCK: u32 = ${spec.blockSize}u;
+const SCALE: f32 = ${spec.scale.toPrecision(9)};
+const LANES: u32 = ${lanes}u;
+const PER_LANE: u32 = ${vec4s / lanes}u;
+const SLOTS: u32 = ${keySlots}u;
+const PER_THREAD: u32 = ${tokensPerThread}u;
+const STEP: u32 = ${keySlots * tokensPerThread}u;
+const NEG: f32 = -1e30;
+const NEG_HALF: f32 = -5e29;
+${WORK_ITEM_WGSL}
+@group(0) @binding(0) var<storage, read> items: array<WorkItem>;
+@group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
+@group(0) @binding(2) var<storage, read> entries: array<vec2u>;
+@group(0) @binding(3) var<storage, read> q: array<vec4f>;
+@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
+@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
+
+var<workgroup> item: WorkItem;
+var<workgroup> dots: array<f32, ${tokensPerThread * keySlots * group * lanes}>;
+var<workgroup> slotMax: array<f32, ${keySlots * group}>;
+var<workgroup> slotSum: array<f32, ${keySlots * group}>;
+var<workgroup> slotO: array<vec4f, ${keySlots * group * vec4s}>;
+
+// element of token t's K or V row for this KV head, at vec4 c
+fn tokenBase(t: u32, kvh: u32) -> u32 {
+  let p = item.startSlot + t;
+  return ((blockIndices[item.tableOffset + p / BLOCK] * BLOCK + p % BLOCK) * KV_HEADS + kvh) * D4;
+}
+
+@compute @workgroup_size(${workgroupSize})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let index = wid.x + wid.y * groups.x;
+  if (index >= arrayLength(&items)) { return; }
+  let kvh = wid.z;
+  if (tid == 0u) { item = items[index]; }
+  let it = workgroupUniformLoad(&item);
+
+  let l = tid % LANES;
+  let r = (tid / LANES) % GROUP;
+  let k = tid / (LANES * GROUP);
+  let inSlot = k < SLOTS;
+  let entry = entries[it.entryBase];
+  let end = min(it.tokenEnd, entry.y);
+  let h = kvh * GROUP + r;
+
+  var qv: array<vec4f, PER_LANE>;
+  var acc: array<vec4f, PER_LANE>;
+  if (inSlot) {
+    for (var v = 0u; v < PER_LANE; v++) { qv[v] = q[(entry.x * HEADS + h) * D4 + l + v * LANES] * SCALE; }
+  }
+  var m = NEG;
+  var sum = 0.0;
+
+  for (var t0 = it.tokenBegin; t0 < it.tokenEnd; t0 += STEP) {
+    var bases: array<u32, PER_THREAD>;
+    if (inSlot) {
+      for (var u = 0u; u < PER_THREAD; u++) {
+        let t = t0 + k + u * SLOTS;
+        var s = 0.0;
+        if (t < end) {
+          let base = tokenBase(t, kvh) + l;
+          bases[u] = base;
+          for (var v = 0u; v < PER_LANE; v++) { s += dot(qv[v], kPool[base + v * LANES]); }
+        }
+        dots[((u * SLOTS + k) * GROUP + r) * LANES + l] = s;
+      }
+    }
+    workgroupBarrier();
+    if (inSlot) {
+      for (var u = 0u; u < PER_THREAD; u++) {
+        let t = t0 + k + u * SLOTS;
+        if (t < end) {
+          var s = 0.0;
+          let at = ((u * SLOTS + k) * GROUP + r) * LANES;
+          for (var j = 0u; j < LANES; j++) { s += dots[at + j]; }
+          let mNew = max(m, s);
+          // m starts at NEG: its weight exp(NEG − s) underflows to 0
+          let alpha = exp(m - mNew);
+          let p = exp(s - mNew);
+          sum = sum * alpha + p;
+          for (var v = 0u; v < PER_LANE; v++) { acc[v] = acc[v] * alpha + p * vPool[bases[u] + v * LANES]; }
+          m = mNew;
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  if (inSlot) {
+    if (l == 0u) {
+      slotMax[k * GROUP + r] = m;
+      slotSum[k * GROUP + r] = sum;
+    }
+    for (var v = 0u; v < PER_LANE; v++) { slotO[(k * GROUP + r) * D4 + l + v * LANES] = acc[v]; }
+  }
+  workgroupBarrier();
+  if (inSlot && k == 0u) {
+    var mAll = NEG;
+    for (var j = 0u; j < SLOTS; j++) { mAll = max(mAll, slotMax[j * GROUP + r]); }
+    var total = 0.0;
+    var o: array<vec4f, PER_LANE>;
+    if (mAll > NEG_HALF) {
+      for (var j = 0u; j < SLOTS; j++) {
+        let w = exp(slotMax[j * GROUP + r] - mAll);
+        total += w * slotSum[j * GROUP + r];
+        for (var v = 0u; v < PER_LANE; v++) { o[v] += w * slotO[(j * GROUP + r) * D4 + l + v * LANES]; }
+      }
+    }
+    let slot = it.partialBase;
+    for (var v = 0u; v < PER_LANE; v++) {
+      partialO[(slot * HEADS + h) * D4 + l + v * LANES] = select(vec4f(0.0), o[v] / total, total > 0.0);
+    }
+    if (l == 0u) { partialLse[slot * HEADS + h] = select(NEG, mAll + log(total), total > 0.0); }
+  }
+}
+`
+}

@@ -1,0 +1,189 @@
+/**
+ * Level attention: every (node, tile of stacked query rows, KV chunk) of the
+ * plan is one workgroup. For each stacked row r (an entry × a head of this KV
+ * group) and the chunk's tokens t ∈ [tokenBegin, min(tokenEnd, limit_r)):
+ *
+ *     s_rt = scale · q_r·K_t
+ *     lse_r = log Σ_t exp(s_rt),   o_r = Σ_t exp(s_rt − lse_r) · V_t
+ *
+ * computed by online softmax over K/V tiles of `keys` tokens that are loaded
+ * from the paged pool into workgroup memory once and used by all `rows` rows.
+ * A row with no visible token writes (0, NEG): the merge treats it as empty.
+ */
+import { wgsl } from "../gpu/resources.ts"
+import type { LevelTile } from "./tiling.ts"
+import { WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+
+export interface LevelAttentionSpec {
+  readonly heads: number
+  readonly kvHeads: number
+  readonly headDim: number
+  readonly blockSize: number
+  readonly scale: number
+  readonly tile: LevelTile
+}
+
+export const levelAttentionWgsl = (spec: LevelAttentionSpec): string => {
+  const { rows, keys, workgroupSize } = spec.tile
+  const vec4s = spec.headDim / 4
+  const accumulators = Math.ceil((rows * vec4s) / workgroupSize)
+  // each thread scores one key against `rowsPerThread` rows, `rowStride` apart
+  const rowStride = workgroupSize / keys
+  const rowsPerThread = Math.ceil(rows / rowStride)
+  return wgsl`
+const D4: u32 = ${vec4s}u;
+const HEADS: u32 = ${spec.heads}u;
+const KV_HEADS: u32 = ${spec.kvHeads}u;
+const GROUP: u32 = ${spec.heads / spec.kvHeads}u;
+const BLOCK: u32 = ${spec.blockSize}u;
+const SCALE: f32 = ${spec.scale.toPrecision(9)};
+const ROWS: u32 = ${rows}u;
+const KEYS: u32 = ${keys}u;
+const WG: u32 = ${workgroupSize}u;
+const ACC: u32 = ${accumulators}u;
+const ROW_STRIDE: u32 = ${rowStride}u;
+const ROWS_PER_THREAD: u32 = ${rowsPerThread}u;
+const NEG: f32 = -1e30;
+const NEG_HALF: f32 = -5e29;
+${WORK_ITEM_WGSL}
+@group(0) @binding(0) var<storage, read> items: array<WorkItem>;
+@group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
+@group(0) @binding(2) var<storage, read> entries: array<vec2u>;
+@group(0) @binding(3) var<storage, read> q: array<vec4f>;
+@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
+@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
+
+var<workgroup> item: WorkItem;
+var<workgroup> qs: array<vec4f, ${rows * vec4s}>;
+var<workgroup> ks: array<vec4f, ${keys * vec4s}>;
+var<workgroup> vs: array<vec4f, ${keys * vec4s}>;
+var<workgroup> ss: array<f32, ${rows * keys}>;
+var<workgroup> rowMax: array<f32, ${rows}>;
+var<workgroup> rowSum: array<f32, ${rows}>;
+var<workgroup> rowScale: array<f32, ${rows}>;
+var<workgroup> rowEnd: array<u32, ${rows}>;
+
+@compute @workgroup_size(${workgroupSize})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let index = wid.x + wid.y * groups.x;
+  if (index >= arrayLength(&items)) { return; }
+  let kvh = wid.z;
+  if (tid == 0u) { item = items[index]; }
+  // a uniform copy: loop bounds below guard barriers
+  let it = workgroupUniformLoad(&item);
+
+  for (var i = tid; i < ROWS * D4; i += WG) {
+    let r = i / D4;
+    var v = vec4f(0.0);
+    if (r < it.rowCount) {
+      let flat = it.rowBegin + r;
+      let seq = entries[it.entryBase + flat / GROUP].x;
+      v = q[(seq * HEADS + kvh * GROUP + flat % GROUP) * D4 + i % D4] * SCALE;
+    }
+    qs[i] = v;
+  }
+  if (tid < ROWS) {
+    rowMax[tid] = NEG;
+    rowSum[tid] = 0.0;
+    var end = 0u;
+    if (tid < it.rowCount) {
+      end = min(it.tokenEnd, entries[it.entryBase + (it.rowBegin + tid) / GROUP].y);
+    }
+    rowEnd[tid] = end;
+  }
+  var acc: array<vec4f, ACC>;
+
+  for (var t0 = it.tokenBegin; t0 < it.tokenEnd; t0 += KEYS) {
+    workgroupBarrier();
+    for (var i = tid; i < KEYS * D4; i += WG) {
+      let t = t0 + i / D4;
+      var kv = vec4f(0.0);
+      var vv = vec4f(0.0);
+      if (t < it.tokenEnd) {
+        let p = it.startSlot + t;
+        let at = ((blockIndices[it.tableOffset + p / BLOCK] * BLOCK + p % BLOCK) * KV_HEADS + kvh) * D4 + i % D4;
+        kv = kPool[at];
+        vv = vPool[at];
+      }
+      ks[i] = kv;
+      vs[i] = vv;
+    }
+    workgroupBarrier();
+
+    // scores: one key per thread against several rows, reusing the key from registers
+    {
+      let j = tid % KEYS;
+      let r0 = tid / KEYS;
+      var s: array<f32, ROWS_PER_THREAD>;
+      for (var c = 0u; c < D4; c++) {
+        let kc = ks[j * D4 + c];
+        for (var k = 0u; k < ROWS_PER_THREAD; k++) {
+          let r = min(r0 + k * ROW_STRIDE, ROWS - 1u);
+          s[k] += dot(qs[r * D4 + c], kc);
+        }
+      }
+      for (var k = 0u; k < ROWS_PER_THREAD; k++) {
+        let r = r0 + k * ROW_STRIDE;
+        if (r < ROWS) { ss[r * KEYS + j] = select(s[k], NEG, t0 + j >= rowEnd[r]); }
+      }
+    }
+    workgroupBarrier();
+
+    // online softmax: new running max, rescale factor, probabilities in place
+    if (tid < ROWS) {
+      let old = rowMax[tid];
+      var m = old;
+      for (var j = 0u; j < KEYS; j++) { m = max(m, ss[tid * KEYS + j]); }
+      var alpha = 1.0;
+      var sum = 0.0;
+      if (m > NEG_HALF) {
+        alpha = exp(old - m);
+        for (var j = 0u; j < KEYS; j++) {
+          let p = exp(ss[tid * KEYS + j] - m);
+          ss[tid * KEYS + j] = p;
+          sum += p;
+        }
+      } else {
+        for (var j = 0u; j < KEYS; j++) { ss[tid * KEYS + j] = 0.0; }
+      }
+      rowMax[tid] = m;
+      rowSum[tid] = rowSum[tid] * alpha + sum;
+      rowScale[tid] = alpha;
+    }
+    workgroupBarrier();
+
+    for (var k = 0u; k < ACC; k++) {
+      let i = tid + k * WG;
+      if (i < ROWS * D4) {
+        let r = i / D4;
+        let c = i % D4;
+        var a = acc[k] * rowScale[r];
+        for (var j = 0u; j < KEYS; j++) { a += ss[r * KEYS + j] * vs[j * D4 + c]; }
+        acc[k] = a;
+      }
+    }
+  }
+
+  for (var k = 0u; k < ACC; k++) {
+    let i = tid + k * WG;
+    let r = i / D4;
+    if (i < ROWS * D4 && r < it.rowCount) {
+      let flat = it.rowBegin + r;
+      let slot = it.partialBase + flat / GROUP;
+      let sum = rowSum[r];
+      partialO[(slot * HEADS + kvh * GROUP + flat % GROUP) * D4 + i % D4] =
+        select(vec4f(0.0), acc[k] / sum, sum > 0.0);
+    }
+  }
+  if (tid < it.rowCount) {
+    let flat = it.rowBegin + tid;
+    let slot = it.partialBase + flat / GROUP;
+    let sum = rowSum[tid];
+    partialLse[slot * HEADS + kvh * GROUP + flat % GROUP] = select(NEG, rowMax[tid] + log(sum), sum > 0.0);
+  }
+}
+`
+}

@@ -1,0 +1,273 @@
+/**
+ * Host side of tree attention (Hydragen) and of the per-sequence paged
+ * decoding baseline. Plain TypeScript: `prepare` once per plan (uploads the
+ * plan and its work items), `encode` once per layer (records the dispatches,
+ * no CPU round trip), `destroy` frees what each object created.
+ */
+import type { LevelPlan } from "@canopy/tree-cache"
+import { createStorageBuffer, uploadBuffer } from "../gpu/resources.ts"
+import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
+import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
+import { mergeStatesWgsl } from "./mergeStates.wgsl.ts"
+import { cachedPipeline } from "./pipelines.ts"
+import { attentionScale, type AttentionShape } from "./reference.ts"
+import { scheduleAttention, workItemCount } from "./schedule.ts"
+import { chooseDecodeTile, chooseLevelTile, type DecodeTile, type LevelTile } from "./tiling.ts"
+
+export interface TreeAttentionConfig extends AttentionShape {
+  /** tokens per KV block of the pools (must equal the plans' blockSize) */
+  readonly blockSize: number
+}
+
+export interface TreeAttentionOptions extends TreeAttentionConfig {
+  /** workgroups one attention pass aims for when splitting long nodes into chunks (default 1024) */
+  readonly targetWorkgroups?: number
+  /** shortest KV chunk (default 64 tokens) */
+  readonly minChunkTokens?: number
+  /**
+   * Nodes attended by at most this many sequences run on the decode kernel
+   * (default 1: suffix nodes of single sequences); the rest on the level kernel.
+   */
+  readonly decodeMaxEntries?: number
+}
+
+/**
+ * GPU buffers of one call. q `[rows][heads][headDim]` f32, pools
+ * `[numBlocks][blockSize][kvHeads][headDim]` f32, out `[rows][heads][headDim]`
+ * f32, lse `[rows][heads]` f32 (natural log; −∞ and out = 0 for an empty path).
+ */
+export interface AttentionBuffers {
+  readonly q: GPUBuffer
+  readonly kPool: GPUBuffer
+  readonly vPool: GPUBuffer
+  readonly out: GPUBuffer
+  readonly lse: GPUBuffer
+}
+
+/** A plan uploaded for one attention object; encode it for every layer of a step. */
+export interface PreparedAttention {
+  readonly numSequences: number
+  readonly levelWorkgroups: number
+  readonly decodeWorkgroups: number
+  readonly partials: number
+  readonly chunkTokens: number
+  destroy(): void
+}
+
+export interface AttentionKernels {
+  readonly config: TreeAttentionConfig
+  /** null where this object never uses the level kernel (the baseline) */
+  readonly levelTile: LevelTile | null
+  readonly decodeTile: DecodeTile
+  /**
+   * Uploads the plan and grows the partial-state buffers if needed. Growing
+   * replaces buffers that earlier encodes used: submit encoded work first.
+   */
+  prepare(plan: LevelPlan): PreparedAttention
+  /** Records the attention and merge dispatches of `prepared` into one compute pass. */
+  encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void
+  destroy(): void
+}
+
+export type TreeAttention = AttentionKernels
+export type PagedDecode = AttentionKernels
+
+interface Uploaded extends PreparedAttention {
+  readonly owner: object
+  readonly blockIndices: GPUBuffer
+  readonly entries: GPUBuffer
+  readonly tileItems: GPUBuffer | null
+  readonly decodeItems: GPUBuffer | null
+  readonly seqPartialIndptr: GPUBuffer
+  readonly seqPartials: GPUBuffer
+  readonly destroyed: () => boolean
+}
+
+const MAX_GROUPS_PER_DIMENSION = 65535
+
+const dispatchItems = (pass: GPUComputePassEncoder, count: number, depth: number): void => {
+  const x = Math.min(count, MAX_GROUPS_PER_DIMENSION)
+  pass.dispatchWorkgroups(x, Math.ceil(count / x), depth)
+}
+
+const bindSized = (
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  entries: ReadonlyArray<readonly [GPUBuffer, number?]>
+): GPUBindGroup =>
+  device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: entries.map(([buffer, size], binding) => ({
+      binding,
+      resource: size === undefined ? { buffer } : { buffer, size }
+    }))
+  })
+
+const validate = (config: TreeAttentionConfig): void => {
+  const { heads, kvHeads, headDim, blockSize } = config
+  const problems: Array<string> = []
+  if (!(Number.isInteger(kvHeads) && kvHeads >= 1 && Number.isInteger(heads) && heads % kvHeads === 0)) {
+    problems.push(`heads (${heads}) must be a positive multiple of kvHeads (${kvHeads})`)
+  }
+  if (!(Number.isInteger(headDim) && headDim >= 8 && headDim % 8 === 0)) problems.push(`headDim (${headDim}) must be a multiple of 8`)
+  if (!(Number.isInteger(blockSize) && blockSize >= 1)) problems.push(`blockSize (${blockSize}) must be a positive integer`)
+  if (problems.length > 0) throw new RangeError(`attention: ${problems.join("; ")}`)
+}
+
+const createAttention = async (
+  device: GPUDevice,
+  options: TreeAttentionOptions,
+  decodeMaxEntries: number
+): Promise<AttentionKernels> => {
+  validate(options)
+  const { heads, kvHeads, headDim, blockSize } = options
+  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options) }
+  const scale = config.scale!
+  const group = heads / kvHeads
+  const usesLevel = decodeMaxEntries !== Infinity
+  const levelTile = usesLevel ? chooseLevelTile(headDim, device.limits) : null
+  const decodeTile = chooseDecodeTile(headDim, group, device.limits)
+  const spec = { heads, kvHeads, headDim, blockSize, scale }
+  // one at a time: compiles report errors through the device's error-scope stack
+  const levelPipeline =
+    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ ...spec, tile: levelTile }))
+  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ ...spec, tile: decodeTile }))
+  const mergePipeline = await cachedPipeline(device, "merge-states", mergeStatesWgsl({ heads, headDim }))
+
+  const owner = {}
+  let partialO: GPUBuffer | null = null
+  let partialLse: GPUBuffer | null = null
+  let capacity = 0
+  let destroyed = false
+  const live = new Set<Uploaded>()
+
+  const ensurePartials = (count: number): void => {
+    if (partialO !== null && count <= capacity) return
+    partialO?.destroy()
+    partialLse?.destroy()
+    // grow geometrically: plans get a little larger every decoding step
+    capacity = Math.max(count, Math.ceil(capacity * 1.5), 1)
+    partialO = createStorageBuffer(device, "attention partial o", capacity * heads * headDim * 4)
+    partialLse = createStorageBuffer(device, "attention partial lse", capacity * heads * 4)
+  }
+
+  const prepare = (plan: LevelPlan): PreparedAttention => {
+    if (destroyed) throw new Error("attention: prepare after destroy")
+    if (plan.blockSize !== blockSize) {
+      throw new RangeError(`attention: plan blockSize ${plan.blockSize} differs from the pools' ${blockSize}`)
+    }
+    const schedule = scheduleAttention(plan, {
+      group,
+      kvHeads,
+      tileRows: levelTile?.rows ?? 1,
+      decodeMaxEntries,
+      targetWorkgroups: options.targetWorkgroups ?? 1024,
+      minChunkTokens: options.minChunkTokens ?? 64
+    })
+    ensurePartials(schedule.numPartials)
+    const items = (label: string, data: Uint32Array): GPUBuffer | null =>
+      data.length === 0 ? null : uploadBuffer(device, label, data)
+    let freed = false
+    const uploaded: Uploaded = {
+      owner,
+      numSequences: schedule.numSequences,
+      levelWorkgroups: workItemCount(schedule.tileItems) * kvHeads,
+      decodeWorkgroups: workItemCount(schedule.decodeItems) * kvHeads,
+      partials: schedule.numPartials,
+      chunkTokens: schedule.chunkTokens,
+      blockIndices: uploadBuffer(device, "attention block indices", schedule.blockIndices),
+      entries: uploadBuffer(device, "attention entries", schedule.entries),
+      tileItems: items("level attention items", schedule.tileItems),
+      decodeItems: items("decode attention items", schedule.decodeItems),
+      seqPartialIndptr: uploadBuffer(device, "attention partial indptr", schedule.seqPartialIndptr),
+      seqPartials: uploadBuffer(device, "attention partial slots", schedule.seqPartials),
+      destroyed: () => freed,
+      destroy() {
+        if (freed) return
+        freed = true
+        live.delete(uploaded)
+        const u = uploaded
+        for (const b of [u.blockIndices, u.entries, u.tileItems, u.decodeItems, u.seqPartialIndptr, u.seqPartials]) b?.destroy()
+      }
+    }
+    live.add(uploaded)
+    return uploaded
+  }
+
+  const encode = (encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void => {
+    const p = prepared as Uploaded
+    if (p.owner !== owner) throw new Error("attention: prepared by another attention object")
+    if (p.destroyed()) throw new Error("attention: prepared plan was destroyed")
+    if (partialO === null || partialLse === null) throw new Error("attention: encode after destroy")
+    const pass = encoder.beginComputePass({ label: "tree attention" })
+    const attend = (pipeline: GPUComputePipeline, items: GPUBuffer): void => {
+      pass.setPipeline(pipeline)
+      pass.setBindGroup(
+        0,
+        bindSized(device, pipeline, [
+          [items],
+          [p.blockIndices],
+          [p.entries],
+          [buffers.q],
+          [buffers.kPool],
+          [buffers.vPool],
+          [partialO!],
+          [partialLse!]
+        ])
+      )
+      dispatchItems(pass, items.size / (8 * 4), kvHeads)
+    }
+    if (p.tileItems !== null && levelPipeline !== null) attend(levelPipeline, p.tileItems)
+    if (p.decodeItems !== null) attend(decodePipeline, p.decodeItems)
+    if (p.numSequences > 0) {
+      pass.setPipeline(mergePipeline)
+      pass.setBindGroup(
+        0,
+        bindSized(device, mergePipeline, [
+          [p.seqPartialIndptr, (p.numSequences + 1) * 4],
+          [p.seqPartials],
+          [partialO],
+          [partialLse],
+          [buffers.out],
+          [buffers.lse]
+        ])
+      )
+      dispatchItems(pass, p.numSequences, 1)
+    }
+    pass.end()
+  }
+
+  return {
+    config,
+    levelTile,
+    decodeTile,
+    prepare,
+    encode,
+    destroy() {
+      if (destroyed) return
+      destroyed = true
+      for (const p of [...live]) p.destroy()
+      partialO?.destroy()
+      partialLse?.destroy()
+      partialO = partialLse = null
+    }
+  }
+}
+
+/**
+ * Hydragen tree attention: shared nodes on the level kernel (their KV read once
+ * for all stacked query rows), single-sequence nodes on the decode kernel,
+ * then the merge of each sequence's partial states.
+ */
+export const createTreeAttention = (device: GPUDevice, options: TreeAttentionOptions): Promise<TreeAttention> =>
+  createAttention(device, options, options.decodeMaxEntries ?? 1)
+
+/**
+ * Baseline: per-sequence paged flash-decoding. Every sequence walks its own
+ * path's block tables (chunks split for parallelism) and merges its chunks;
+ * shared prefixes are read once per sequence.
+ */
+export const createPagedDecode = (
+  device: GPUDevice,
+  options: Omit<TreeAttentionOptions, "decodeMaxEntries">
+): Promise<PagedDecode> => createAttention(device, options, Infinity)

@@ -1,0 +1,82 @@
+/**
+ * Embedding gather: x[r][j] = E[token[r]][j], for r < rows, j < hidden.
+ * An index at or past the table's row count yields a zero row instead of an
+ * out-of-bounds read. The same kernel gathers hidden rows by row index (the
+ * rows that need logits), since that is the same operation on another table.
+ */
+import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { bindAll, createUniform, dispatch, packParams, type BoundDispatch } from "./common.ts"
+
+const WG = 64
+
+const code = wgsl`
+struct Params { hidden: u32, tableRows: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> index: array<u32>;
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+        @builtin(num_workgroups) groups: vec3u) {
+  let r = wg.y;
+  if (r >= count.x) { return; }
+  let t = index[r];
+  for (var j = wg.x * ${WG}u + lid.x; j < params.hidden; j += groups.x * ${WG}u) {
+    var value = 0.0;
+    if (t < params.tableRows) { value = table[t * params.hidden + j]; }
+    out[r * params.hidden + j] = value;
+  }
+}
+`
+
+export interface GatherBinding {
+  /** u32 [rows] row indices into the table */
+  readonly index: GPUBuffer
+  /** f32 [tableRows][hidden] */
+  readonly table: GPUBuffer
+  /** f32 [rows][hidden] */
+  readonly out: GPUBuffer
+  /** uniform u32 rows (see RowCount) */
+  readonly count: GPUBuffer
+  readonly hidden: number
+  readonly tableRows: number
+}
+
+export class GatherRowsKernel {
+  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+
+  static async create(device: GPUDevice): Promise<GatherRowsKernel> {
+    return new GatherRowsKernel(device, await createComputePipeline(device, "embedding-gather", code))
+  }
+
+  bind(b: GatherBinding): BoundGather {
+    const params = createUniform(this.device, "gather-params", packParams([["u32", b.hidden], ["u32", b.tableRows]]))
+    const bindGroup = bindAll(this.device, this.pipeline, "gather", [params, b.count, b.index, b.table, b.out])
+    return new BoundGather({ pipeline: this.pipeline, bindGroup }, params, b.hidden)
+  }
+}
+
+export class BoundGather {
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly hidden: number) {}
+  /** Each workgroup covers 16 strides of 64 columns; rows go on y. */
+  encode(pass: GPUComputePassEncoder, rows: number): void {
+    if (rows === 0) return
+    dispatch(pass, this.d, Math.ceil(this.hidden / (WG * 16)), rows)
+  }
+  destroy(): void {
+    this.params.destroy()
+  }
+}
+
+export const referenceGather = (table: ArrayLike<number>, hidden: number, index: ArrayLike<number>): Float64Array => {
+  const tableRows = table.length / hidden
+  const out = new Float64Array(index.length * hidden)
+  for (let r = 0; r < index.length; r++) {
+    const t = index[r]!
+    if (t >= tableRows) continue
+    for (let j = 0; j < hidden; j++) out[r * hidden + j] = table[t * hidden + j]!
+  }
+  return out
+}

@@ -1,0 +1,99 @@
+/**
+ * KV append: for each row r with destination (block b_r, slot s_r),
+ *   kPool[b_r][s_r][h][i] = k[r][h][i],  vPool[b_r][s_r][h][i] = v[r][h][i]
+ * with the paged pools f32 [numBlocks][blockSize][kvHeads][headDim].
+ * Rows whose block is ≥ numBlocks are skipped, so a stale slot entry can never
+ * write outside the pool.
+ */
+import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
+
+const WG = 64
+
+const code = wgsl`
+struct Params { rowSize: u32, blockSize: u32, numBlocks: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> slots: array<vec2u>;
+@group(0) @binding(3) var<storage, read> k: array<f32>;
+@group(0) @binding(4) var<storage, read> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kPool: array<f32>;
+@group(0) @binding(6) var<storage, read_write> vPool: array<f32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
+  let r = id / params.rowSize;
+  if (r >= count.x) { return; }
+  let e = id % params.rowSize;
+  let dst = slots[r];
+  if (dst.x >= params.numBlocks || dst.y >= params.blockSize) { return; }
+  let at = (dst.x * params.blockSize + dst.y) * params.rowSize + e;
+  kPool[at] = k[id];
+  vPool[at] = v[id];
+}
+`
+
+export interface KvAppendBinding {
+  /** u32 pairs [rows][2]: (block, slot) */
+  readonly slots: GPUBuffer
+  /** f32 [rows][kvHeads][headDim] */
+  readonly k: GPUBuffer
+  readonly v: GPUBuffer
+  /** f32 [numBlocks][blockSize][kvHeads][headDim] */
+  readonly kPool: GPUBuffer
+  readonly vPool: GPUBuffer
+  readonly count: GPUBuffer
+  readonly kvHeads: number
+  readonly headDim: number
+  readonly blockSize: number
+  readonly numBlocks: number
+}
+
+export class KvAppendKernel {
+  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+
+  static async create(device: GPUDevice): Promise<KvAppendKernel> {
+    return new KvAppendKernel(device, await createComputePipeline(device, "kv-append", code))
+  }
+
+  bind(b: KvAppendBinding): BoundKvAppend {
+    const rowSize = b.kvHeads * b.headDim
+    const params = createUniform(this.device, "kv-append-params", packParams([
+      ["u32", rowSize], ["u32", b.blockSize], ["u32", b.numBlocks]
+    ]))
+    const bindGroup = bindAll(this.device, this.pipeline, "kv-append", [params, b.count, b.slots, b.k, b.v, b.kPool, b.vPool])
+    return new BoundKvAppend({ pipeline: this.pipeline, bindGroup }, params, rowSize)
+  }
+}
+
+export class BoundKvAppend {
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowSize: number) {}
+  encode(pass: GPUComputePassEncoder, rows: number): void {
+    if (rows === 0) return
+    const [x, y] = grid2(Math.ceil((rows * this.rowSize) / WG))
+    dispatch(pass, this.d, x, y)
+  }
+  destroy(): void {
+    this.params.destroy()
+  }
+}
+
+/** Float64 reference: writes rows of k/v into copies of the pools. */
+export const referenceKvAppend = (
+  pool: Float64Array,
+  rows: ArrayLike<number>,
+  slots: ArrayLike<number>,
+  rowSize: number,
+  blockSize: number
+): Float64Array => {
+  const out = Float64Array.from(pool)
+  const numBlocks = pool.length / (blockSize * rowSize)
+  for (let r = 0; r < slots.length / 2; r++) {
+    const block = slots[2 * r]!
+    const slot = slots[2 * r + 1]!
+    if (block >= numBlocks || slot >= blockSize) continue
+    for (let e = 0; e < rowSize; e++) out[(block * blockSize + slot) * rowSize + e] = rows[r * rowSize + e]!
+  }
+  return out
+}

@@ -1,0 +1,222 @@
+/**
+ * Projection matmul: Y[r][o] = (accumulate ? Y[r][o] : 0) + Σ_i X[r][i]·W[o][i] + bias[o]
+ * with W stored [out][in] row-major, as in Hugging Face checkpoints (Y = X·Wᵀ).
+ *
+ * Two paths, chosen per step by the row count:
+ * - rows ≤ 8 (decoding): a GEMV-style kernel, memory bound. Each 32-lane group
+ *   owns one output column and streams its W row once for all rows, so W is
+ *   read exactly once per step.
+ * - more rows (prefill): a tiled GEMM through workgroup memory, T×T output
+ *   tiles (T = 64 with 256 invocations, else 32), 4×4 outputs per thread,
+ *   K slices of 16.
+ * `accumulate` fuses the residual add of o-proj and down-proj.
+ */
+import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, rowWorkgroupSize, type BoundDispatch } from "./common.ts"
+
+/** Largest row count that takes the GEMV path. */
+export const GEMV_MAX_ROWS = 8
+const BK = 16
+const LANES = 32
+
+const header = wgsl`
+struct Params { inDim: u32, outDim: u32, hasBias: u32, accumulate: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn finish(r: u32, o: u32, dot: f32) {
+  var v = dot;
+  if (params.hasBias != 0u) { v += bias[o]; }
+  let at = r * params.outDim + o;
+  if (params.accumulate != 0u) { v += y[at]; }
+  y[at] = v;
+}
+`
+
+const tiledCode = (t: number): string => {
+  const side = t / 4
+  return wgsl`${header}
+var<workgroup> xs: array<f32, ${t * BK}>;
+var<workgroup> ws: array<f32, ${t * BK}>;
+
+@compute @workgroup_size(${side * side})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let rows = count.x;
+  let row0 = wg.y * ${t}u;
+  let col0 = wg.x * ${t}u;
+  let tx = li % ${side}u;
+  let ty = li / ${side}u;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < params.inDim; k0 += ${BK}u) {
+    for (var e = li; e < ${t * BK}u; e += ${side * side}u) {
+      let m = e / ${BK}u;
+      let k = e % ${BK}u;
+      var xv = 0.0;
+      var wv = 0.0;
+      if (row0 + m < rows && k0 + k < params.inDim) { xv = x[(row0 + m) * params.inDim + k0 + k]; }
+      if (col0 + m < params.outDim && k0 + k < params.inDim) { wv = w[(col0 + m) * params.inDim + k0 + k]; }
+      xs[k * ${t}u + m] = xv;
+      ws[k * ${t}u + m] = wv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        a[i] = xs[k * ${t}u + ty + i * ${side}u];
+        b[i] = ws[k * ${t}u + tx + i * ${side}u];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + ty + i * ${side}u;
+    for (var j = 0u; j < 4u; j++) {
+      let o = col0 + tx + j * ${side}u;
+      if (r < rows && o < params.outDim) { finish(r, o, acc[i][j]); }
+    }
+  }
+}
+`
+}
+
+const gemvCode = (wg: number): string => {
+  const groups = wg / LANES
+  return wgsl`${header}
+var<workgroup> partial: array<f32, ${wg * GEMV_MAX_ROWS}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let rows = min(count.x, ${GEMV_MAX_ROWS}u);
+  let lane = li % ${LANES}u;
+  let group = li / ${LANES}u;
+  let o = (wid.y * ${MAX_GRID}u + wid.x) * ${groups}u + group;
+  var acc: array<f32, ${GEMV_MAX_ROWS}>;
+  if (o < params.outDim) {
+    let wRow = o * params.inDim;
+    for (var k = lane; k < params.inDim; k += ${LANES}u) {
+      let wv = w[wRow + k];
+      for (var r = 0u; r < rows; r++) { acc[r] += x[r * params.inDim + k] * wv; }
+    }
+  }
+  for (var r = 0u; r < ${GEMV_MAX_ROWS}u; r++) { partial[r * ${wg}u + li] = acc[r]; }
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var r = 0u; r < ${GEMV_MAX_ROWS}u; r++) { partial[r * ${wg}u + li] += partial[r * ${wg}u + li + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u && o < params.outDim) {
+    for (var r = 0u; r < rows; r++) { finish(r, o, partial[r * ${wg}u + li]); }
+  }
+}
+`
+}
+
+export interface MatmulBinding {
+  /** f32 [rows][inDim] */
+  readonly x: GPUBuffer
+  /** f32 [outDim][inDim] */
+  readonly w: GPUBuffer
+  /** f32 [outDim], or undefined for none */
+  readonly bias?: GPUBuffer | undefined
+  /** f32 [rows][outDim]; different from x */
+  readonly y: GPUBuffer
+  readonly count: GPUBuffer
+  readonly inDim: number
+  readonly outDim: number
+  /** add into y instead of overwriting it (fused residual) */
+  readonly accumulate?: boolean
+}
+
+export class MatmulKernel {
+  private constructor(
+    readonly device: GPUDevice,
+    private readonly tiled: GPUComputePipeline,
+    private readonly gemv: GPUComputePipeline,
+    readonly tile: number,
+    readonly gemvGroups: number,
+    private readonly noBias: GPUBuffer
+  ) {}
+
+  static async create(device: GPUDevice): Promise<MatmulKernel> {
+    const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
+      device.limits.maxComputeWorkgroupStorageSize >= 2 * 64 * BK * 4
+    const tile = big ? 64 : 32
+    const wg = rowWorkgroupSize(device)
+    const [tiled, gemv] = await Promise.all([
+      createComputePipeline(device, `matmul-tiled-${tile}`, tiledCode(tile)),
+      createComputePipeline(device, "matmul-gemv", gemvCode(wg))
+    ])
+    const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
+    return new MatmulKernel(device, tiled, gemv, tile, wg / LANES, noBias)
+  }
+
+  bind(b: MatmulBinding): BoundMatmul {
+    const params = createUniform(this.device, "matmul-params", packParams([
+      ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0]
+    ]))
+    const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y]
+    return new BoundMatmul(
+      { pipeline: this.tiled, bindGroup: bindAll(this.device, this.tiled, "matmul-tiled", buffers) },
+      { pipeline: this.gemv, bindGroup: bindAll(this.device, this.gemv, "matmul-gemv", buffers) },
+      params, b.outDim, this.tile, this.gemvGroups
+    )
+  }
+
+  destroy(): void {
+    this.noBias.destroy()
+  }
+}
+
+export class BoundMatmul {
+  constructor(
+    private readonly tiled: BoundDispatch,
+    private readonly gemv: BoundDispatch,
+    private readonly params: GPUBuffer,
+    private readonly outDim: number,
+    private readonly tile: number,
+    private readonly gemvGroups: number
+  ) {}
+
+  encode(pass: GPUComputePassEncoder, rows: number): void {
+    if (rows === 0) return
+    if (rows <= GEMV_MAX_ROWS) {
+      const [gx, gy] = grid2(Math.ceil(this.outDim / this.gemvGroups))
+      dispatch(pass, this.gemv, gx, gy)
+    } else {
+      dispatch(pass, this.tiled, Math.ceil(this.outDim / this.tile), Math.ceil(rows / this.tile))
+    }
+  }
+
+  destroy(): void {
+    this.params.destroy()
+  }
+}
+
+export const referenceMatmul = (
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  inDim: number,
+  outDim: number,
+  bias?: ArrayLike<number>
+): Float64Array => {
+  const rows = x.length / inDim
+  const y = new Float64Array(rows * outDim)
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < outDim; o++) {
+      let s = bias ? bias[o]! : 0
+      for (let i = 0; i < inDim; i++) s += x[r * inDim + i]! * w[o * inDim + i]!
+      y[r * outDim + o] = s
+    }
+  }
+  return y
+}

@@ -1,0 +1,93 @@
+/**
+ * RMSNorm: y[r][j] = x[r][j] / sqrt(mean_j(x[r][j]²) + eps) * w[j].
+ * One workgroup per row; the sum of squares is reduced in workgroup memory in
+ * a fixed order, so a row's result does not depend on the rest of the batch.
+ */
+import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { bindAll, createUniform, dispatch, packParams, rowWorkgroupSize, type BoundDispatch } from "./common.ts"
+
+const code = (wg: number): string => wgsl`
+struct Params { dim: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+var<workgroup> partial: array<f32, ${wg}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let r = wg.x;
+  // Uniform control flow: the whole workgroup leaves together.
+  if (r >= count.x) { return; }
+  let base = r * params.dim;
+  var sum = 0.0;
+  for (var j = lid.x; j < params.dim; j += ${wg}u) {
+    let v = x[base + j];
+    sum += v * v;
+  }
+  partial[lid.x] = sum;
+  workgroupBarrier();
+  for (var s = ${wg}u / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
+    workgroupBarrier();
+  }
+  let scale = inverseSqrt(partial[0] / f32(params.dim) + params.eps);
+  for (var j = lid.x; j < params.dim; j += ${wg}u) {
+    y[base + j] = x[base + j] * scale * w[j];
+  }
+}
+`
+
+export interface RmsNormBinding {
+  /** f32 [rows][dim] */
+  readonly x: GPUBuffer
+  /** f32 [dim] */
+  readonly weight: GPUBuffer
+  /** f32 [rows][dim]; a different buffer from x */
+  readonly y: GPUBuffer
+  readonly count: GPUBuffer
+  readonly dim: number
+  readonly eps: number
+}
+
+export class RmsNormKernel {
+  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+
+  static async create(device: GPUDevice): Promise<RmsNormKernel> {
+    return new RmsNormKernel(device, await createComputePipeline(device, "rmsnorm", code(rowWorkgroupSize(device))))
+  }
+
+  bind(b: RmsNormBinding): BoundRmsNorm {
+    const params = createUniform(this.device, "rmsnorm-params", packParams([["u32", b.dim], ["f32", b.eps]]))
+    const bindGroup = bindAll(this.device, this.pipeline, "rmsnorm", [params, b.count, b.x, b.weight, b.y])
+    return new BoundRmsNorm({ pipeline: this.pipeline, bindGroup }, params)
+  }
+}
+
+export class BoundRmsNorm {
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer) {}
+  encode(pass: GPUComputePassEncoder, rows: number): void {
+    if (rows > 0) dispatch(pass, this.d, rows)
+  }
+  destroy(): void {
+    this.params.destroy()
+  }
+}
+
+export const referenceRmsNorm = (
+  x: ArrayLike<number>,
+  weight: ArrayLike<number>,
+  dim: number,
+  eps: number
+): Float64Array => {
+  const rows = x.length / dim
+  const y = new Float64Array(x.length)
+  for (let r = 0; r < rows; r++) {
+    let sum = 0
+    for (let j = 0; j < dim; j++) sum += x[r * dim + j]! ** 2
+    const scale = 1 / Math.sqrt(sum / dim + eps)
+    for (let j = 0; j < dim; j++) y[r * dim + j] = x[r * dim + j]! * scale * weight[j]!
+  }
+  return y
+}

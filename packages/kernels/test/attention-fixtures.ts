@@ -1,0 +1,343 @@
+/**
+ * Random attention cases for the tests: a tree of nodes with KV, sequences
+ * sitting on nodes (inner ones too), laid out as the engine does — each node's
+ * tokens in its own blocks of a shuffled pool, token t of a node at slot
+ * (ancestors' tokens + t) mod blockSize — plus the LevelPlan over them and the
+ * same case in the oracle's tree form.
+ */
+import fc from "fast-check"
+import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
+import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
+
+/** The shrinkable description of a case; the float data derive from `seed`. */
+export interface CaseSpec {
+  readonly kvHeads: number
+  readonly group: number
+  readonly headDim: number
+  readonly blockSize: number
+  /** parent index (smaller) or null for a root */
+  readonly parents: ReadonlyArray<number | null>
+  readonly lengths: ReadonlyArray<number>
+  /** per sequence: its node and an optional kv limit on that node (causal prefill) */
+  readonly queries: ReadonlyArray<{ readonly node: number; readonly kvLimit?: number }>
+  /** largest |score| of each query row over its path */
+  readonly scoreMagnitude: number
+  readonly seed: number
+}
+
+export interface BuiltCase {
+  readonly spec: CaseSpec
+  readonly plan: LevelPlan
+  readonly inputs: PooledInputs
+  readonly tree: TreeAttentionCase
+}
+
+/** mulberry32: small deterministic PRNG so a printed seed reproduces the data */
+const rng = (seed: number): (() => number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const shuffle = <A>(xs: Array<A>, random: () => number): Array<A> => {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[xs[i], xs[j]] = [xs[j]!, xs[i]!]
+  }
+  return xs
+}
+
+export const pathOf = (parents: ReadonlyArray<number | null>, node: number): Array<number> => {
+  const path: Array<number> = []
+  for (let n: number | null = node; n !== null; n = parents[n]!) path.unshift(n)
+  return path
+}
+
+export const buildCase = (spec: CaseSpec): BuiltCase => {
+  const { kvHeads, headDim: d, blockSize: bs, parents, lengths } = spec
+  const heads = kvHeads * spec.group
+  const random = rng(spec.seed)
+  const uniform = () => random() * 2 - 1
+  const nodeCount = parents.length
+
+  // tokens before each node on its path → its start slot and blocks
+  const before = parents.map(() => 0)
+  for (let n = 0; n < nodeCount; n++) {
+    const p = parents[n]!
+    before[n] = p === null ? 0 : before[p]! + lengths[p]!
+  }
+  const startSlot = before.map((b) => b % bs)
+  const blockCount = lengths.map((len, n) => (len === 0 ? 0 : Math.ceil((startSlot[n]! + len) / bs)))
+  const totalBlocks = blockCount.reduce((a, b) => a + b, 0)
+  const poolBlocks = totalBlocks + 3
+  const ids = shuffle(Array.from({ length: poolBlocks }, (_, i) => i), random)
+  const tables: Array<Array<number>> = []
+  let next = 0
+  for (let n = 0; n < nodeCount; n++) tables.push(ids.slice(next, (next += blockCount[n]!)))
+
+  // unused slots hold large values: reading one by mistake shows in the results
+  const poolSize = poolBlocks * bs * kvHeads * d
+  const kPool = Float32Array.from({ length: poolSize }, () => 50 * uniform())
+  const vPool = Float32Array.from({ length: poolSize }, () => 50 * uniform())
+  const nodes = lengths.map((len, n) => {
+    const k = new Float32Array(len * kvHeads * d)
+    const v = new Float32Array(len * kvHeads * d)
+    for (let t = 0; t < len; t++) {
+      const p = startSlot[n]! + t
+      const block = tables[n]![Math.floor(p / bs)]!
+      for (let h = 0; h < kvHeads; h++) {
+        for (let c = 0; c < d; c++) {
+          const kv = uniform()
+          const vv = uniform()
+          k[(t * kvHeads + h) * d + c] = kv
+          v[(t * kvHeads + h) * d + c] = vv
+          kPool[((block * bs + (p % bs)) * kvHeads + h) * d + c] = kv
+          vPool[((block * bs + (p % bs)) * kvHeads + h) * d + c] = vv
+        }
+      }
+    }
+    return { parent: parents[n]!, length: len, k, v }
+  })
+
+  // queries scaled so each row's largest |score| over its visible path is scoreMagnitude
+  const scale = 1 / Math.sqrt(d)
+  const q = new Float32Array(spec.queries.length * heads * d)
+  spec.queries.forEach((query, s) => {
+    const path = pathOf(parents, query.node)
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / spec.group)
+      const row = Array.from({ length: d }, uniform)
+      let max = 0
+      for (const n of path) {
+        const visible = n === query.node ? Math.min(lengths[n]!, query.kvLimit ?? Infinity) : lengths[n]!
+        for (let t = 0; t < visible; t++) {
+          let dot = 0
+          for (let c = 0; c < d; c++) dot += row[c]! * nodes[n]!.k[(t * kvHeads + kvh) * d + c]!
+          max = Math.max(max, Math.abs(scale * dot))
+        }
+      }
+      const factor = max > 0 ? spec.scoreMagnitude / max : 1
+      for (let c = 0; c < d; c++) q[(s * heads + h) * d + c] = row[c]! * factor
+    }
+  })
+
+  const tree: TreeAttentionCase = {
+    heads,
+    kvHeads,
+    headDim: d,
+    nodes,
+    queries: spec.queries.map((query, s) => ({
+      node: query.node,
+      q: q.subarray(s * heads * d, (s + 1) * heads * d),
+      ...(query.kvLimit === undefined ? {} : { kvLimit: query.kvLimit })
+    }))
+  }
+  return { spec, plan: planCase(spec, startSlot, tables, random), inputs: { q, kPool, vPool }, tree }
+}
+
+/** The LevelPlan of a case: levels by depth, nodes in shuffled order, entries by sequence. */
+const planCase = (
+  spec: CaseSpec,
+  startSlot: ReadonlyArray<number>,
+  tables: ReadonlyArray<ReadonlyArray<number>>,
+  random: () => number
+): LevelPlan => {
+  const { parents, lengths, queries } = spec
+  const paths = queries.map((query) => pathOf(parents, query.node))
+  const depth = Math.max(0, ...paths.map((p) => p.length))
+  const anyLimit = queries.some((query) => query.kvLimit !== undefined)
+  const levels: Array<LevelPlanLevel> = []
+  const slotOf = new Map<string, number>()
+  let queryOffset = 0
+  for (let l = 0; l < depth; l++) {
+    const nodes = shuffle([...new Set(paths.flatMap((p) => (p.length > l ? [p[l]!] : [])))], random)
+    const blockIndptr = [0]
+    const blockIndices: Array<number> = []
+    const queryIndptr = [0]
+    const queryIndices: Array<number> = []
+    const limits: Array<number> = []
+    for (const n of nodes) {
+      blockIndices.push(...tables[n]!)
+      blockIndptr.push(blockIndices.length)
+      paths.forEach((p, s) => {
+        if (p[l] !== n) return
+        slotOf.set(`${s}:${l}`, queryOffset + queryIndices.length)
+        queryIndices.push(s)
+        const own = queries[s]!.node === n ? queries[s]!.kvLimit : undefined
+        // ancestors: sometimes the node length, sometimes more than it
+        limits.push(own ?? (random() < 0.5 ? lengths[n]! : 0xffffffff))
+      })
+      queryIndptr.push(queryIndices.length)
+    }
+    levels.push({
+      depth: l,
+      nodeIds: Int32Array.from(nodes),
+      length: Uint32Array.from(nodes, (n) => lengths[n]!),
+      startSlot: Uint32Array.from(nodes, (n) => startSlot[n]!),
+      blockIndptr: Uint32Array.from(blockIndptr),
+      blockIndices: Uint32Array.from(blockIndices),
+      queryIndptr: Uint32Array.from(queryIndptr),
+      queryIndices: Uint32Array.from(queryIndices),
+      ...(anyLimit ? { queryKvLimit: Uint32Array.from(limits) } : {}),
+      queryOffset
+    })
+    queryOffset += queryIndices.length
+  }
+  const seqPartialIndptr = [0]
+  const seqPartials: Array<number> = []
+  const pathIndptr = [0]
+  const pathNodes: Array<number> = []
+  paths.forEach((p, s) => {
+    p.forEach((_, l) => seqPartials.push(slotOf.get(`${s}:${l}`)!))
+    seqPartialIndptr.push(seqPartials.length)
+    pathNodes.push(...p)
+    pathIndptr.push(pathNodes.length)
+  })
+  return {
+    blockSize: spec.blockSize,
+    numSequences: queries.length,
+    levels,
+    numPartials: queryOffset,
+    seqPartialIndptr: Uint32Array.from(seqPartialIndptr),
+    seqPartials: Uint32Array.from(seqPartials),
+    pathIndptr: Uint32Array.from(pathIndptr),
+    pathNodes: Int32Array.from(pathNodes),
+    seqLength: Uint32Array.from(queries, (query, s) =>
+      paths[s]!.reduce((sum, n) => sum + (n === query.node ? Math.min(lengths[n]!, query.kvLimit ?? Infinity) : lengths[n]!), 0)
+    )
+  }
+}
+
+export interface CaseBounds {
+  readonly maxDepth: number
+  readonly maxFanOut: number
+  readonly maxNodes: number
+  readonly maxLength: number
+  readonly maxSequences: number
+  /** bound on Σ over sequences of visible path tokens × heads × headDim */
+  readonly maxWork: number
+  readonly causal: boolean
+}
+
+const HEAD_DIMS = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
+
+/**
+ * Trees of depth ≤ maxDepth and fan-out ≤ maxFanOut: node i picks its parent
+ * among the earlier nodes that still have room (or becomes a root).
+ */
+export const arbitraryCase = (bounds: CaseBounds): fc.Arbitrary<CaseSpec> =>
+  fc
+    .record({
+      kvHeads: fc.integer({ min: 1, max: 2 }),
+      group: fc.constantFrom(1, 2, 4, 8),
+      headDim: fc.constantFrom(...HEAD_DIMS),
+      blockSize: fc.oneof(fc.constantFrom(1, 16, 32), fc.integer({ min: 1, max: 32 })),
+      nodes: fc.array(
+        fc.record({
+          parentPick: fc.option(fc.nat(), { freq: 6 }),
+          length: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: bounds.maxLength }))
+        }),
+        { minLength: 1, maxLength: bounds.maxNodes }
+      ),
+      queries: fc.array(
+        fc.record({ nodePick: fc.nat(), limitPick: bounds.causal ? fc.option(fc.nat(), { freq: 2 }) : fc.constant(null) }),
+        { minLength: 1, maxLength: bounds.maxSequences }
+      ),
+      scoreMagnitude: fc.oneof(fc.constant(1), fc.double({ min: 0.1, max: 30, noNaN: true })),
+      seed: fc.nat()
+    })
+    .map((r): CaseSpec => {
+      const parents: Array<number | null> = []
+      const depthOf: Array<number> = []
+      const children: Array<number> = []
+      r.nodes.forEach((node, i) => {
+        const open = parents.flatMap((_, j) => (depthOf[j]! < bounds.maxDepth - 1 && children[j]! < bounds.maxFanOut ? [j] : []))
+        const parent = i === 0 || node.parentPick === null || open.length === 0 ? null : open[node.parentPick % open.length]!
+        parents.push(parent)
+        depthOf.push(parent === null ? 0 : depthOf[parent]! + 1)
+        children.push(0)
+        if (parent !== null) children[parent]! += 1
+      })
+      const lengths = r.nodes.map((n) => n.length)
+      const queries = r.queries.map((q) => {
+        const node = q.nodePick % parents.length
+        return q.limitPick === null ? { node } : { node, kvLimit: q.limitPick % (lengths[node]! + 1) }
+      })
+      return { kvHeads: r.kvHeads, group: r.group, headDim: r.headDim, blockSize: r.blockSize, parents, lengths, queries, scoreMagnitude: r.scoreMagnitude, seed: r.seed }
+    })
+    .filter((spec) => caseWork(spec) <= bounds.maxWork)
+
+/** Σ over sequences of visible path tokens × heads × headDim (what the baseline reads) */
+export const caseWork = (spec: CaseSpec): number =>
+  spec.queries.reduce((sum, query) => {
+    const tokens = pathOf(spec.parents, query.node).reduce(
+      (t, n) => t + (n === query.node ? Math.min(spec.lengths[n]!, query.kvLimit ?? Infinity) : spec.lengths[n]!),
+      0
+    )
+    return sum + tokens * spec.kvHeads * spec.group * spec.headDim
+  }, 0)
+
+/** Relative error of one output vector: max |gpu − ref| / max(1e-6, max |ref|). */
+export const rowError = (gpu: ArrayLike<number>, ref: ArrayLike<number>, begin: number, end: number): number => {
+  let diff = 0
+  let size = 0
+  for (let i = begin; i < end; i++) {
+    diff = Math.max(diff, Math.abs(gpu[i]! - ref[i]!))
+    size = Math.max(size, Math.abs(ref[i]!))
+  }
+  return diff / Math.max(1e-6, size)
+}
+
+export interface Mismatch {
+  readonly row: number
+  readonly head: number
+  readonly what: string
+}
+
+/**
+ * Compares GPU outputs with the float64 reference. Every element must have
+ * been written (no NaN left from the poison), each (row, head) output vector
+ * within `tolerance` relative error, and lse within tolerance·max(1, |lse|).
+ */
+export const compareOutputs = (
+  gpu: { readonly out: ArrayLike<number>; readonly lse: ArrayLike<number> },
+  ref: { readonly out: ArrayLike<number>; readonly lse: ArrayLike<number> },
+  heads: number,
+  headDim: number,
+  tolerance: number
+): Array<Mismatch> => {
+  const problems: Array<Mismatch> = []
+  const rows = ref.lse.length / heads
+  for (let row = 0; row < rows; row++) {
+    for (let h = 0; h < heads; h++) {
+      const at = row * heads + h
+      const begin = at * headDim
+      const end = begin + headDim
+      for (let i = begin; i < end; i++) {
+        if (Number.isNaN(gpu.out[i])) {
+          problems.push({ row, head: h, what: `out[${i - begin}] not written (NaN)` })
+          break
+        }
+      }
+      const err = rowError(gpu.out, ref.out, begin, end)
+      if (!(err <= tolerance)) problems.push({ row, head: h, what: `out relative error ${err.toExponential(3)}` })
+      const g = gpu.lse[at]!
+      const r = ref.lse[at]!
+      const lseOk = r === -Infinity ? g === -Infinity : Math.abs(g - r) <= tolerance * Math.max(1, Math.abs(r))
+      if (!lseOk) problems.push({ row, head: h, what: `lse ${g} vs reference ${r}` })
+    }
+  }
+  return problems
+}
+
+export const describeMismatches = (problems: ReadonlyArray<Mismatch>): string =>
+  `${problems.length} mismatching (row, head) pairs, first: ` +
+  problems
+    .slice(0, 5)
+    .map((p) => `row ${p.row} head ${p.head}: ${p.what}`)
+    .join("; ")

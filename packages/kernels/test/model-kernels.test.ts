@@ -1,0 +1,226 @@
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
+import { createStorageBuffer, readFloat32, uploadBuffer } from "../src/gpu/resources.ts"
+import { BlockCopyKernel, referenceBlockCopy } from "../src/model/block-copy.ts"
+import { createRowCount, relativeError } from "../src/model/common.ts"
+import { GatherRowsKernel, referenceGather } from "../src/model/embedding.ts"
+import { FillKernel, fillScale, referenceFill } from "../src/model/fill.ts"
+import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
+import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
+import { ResidualAddKernel } from "../src/model/residual-add.ts"
+import { RmsNormKernel, referenceRmsNorm } from "../src/model/rmsnorm.ts"
+import { referenceRope, RopeKernel, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
+import { referenceSwiglu, SwigluKernel } from "../src/model/swiglu.ts"
+
+let gpu: GpuHandle
+let device: GPUDevice
+beforeAll(async () => {
+  gpu = await openGpu()
+  device = gpu.device
+})
+afterAll(() => gpu?.close())
+
+const TOL = 1e-4
+
+const floats = (n: number, seed: number, scale = 1): Float32Array => {
+  let s = seed >>> 0
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return ((s / 2 ** 32) * 2 - 1) * scale
+  })
+}
+
+/** Encodes `body` into one compute pass with the row count set, submits, and reads `out`. */
+const run = async (rows: number, out: GPUBuffer, length: number, body: (pass: GPUComputePassEncoder, count: GPUBuffer) => void) => {
+  const count = createRowCount(device, "rows", rows)
+  const encoder = device.createCommandEncoder()
+  const pass = encoder.beginComputePass()
+  body(pass, count.buffer)
+  pass.end()
+  device.queue.submit([encoder.finish()])
+  const result = await readFloat32(device, out, length)
+  count.destroy()
+  return result
+}
+
+const runs = { numRuns: 12, seed: 7 }
+
+describe("model kernels against float64 references", () => {
+  it("gathers embedding rows (and zero rows for out-of-range tokens)", async () => {
+    const kernel = await GatherRowsKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 300 }), fc.integer(),
+      async (vocab, hidden, rows, seed) => {
+        const table = floats(vocab * hidden, seed)
+        const index = Uint32Array.from({ length: rows }, (_, r) => (r * 7 + seed) % (vocab + 2) >>> 0)
+        const bufs = [uploadBuffer(device, "table", table), uploadBuffer(device, "index", index), createStorageBuffer(device, "out", rows * hidden * 4)] as const
+        const got = await run(rows, bufs[2], rows * hidden, (pass, count) => {
+          const b = kernel.bind({ table: bufs[0], index: bufs[1], out: bufs[2], count, hidden, tableRows: vocab })
+          b.encode(pass, rows)
+        })
+        expect(Array.from(got)).toEqual(Array.from(referenceGather(table, hidden, index)))
+        for (const b of bufs) b.destroy()
+      }), runs)
+  })
+
+  it("RMSNorm", async () => {
+    const kernel = await RmsNormKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 33 }), fc.integer({ min: 1, max: 3000 }), fc.integer(), fc.constantFrom(1e-5, 1e-6),
+      async (rows, dim, seed, eps) => {
+        const x = floats(rows * dim, seed, 3)
+        const w = floats(dim, seed + 1)
+        const bx = uploadBuffer(device, "x", x)
+        const bw = uploadBuffer(device, "w", w)
+        const by = createStorageBuffer(device, "y", x.byteLength)
+        const got = await run(rows, by, rows * dim, (pass, count) =>
+          kernel.bind({ x: bx, weight: bw, y: by, count, dim, eps }).encode(pass, rows))
+        expect(relativeError(got, referenceRmsNorm(x, w, dim, eps))).toBeLessThan(TOL)
+        for (const b of [bx, bw, by]) b.destroy()
+      }), runs)
+  })
+
+  it("matmul Y = X·Wᵀ (+bias, +accumulate) on the GEMV and the tiled path", async () => {
+    const kernel = await MatmulKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 9, max: 150 })),
+      fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.boolean(), fc.integer(),
+      async (rows, inDim, outDim, withBias, accumulate, seed) => {
+        const x = floats(rows * inDim, seed)
+        const w = floats(outDim * inDim, seed + 1)
+        const bias = floats(outDim, seed + 2)
+        const y0 = floats(rows * outDim, seed + 3)
+        const bx = uploadBuffer(device, "x", x)
+        const bw = uploadBuffer(device, "w", w)
+        const bb = uploadBuffer(device, "bias", bias)
+        const by = uploadBuffer(device, "y", y0)
+        const got = await run(rows, by, rows * outDim, (pass, count) =>
+          kernel.bind({ x: bx, w: bw, y: by, count, inDim, outDim, bias: withBias ? bb : undefined, accumulate }).encode(pass, rows))
+        const expected = referenceMatmul(x, w, inDim, outDim, withBias ? bias : undefined)
+        if (accumulate) expected.forEach((v, i) => (expected[i] = v + y0[i]!))
+        expect(relativeError(got, expected)).toBeLessThan(TOL)
+        for (const b of [bx, bw, bb, by]) b.destroy()
+      }), { numRuns: 16, seed: 11 })
+    kernel.destroy()
+  })
+
+  const scalings: ReadonlyArray<RopeScaling> = [
+    { type: "none" },
+    { type: "linear", factor: 4 },
+    { type: "dynamic", factor: 2, originalMaxPositions: 64 },
+    { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
+    { type: "yarn", factor: 4, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, attentionFactor: yarnAttentionFactor(4) }
+  ]
+
+  it("RoPE (rotate_half) with every scaling type, positions up to 2^20", async () => {
+    const kernel = await RopeKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }),
+      fc.constantFrom(8, 16, 64, 128), fc.constantFrom(...scalings), fc.constantFrom(10000, 500000, 1000000), fc.integer(),
+      async (rows, kvHeads, group, headDim, scaling, theta, seed) => {
+        const heads = kvHeads * group
+        const spec = { headDim, theta, scaling }
+        // Dynamic NTK computes its frequencies in f32 on the GPU: keep its positions where that meets the budget.
+        const maxPos = scaling.type === "dynamic" ? 200 : 1 << 20
+        const positions = Uint32Array.from({ length: rows }, (_, r) => r === 0 ? 0 : (Math.imul(seed, r + 1) >>> 0) % maxPos)
+        const q = floats(rows * heads * headDim, seed)
+        const k = floats(rows * kvHeads * headDim, seed + 1)
+        const bq = uploadBuffer(device, "q", q)
+        const bk = uploadBuffer(device, "k", k)
+        const bp = uploadBuffer(device, "pos", positions)
+        const gotQ = await run(rows, bq, q.length, (pass, count) => {
+          const b = kernel.bind({ positions: bp, q: bq, k: bk, count, heads, kvHeads, spec })
+          b.encode(pass, rows)
+        })
+        const gotK = await readFloat32(device, bk, k.length)
+        expect(relativeError(gotQ, referenceRope(q, heads, positions, spec))).toBeLessThan(TOL)
+        expect(relativeError(gotK, referenceRope(k, kvHeads, positions, spec))).toBeLessThan(TOL)
+        for (const b of [bq, bk, bp]) b.destroy()
+      }), { numRuns: 20, seed: 5 })
+  })
+
+  it("KV append writes rows at (block, slot) and skips out-of-pool entries", async () => {
+    const kernel = await KvAppendKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(4, 8, 32),
+      fc.integer({ min: 1, max: 20 }), fc.integer(),
+      async (numBlocks, blockSize, kvHeads, headDim, rows, seed) => {
+        const rowSize = kvHeads * headDim
+        const capacity = numBlocks * blockSize
+        const cells = Array.from({ length: capacity + 2 }, (_, i) => i).sort((a, b) => ((a * 31 + seed) % 97) - ((b * 31 + seed) % 97))
+        const chosen = cells.slice(0, Math.min(rows, cells.length))
+        const n = chosen.length
+        const slots = Uint32Array.from(chosen.flatMap((c) => [Math.floor(c / blockSize), c % blockSize]))
+        const k = floats(n * rowSize, seed)
+        const v = floats(n * rowSize, seed + 1)
+        const pool0 = floats(capacity * rowSize, seed + 2)
+        const bufs = {
+          slots: uploadBuffer(device, "slots", slots), k: uploadBuffer(device, "k", k), v: uploadBuffer(device, "v", v),
+          kPool: uploadBuffer(device, "kp", pool0), vPool: uploadBuffer(device, "vp", pool0)
+        }
+        const gotK = await run(n, bufs.kPool, pool0.length, (pass, count) =>
+          kernel.bind({ ...bufs, count, kvHeads, headDim, blockSize, numBlocks }).encode(pass, n))
+        const gotV = await readFloat32(device, bufs.vPool, pool0.length)
+        const base = Float64Array.from(pool0)
+        expect(Array.from(gotK)).toEqual(Array.from(referenceKvAppend(base, k, slots, rowSize, blockSize)))
+        expect(Array.from(gotV)).toEqual(Array.from(referenceKvAppend(base, v, slots, rowSize, blockSize)))
+        for (const b of Object.values(bufs)) b.destroy()
+      }), runs)
+  })
+
+  it("block copy copies slots [0, n) of src to dst in both pools", async () => {
+    const kernel = await BlockCopyKernel.create(device)
+    const numBlocks = 6, blockSize = 16, kvHeads = 2, headDim = 8
+    const slotSize = kvHeads * headDim
+    const k = floats(numBlocks * blockSize * slotSize, 1)
+    const v = floats(numBlocks * blockSize * slotSize, 2)
+    const kPool = uploadBuffer(device, "kp", k)
+    const vPool = uploadBuffer(device, "vp", v)
+    const copies = [{ src: 0, dst: 3, slots: 5 }, { src: 1, dst: 4, slots: 16 }, { src: 2, dst: 5, slots: 0 }]
+    const encoder = device.createCommandEncoder()
+    const temps = kernel.encode(encoder, { kPool, vPool, kvHeads, headDim, blockSize, numBlocks }, copies)
+    device.queue.submit([encoder.finish()])
+    expect(Array.from(await readFloat32(device, kPool, k.length))).toEqual(Array.from(referenceBlockCopy(Float64Array.from(k), copies, slotSize, blockSize)))
+    expect(Array.from(await readFloat32(device, vPool, v.length))).toEqual(Array.from(referenceBlockCopy(Float64Array.from(v), copies, slotSize, blockSize)))
+    for (const b of [kPool, vPool, ...temps]) b.destroy()
+  })
+
+  it("SwiGLU on a fused gate/up buffer, and the residual add", async () => {
+    const swiglu = await SwigluKernel.create(device)
+    const residual = await ResidualAddKernel.create(device)
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 700 }), fc.integer(), async (rows, inter, seed) => {
+      const gateUp = floats(rows * 2 * inter, seed, 12)
+      const x0 = floats(rows * inter, seed + 1)
+      const bg = uploadBuffer(device, "gu", gateUp)
+      const bh = createStorageBuffer(device, "h", rows * inter * 4)
+      const bx = uploadBuffer(device, "x", x0)
+      const got = await run(rows, bh, rows * inter, (pass, count) => swiglu.bind({ gateUp: bg, h: bh, count, inter }).encode(pass, rows))
+      const expected = referenceSwiglu(gateUp, rows, inter)
+      expect(relativeError(got, expected)).toBeLessThan(TOL)
+      const sum = await run(rows, bx, rows * inter, (pass, count) => residual.bind({ x: bx, delta: bh, count, dim: inter }).encode(pass, rows))
+      expect(relativeError(sum, expected.map((h, i) => h + x0[i]!))).toBeLessThan(TOL)
+      for (const b of [bg, bh, bx]) b.destroy()
+    }), runs)
+  })
+
+  it("seeded fill reproduces referenceFill bit for bit and differs by tensor id", async () => {
+    const kernel = await FillKernel.create(device)
+    const n = 70_000
+    const out = createStorageBuffer(device, "fill", n * 4)
+    const spec = { seed: 42, tensorId: 3, scale: 0.05, offset: 1 }
+    const encoder = device.createCommandEncoder()
+    const params = kernel.encode(encoder, out, n, spec)
+    device.queue.submit([encoder.finish()])
+    const got = await readFloat32(device, out, n)
+    const expected = referenceFill(n, spec)
+    expect(Array.from(got)).toEqual(Array.from(expected))
+    const half = fillScale(0.05)
+    expect(Math.min(...expected)).toBeGreaterThanOrEqual(1 - half)
+    expect(Math.max(...expected)).toBeLessThanOrEqual(1 + half)
+    expect(Math.min(...expected)).toBeLessThan(1 - 0.9 * half)
+    expect(referenceFill(8, { ...spec, tensorId: 4 })).not.toEqual(expected.slice(0, 8))
+    out.destroy()
+    params.destroy()
+  })
+})

@@ -1,0 +1,121 @@
+import { BlockPool } from "./BlockPool.ts"
+import { PrefixTree, type SeqId } from "./PrefixTree.ts"
+import { planLevels } from "./planLevels.ts"
+
+export interface BenchPlanOptions {
+  /** shared few-shot prefix (level 0) */
+  readonly prefixTokens?: number
+  /** problem statements under the prefix (level 1) */
+  readonly problems?: number
+  readonly problemTokens?: number
+  /** sampled solutions per problem (level 2) */
+  readonly samplesPerProblem?: number
+  readonly sampleTokens?: number
+  readonly blockSize?: number
+  readonly iterations?: number
+  readonly warmup?: number
+  readonly seed?: number
+}
+
+export interface BenchPlanResult {
+  readonly sequences: number
+  readonly levels: number
+  readonly nodes: number
+  readonly partials: number
+  readonly blocks: number
+  readonly iterations: number
+  readonly medianUs: number
+  readonly p90Us: number
+  readonly minUs: number
+  readonly meanUs: number
+}
+
+/** mulberry32: a small seeded generator so that every run plans the same tree */
+function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * Times planLevels on the three-level tree of a sampling workload: one
+ * few-shot prefix, `problems` statements under it, `samplesPerProblem` live
+ * samples under each. Samples are grown one token at a time, as decoding
+ * grows them, and only the samples stay live.
+ */
+export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
+  const {
+    prefixTokens = 2000,
+    problems = 8,
+    problemTokens = 300,
+    samplesPerProblem = 128,
+    sampleTokens = 100,
+    blockSize = 16,
+    iterations = 2000,
+    warmup = 200,
+    seed = 1
+  } = options
+  const random = rng(seed)
+  const vocab = 32000
+  const draw = (n: number) => Array.from({ length: n }, () => Math.floor(random() * vocab))
+
+  const numSamples = problems * samplesPerProblem
+  const numBlocks =
+    Math.ceil(prefixTokens / blockSize) + 1 +
+    problems * (Math.ceil(problemTokens / blockSize) + 1) +
+    numSamples * (Math.ceil(sampleTokens / blockSize) + 1)
+  const tree = new PrefixTree(new BlockPool({ numBlocks, blockSize }))
+
+  const prefix = draw(prefixTokens)
+  const prompt = tree.insert(prefix).seq
+  const samples: SeqId[] = []
+  for (let p = 0; p < problems; p++) {
+    const problem = tree.insert([...prefix, ...draw(problemTokens)]).seq
+    for (let j = 0; j < samplesPerProblem; j++) samples.push(tree.fork(problem))
+    tree.release(problem)
+  }
+  tree.release(prompt)
+  for (let i = 0; i < sampleTokens; i++) {
+    for (let s = 0; s < samples.length; s++) {
+      // Distinct first tokens keep every sample on its own level-2 node.
+      tree.append(samples[s]!, [i === 0 ? s % samplesPerProblem : Math.floor(random() * vocab)])
+    }
+  }
+
+  let plan = planLevels(tree, samples)
+  for (let i = 0; i < warmup; i++) plan = planLevels(tree, samples)
+  const times = new Float64Array(iterations)
+  for (let i = 0; i < iterations; i++) {
+    const t0 = performance.now()
+    plan = planLevels(tree, samples)
+    times[i] = (performance.now() - t0) * 1000
+  }
+  times.sort()
+  let sum = 0
+  for (const t of times) sum += t
+  const at = (q: number) => times[Math.min(iterations - 1, Math.floor(q * iterations))]!
+
+  let nodes = 0
+  let blocks = 0
+  for (const level of plan.levels) {
+    nodes += level.nodeIds.length
+    blocks += level.blockIndices.length
+  }
+  return {
+    sequences: plan.numSequences,
+    levels: plan.levels.length,
+    nodes,
+    partials: plan.numPartials,
+    blocks,
+    iterations,
+    medianUs: at(0.5),
+    p90Us: at(0.9),
+    minUs: times[0]!,
+    meanUs: sum / iterations
+  }
+}

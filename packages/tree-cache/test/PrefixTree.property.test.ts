@@ -1,0 +1,235 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { BlockPool, BlockPoolExhausted } from "../src/BlockPool.ts"
+import { planLevels } from "../src/planLevels.ts"
+import { type Placement, PrefixTree, type SeqId, type TreeNode } from "../src/PrefixTree.ts"
+import { applyPlacement, checkPlan, checkTree, emptyModel, occupiedSlots, planExpectations } from "./check.ts"
+
+type Op =
+  | { kind: "insert"; base: number; cut: number; extra: number[] }
+  | { kind: "fork"; pick: number }
+  | { kind: "append"; pick: number; tokens: number[] }
+  | { kind: "release"; pick: number }
+  | { kind: "lock"; pick: number }
+  | { kind: "unlock"; pick: number }
+  | { kind: "evict"; blocks: number }
+
+const tokens = (maxLength: number) => fc.array(fc.integer({ min: 0, max: 3 }), { maxLength })
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("insert" as const), base: fc.nat(), cut: fc.nat(), extra: tokens(9) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("fork" as const), pick: fc.nat() }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("append" as const), pick: fc.nat(), tokens: tokens(5) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("lock" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("unlock" as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("evict" as const), blocks: fc.integer({ min: 0, max: 6 }) }) }
+)
+
+const scenario = fc.record({
+  blockSize: fc.integer({ min: 1, max: 8 }),
+  numBlocks: fc.integer({ min: 1, max: 16 }),
+  vocab: fc.integer({ min: 1, max: 4 }),
+  ops: fc.array(op, { minLength: 1, maxLength: 50, size: "max" })
+})
+
+/**
+ * Blocks an insert/append of `full` (the sequence's whole token list after the
+ * operation) must allocate, derived from positions alone: a copy when the match
+ * ends strictly inside a node at a slot ≠ 0, plus the blocks for the rest
+ * starting at that slot (less the partly filled block when the end node grows).
+ */
+function expectedAsk(tree: PrefixTree, full: number[], own: TreeNode | undefined): number {
+  const bs = tree.blockSize
+  const m = tree.match(full)
+  const rest = full.length - m.length
+  const r = m.length % bs
+  const inside = m.inNode < m.node.length
+  const grows =
+    !inside && rest > 0 && m.node !== tree.root && m.node.children.size === 0 &&
+    m.node.lockRef === (m.node === own ? 1 : 0)
+  const copy = inside && r !== 0 ? 1 : 0
+  const tail = rest === 0 ? 0 : Math.ceil((r + rest) / bs) - (grows && r !== 0 ? 1 : 0)
+  return copy + tail
+}
+
+/** Runs the operations, checking everything after each; says whether exhaustion and eviction occurred. */
+function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean } {
+  const { blockSize, numBlocks, vocab } = s
+  const tree = new PrefixTree(new BlockPool({ numBlocks, blockSize }))
+  const model = emptyModel()
+  const history: number[][] = []
+  let exhausted = false
+  let evicted = false
+
+  for (const o of s.ops) {
+    const liveIds = [...model.live.keys()]
+    const pickLive = (n: number): SeqId | undefined => liveIds[n % Math.max(1, liveIds.length)]
+    const lockedBefore = [...tree.nodes()].filter((n) => n.lockRef > 0)
+    const occupiedBefore = occupiedSlots(tree)
+    const freeBefore = tree.pool.free
+    const nodesBefore = [...tree.nodes()]
+    const usedBefore = tree.pool.used
+    // Blocks the operation allocated: the growth in use plus what its evictions gave back.
+    const allocated = () =>
+      tree.pool.used - usedBefore + nodesBefore.filter((n) => n.evicted).reduce((a, n) => a + n.blocks.length, 0)
+
+    const checkPlacement = (p: Placement, full: number[], previousLength: number) => {
+      expect(p.length).toBe(full.length)
+      expect(p.newStart).toBeGreaterThanOrEqual(previousLength)
+      expect(p.newStart).toBeLessThanOrEqual(full.length)
+      expect(p.newBlocks.length).toBe(full.length - p.newStart)
+      // New KV never lands on a slot that holds a token of a node still in the tree.
+      for (let i = 0; i < p.newBlocks.length; i++) {
+        expect(p.newSlots[i]).toBe((p.newStart + i) % blockSize)
+        const holder = occupiedBefore.get(p.newBlocks[i]! * blockSize + p.newSlots[i]!)
+        expect(holder === undefined || holder.evicted).toBe(true)
+      }
+      for (const c of p.copies) {
+        expect(0 <= c.fromSlot && c.fromSlot < c.toSlot && c.toSlot <= blockSize).toBe(true)
+        expect(c.src).not.toBe(c.dst)
+      }
+      applyPlacement(model, blockSize, p, full)
+    }
+
+    const onExhausted = (e: unknown, asked: number, matchedNode: TreeNode) => {
+      if (!(e instanceof BlockPoolExhausted)) throw e
+      const err = e
+      exhausted = true
+      expect(err._tag).toBe("BlockPoolExhausted")
+      expect(err.asked).toBe(asked)
+      expect(err.capacity).toBe(numBlocks)
+      expect(err.free).toBe(tree.pool.free)
+      expect(err.free).toBeLessThan(err.asked)
+      // Eviction ran dry: the only unlocked leaf left is the node the operation was matching into.
+      for (const n of tree.nodes()) {
+        if (n.lockRef === 0 && n.children.size === 0) expect(n).toBe(matchedNode)
+      }
+    }
+
+    switch (o.kind) {
+      case "insert": {
+        const base = history[o.base % Math.max(1, history.length)] ?? []
+        const full = [...base.slice(0, o.cut % (base.length + 1)), ...o.extra.map((t) => t % vocab)]
+        const asked = expectedAsk(tree, full, undefined)
+        const matched = tree.match(full)
+        // Live sequences are never evicted, so their common prefix with `full` must be reused.
+        let shared = 0
+        for (const t of model.live.values()) {
+          let k = 0
+          while (k < t.length && k < full.length && t[k] === full[k]) k++
+          shared = Math.max(shared, k)
+        }
+        try {
+          const p = tree.insert(full)
+          expect(p.newStart).toBe(matched.length)
+          expect(p.newStart).toBeGreaterThanOrEqual(shared)
+          expect(allocated()).toBe(asked)
+          model.live.set(p.seq, full)
+          history.push(full)
+          checkPlacement(p, full, 0)
+        } catch (e) {
+          onExhausted(e, asked, matched.node)
+        }
+        break
+      }
+      case "fork": {
+        const seq = pickLive(o.pick)
+        if (seq === undefined) break
+        const child = tree.fork(seq)
+        expect(tree.pool.free).toBe(freeBefore)
+        model.live.set(child, [...model.live.get(seq)!])
+        break
+      }
+      case "append": {
+        const seq = pickLive(o.pick)
+        if (seq === undefined) break
+        const before = model.live.get(seq)!
+        const full = [...before, ...o.tokens.map((t) => t % vocab)]
+        const asked = expectedAsk(tree, full, tree.sequence(seq).end)
+        const matched = tree.match(full)
+        try {
+          const p = tree.append(seq, full.slice(before.length))
+          expect(p.seq).toBe(seq)
+          expect(p.newStart).toBe(matched.length)
+          expect(allocated()).toBe(asked)
+          model.live.set(seq, full)
+          history.push(full)
+          checkPlacement(p, full, before.length)
+        } catch (e) {
+          onExhausted(e, asked, matched.node)
+        }
+        break
+      }
+      case "release": {
+        const seq = pickLive(o.pick)
+        if (seq === undefined) break
+        tree.release(seq)
+        model.live.delete(seq)
+        expect(tree.isLive(seq)).toBe(false)
+        break
+      }
+      case "lock": {
+        const seq = pickLive(o.pick)
+        if (seq === undefined || model.live.get(seq)!.length === 0) break
+        const node = tree.sequence(seq).end
+        tree.lock(node)
+        model.pins.push({ node, tokens: [...model.live.get(seq)!] })
+        break
+      }
+      case "unlock": {
+        if (model.pins.length === 0) break
+        const [pin] = model.pins.splice(o.pick % model.pins.length, 1)
+        tree.unlock(pin!.node)
+        break
+      }
+      case "evict": {
+        const freed = tree.evict(o.blocks)
+        expect(tree.pool.free - freeBefore).toBe(freed)
+        if (freed < o.blocks) {
+          for (const n of tree.nodes()) expect(n.lockRef > 0 || n.children.size > 0).toBe(true)
+        }
+        break
+      }
+    }
+
+    if (nodesBefore.some((n) => n.evicted)) evicted = true
+    // Eviction never touches a locked node.
+    for (const n of lockedBefore) expect(n.evicted).toBe(false)
+    checkTree(tree, model)
+    const order = [...model.live.keys()]
+    checkPlan(planLevels(tree, order), blockSize, planExpectations(tree, order))
+    const reversed = order.slice().reverse()
+    checkPlan(planLevels(tree, reversed), blockSize, planExpectations(tree, reversed))
+  }
+  return { exhausted, evicted }
+}
+
+describe("PrefixTree under random operations", () => {
+  it("keeps tokens, ref counts, blocks, KV contents and plans consistent", () => {
+    let exhausted = 0
+    let evicted = 0
+    fc.assert(
+      fc.property(scenario, (s) => {
+        const r = run(s)
+        if (r.exhausted) exhausted++
+        if (r.evicted) evicted++
+      }),
+      { numRuns: 400 }
+    )
+    console.log({ exhausted, evicted })
+    // The checks are only as good as the states visited: small pools must exhaust and evict often.
+    expect(exhausted).toBeGreaterThan(40)
+    expect(evicted).toBeGreaterThan(40)
+  })
+
+  it("keeps them consistent with roomy pools and long shared prefixes", () => {
+    fc.assert(
+      fc.property(
+        scenario.map((s) => ({ ...s, numBlocks: s.numBlocks + 40, vocab: Math.min(s.vocab, 2) })),
+        (s) => void run(s)
+      ),
+      { numRuns: 200 }
+    )
+  })
+})

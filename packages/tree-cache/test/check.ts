@@ -1,0 +1,225 @@
+/**
+ * Independent checks of the tree and the plan against a plain model: the
+ * tokens of each live sequence, explicit locks, and a simulated GPU memory
+ * holding, per (block, slot), the prefix whose KV was written there.
+ */
+import { expect } from "vitest"
+import type { LevelPlan } from "../src/LevelPlan.ts"
+import type { Placement, PrefixTree, SeqId, TreeNode } from "../src/PrefixTree.ts"
+
+export interface Model {
+  /** live sequence → its tokens */
+  readonly live: Map<SeqId, number[]>
+  /** explicit locks: the node and the tokens from the root to its end */
+  readonly pins: Array<{ node: TreeNode; tokens: number[] }>
+  /** simulated KV memory: block·blockSize + slot → the prefix (joined tokens) whose last token's KV is there */
+  readonly memory: Map<number, string>
+}
+
+export const emptyModel = (): Model => ({ live: new Map(), pins: [], memory: new Map() })
+
+export const kvOf = (tokens: ReadonlyArray<number>, position: number): string => tokens.slice(0, position + 1).join(",")
+
+/** What the GPU would do with a placement: the copies, then the new tokens' KV. */
+export function applyPlacement(model: Model, blockSize: number, p: Placement, tokens: ReadonlyArray<number>): void {
+  for (const c of p.copies) {
+    for (let s = c.fromSlot; s < c.toSlot; s++) {
+      const v = model.memory.get(c.src * blockSize + s)
+      if (v === undefined) model.memory.delete(c.dst * blockSize + s)
+      else model.memory.set(c.dst * blockSize + s, v)
+    }
+  }
+  for (let i = 0; i < p.newBlocks.length; i++) {
+    model.memory.set(p.newBlocks[i]! * blockSize + p.newSlots[i]!, kvOf(tokens, p.newStart + i))
+  }
+}
+
+/** tokens from the root to the end of `node` */
+export function tokensTo(tree: PrefixTree, node: TreeNode): number[] {
+  const chain: TreeNode[] = []
+  for (let n: TreeNode = node; n !== tree.root; n = n.parent!) chain.push(n)
+  return chain.reverse().flatMap((n) => n.tokens)
+}
+
+/** every occupied (block, slot) of the tree, as block·blockSize + slot, with the node holding it */
+export function occupiedSlots(tree: PrefixTree): Map<number, TreeNode> {
+  const out = new Map<number, TreeNode>()
+  for (const n of tree.nodes()) {
+    for (let t = 0; t < n.length; t++) {
+      const i = n.startSlot + t
+      out.set(n.blocks[Math.floor(i / tree.blockSize)]! * tree.blockSize + (i % tree.blockSize), n)
+    }
+  }
+  return out
+}
+
+export function checkTree(tree: PrefixTree, model: Model): void {
+  const bs = tree.blockSize
+  const pool = tree.pool
+
+  // Every live sequence spells its tokens, and its KV holds exactly its prefixes.
+  expect(new Set(tree.sequences())).toEqual(new Set(model.live.keys()))
+  for (const [seq, tokens] of model.live) {
+    expect(tree.tokensOf(seq)).toEqual(tokens)
+    expect(tree.lengthOf(seq)).toBe(tokens.length)
+    const path = tree.path(seq)
+    expect(path.at(-1) ?? tree.root).toBe(tree.sequence(seq).end)
+    const { blocks, slots } = tree.slotsOf(seq)
+    for (let p = 0; p < tokens.length; p++) {
+      expect(slots[p]).toBe(p % bs)
+      expect(tree.slotOf(seq, p)).toEqual({ block: blocks[p], slot: slots[p] })
+      expect(model.memory.get(blocks[p]! * bs + slots[p]!)).toBe(kvOf(tokens, p))
+    }
+  }
+  for (const pin of model.pins) {
+    expect(pin.node.evicted).toBe(false)
+    expect(tokensTo(tree, pin.node)).toEqual(pin.tokens)
+  }
+
+  // Ref counts: live sequences and explicit locks through each node.
+  const expectedRefs = new Map<TreeNode, number>()
+  const count = (end: TreeNode) => {
+    for (let n = end; n !== tree.root; n = n.parent!) expectedRefs.set(n, (expectedRefs.get(n) ?? 0) + 1)
+  }
+  for (const seq of model.live.keys()) count(tree.sequence(seq).end)
+  for (const pin of model.pins) count(pin.node)
+
+  // Structure, slot layout and block ownership.
+  const owners = new Map<number, number>()
+  let cachedTokens = 0
+  let evictableBlocks = 0
+  let nodes = 0
+  for (const n of tree.nodes()) {
+    nodes++
+    expect(n.evicted).toBe(false)
+    expect(n.length).toBeGreaterThan(0)
+    expect(n.lockRef).toBe(expectedRefs.get(n) ?? 0)
+    const parent = n.parent!
+    expect(parent.children.get(n.tokens[0]!)).toBe(n)
+    for (const [key, child] of n.children) {
+      expect(child.tokens[0]).toBe(key)
+      expect(child.parent).toBe(n)
+    }
+    const absStart = tokensTo(tree, parent).length
+    expect(n.startSlot).toBe(absStart % bs)
+    expect(n.blocks.length).toBe(Math.ceil((n.startSlot + n.length) / bs))
+    for (const b of n.blocks) {
+      expect(owners.has(b), `block ${b} owned by nodes ${owners.get(b)} and ${n.id}`).toBe(false)
+      owners.set(b, n.id)
+      expect(pool.refCount(b)).toBe(1)
+    }
+    cachedTokens += n.length
+    if (n.lockRef === 0) evictableBlocks += n.blocks.length
+  }
+  expect(owners.size).toBe(pool.used)
+  expect(pool.used + pool.free).toBe(pool.capacity)
+
+  // Shared tokens, from the model alone: distinct prefixes that two or more live sequences extend.
+  const prefixUsers = new Map<string, number>()
+  for (const tokens of model.live.values()) {
+    for (let p = 0; p < tokens.length; p++) {
+      const k = kvOf(tokens, p)
+      prefixUsers.set(k, (prefixUsers.get(k) ?? 0) + 1)
+    }
+  }
+  const sharedTokens = [...prefixUsers.values()].filter((c) => c > 1).length
+  expect(tree.stats()).toEqual({
+    nodes,
+    blockSize: bs,
+    blocksUsed: pool.used,
+    blocksFree: pool.free,
+    capacity: pool.capacity,
+    evictableBlocks,
+    cachedTokens,
+    sharedTokens,
+    liveSequences: model.live.size
+  })
+}
+
+function checkCsr(indptr: Uint32Array, entries: number, length: number): void {
+  expect(indptr.length).toBe(entries + 1)
+  expect(indptr[0]).toBe(0)
+  for (let i = 0; i < entries; i++) expect(indptr[i + 1]!).toBeGreaterThanOrEqual(indptr[i]!)
+  expect(indptr[entries]).toBe(length)
+}
+
+/**
+ * The plan is well formed and, for each planned sequence, its KV runs along
+ * its partial slots (root → leaf) list exactly the sequence's own slots.
+ * `slotsOf(s)` gives sequence s's (block, slot) list in position order.
+ */
+export function checkPlan(
+  plan: LevelPlan,
+  blockSize: number,
+  seqs: ReadonlyArray<{ path: ReadonlyArray<TreeNode>; blocks: Uint32Array; slots: Uint32Array }>
+): void {
+  expect(plan.blockSize).toBe(blockSize)
+  expect(plan.numSequences).toBe(seqs.length)
+  checkCsr(plan.seqPartialIndptr, seqs.length, plan.seqPartials.length)
+  checkCsr(plan.pathIndptr, seqs.length, plan.pathNodes.length)
+  expect(plan.seqLength.length).toBe(seqs.length)
+
+  // owner[partial slot] = (level, node index, sequence)
+  const owner: Array<{ level: number; node: number; seq: number }> = []
+  let offset = 0
+  plan.levels.forEach((level, l) => {
+    expect(level.depth).toBe(l)
+    expect(level.queryOffset).toBe(offset)
+    const count = level.nodeIds.length
+    expect(level.length.length).toBe(count)
+    expect(level.startSlot.length).toBe(count)
+    expect(new Set(level.nodeIds).size).toBe(count)
+    checkCsr(level.blockIndptr, count, level.blockIndices.length)
+    checkCsr(level.queryIndptr, count, level.queryIndices.length)
+    expect(level.queryKvLimit).toBeUndefined()
+    for (let n = 0; n < count; n++) {
+      const lo = level.queryIndptr[n]!
+      const hi = level.queryIndptr[n + 1]!
+      expect(hi).toBeGreaterThan(lo) // every planned node is attended
+      const blocks = level.blockIndptr[n + 1]! - level.blockIndptr[n]!
+      expect(blocks).toBe(level.length[n] === 0 ? 0 : Math.ceil((level.startSlot[n]! + level.length[n]!) / blockSize))
+      for (let k = lo; k < hi; k++) {
+        const s = level.queryIndices[k]!
+        expect(s).toBeLessThan(seqs.length)
+        if (k > lo) expect(s).toBeGreaterThan(level.queryIndices[k - 1]!)
+        owner[offset + k] = { level: l, node: n, seq: s }
+      }
+    }
+    offset += level.queryIndices.length
+  })
+  expect(plan.numPartials).toBe(offset)
+  expect(plan.seqPartials.length).toBe(offset)
+
+  const seen = new Set<number>()
+  seqs.forEach((want, s) => {
+    expect(plan.seqLength[s]).toBe(want.slots.length)
+    const ids = Array.from(plan.pathNodes.subarray(plan.pathIndptr[s], plan.pathIndptr[s + 1]))
+    expect(ids).toEqual(want.path.map((n) => n.id))
+    const blocks: number[] = []
+    const slots: number[] = []
+    const partials = plan.seqPartials.subarray(plan.seqPartialIndptr[s], plan.seqPartialIndptr[s + 1])
+    expect(partials.length).toBe(want.path.length)
+    partials.forEach((p, j) => {
+      expect(seen.has(p)).toBe(false)
+      seen.add(p)
+      const o = owner[p]!
+      expect(o.seq).toBe(s)
+      expect(o.level).toBe(j)
+      const level = plan.levels[o.level]!
+      expect(level.nodeIds[o.node]).toBe(want.path[j]!.id)
+      const table = level.blockIndices.subarray(level.blockIndptr[o.node], level.blockIndptr[o.node + 1])
+      for (let t = 0; t < level.length[o.node]!; t++) {
+        const i = level.startSlot[o.node]! + t
+        blocks.push(table[Math.floor(i / blockSize)]!)
+        slots.push(i % blockSize)
+      }
+    })
+    expect(blocks).toEqual(Array.from(want.blocks))
+    expect(slots).toEqual(Array.from(want.slots))
+  })
+  expect(seen.size).toBe(offset)
+}
+
+/** checkPlan's expectations for live sequences of a tree */
+export const planExpectations = (tree: PrefixTree, seqs: ReadonlyArray<SeqId>) =>
+  seqs.map((seq) => ({ path: tree.path(seq), ...tree.slotsOf(seq) }))
