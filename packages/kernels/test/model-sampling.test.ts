@@ -8,21 +8,30 @@ import {
 
 let gpu: GpuHandle
 let kernel: SamplingKernel
+let small: SamplingKernel
 beforeAll(async () => {
   gpu = await openGpu()
   kernel = await SamplingKernel.create(gpu.device)
+  // The software adapter runs each invocation of a row's workgroup in turn: the
+  // many-draw test uses 32 threads per row to stay fast.
+  small = await SamplingKernel.create(gpu.device, 32)
 })
 afterAll(() => gpu?.close())
 
 /** Samples one token for each row of `logits` [rows][vocab]. */
-const sample = async (logits: Float32Array, vocab: number, params: ReadonlyArray<SamplingParams>): Promise<Uint32Array> => {
+const sample = async (
+  logits: Float32Array,
+  vocab: number,
+  params: ReadonlyArray<SamplingParams>,
+  k: SamplingKernel = kernel
+): Promise<Uint32Array> => {
   const device = gpu.device
   const rows = params.length
   const bl = uploadBuffer(device, "logits", logits)
   const bp = uploadBuffer(device, "params", packSamplingParams(params))
   const bt = createStorageBuffer(device, "tokens", rows * 4)
   const count = createRowCount(device, "rows", rows)
-  const bound = kernel.bind({ logits: bl, params: bp, tokens: bt, count: count.buffer, vocab })
+  const bound = k.bind({ logits: bl, params: bp, tokens: bt, count: count.buffer, vocab })
   const encoder = device.createCommandEncoder()
   const pass = encoder.beginComputePass()
   bound.encode(pass, rows)
@@ -62,7 +71,7 @@ describe("GPU sampling", () => {
   it("draws from the temperature/top-k/top-p distribution (chi-square over fixed seeds)", async () => {
     const logits = [2.0, 1.5, 1.5, 0.3, -0.2, -1.0, 0.9, -3.0]
     const vocab = logits.length
-    const draws = 6000
+    const draws = 2000
     const cases: ReadonlyArray<Omit<SamplingParams, "sequence" | "step" | "seed">> = [
       { temperature: 1, topK: 0, topP: 1 },
       { temperature: 0.7, topK: 4, topP: 1 },
@@ -71,7 +80,7 @@ describe("GPU sampling", () => {
     ]
     for (const c of cases) {
       const params = Array.from({ length: draws }, (_, r) => ({ ...c, seed: 1234, sequence: r, step: 7 }))
-      const tokens = await sample(repeat(logits, draws), vocab, params)
+      const tokens = await sample(repeat(logits, draws), vocab, params, small)
       const expected = referenceSamplingDistribution(logits, params[0]!)
       const counts = new Float64Array(vocab)
       for (const t of tokens) counts[t]! += 1

@@ -1,1 +1,2 @@
 export * from "./Gpu.ts"
+export * from "./model/index.ts"

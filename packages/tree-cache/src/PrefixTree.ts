@@ -50,7 +50,7 @@ export class TreeNode {
     /** undefined only for the tree's root, which holds no tokens */
     public parent: TreeNode | undefined,
     public tokens: number[],
-    /** block table: blocks[i] holds the node's slots [i·blockSize, (i+1)·blockSize) counted from slot 0 of its first block */
+    /** block table: the node's token t lives at slot (startSlot + t) mod blockSize of blocks[⌊(startSlot + t) / blockSize⌋] */
     public blocks: number[],
     public startSlot: number
   ) {}

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest"
 import { BlockPool, BlockPoolExhausted } from "../src/BlockPool.ts"
 import { planLevels } from "../src/planLevels.ts"
 import { type Placement, PrefixTree, type SeqId, type TreeNode } from "../src/PrefixTree.ts"
-import { applyPlacement, checkPlan, checkTree, emptyModel, occupiedSlots, planExpectations } from "./check.ts"
+import { applyPlacement, checkPlan, checkTree, emptyModel, ensure, occupiedSlots, planExpectations } from "./check.ts"
 
 type Op =
   | { kind: "insert"; base: number; cut: number; extra: number[] }
@@ -81,9 +81,9 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
       expect(p.newBlocks.length).toBe(full.length - p.newStart)
       // New KV never lands on a slot that holds a token of a node still in the tree.
       for (let i = 0; i < p.newBlocks.length; i++) {
-        expect(p.newSlots[i]).toBe((p.newStart + i) % blockSize)
+        ensure(p.newSlots[i] === (p.newStart + i) % blockSize, () => `new position ${p.newStart + i} at slot ${p.newSlots[i]}`)
         const holder = occupiedBefore.get(p.newBlocks[i]! * blockSize + p.newSlots[i]!)
-        expect(holder === undefined || holder.evicted).toBe(true)
+        ensure(holder === undefined || holder.evicted, () => `new KV overwrites a token of node ${holder?.id}`)
       }
       for (const c of p.copies) {
         expect(0 <= c.fromSlot && c.fromSlot < c.toSlot && c.toSlot <= blockSize).toBe(true)
@@ -103,7 +103,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
       expect(err.free).toBeLessThan(err.asked)
       // Eviction ran dry: the only unlocked leaf left is the node the operation was matching into.
       for (const n of tree.nodes()) {
-        if (n.lockRef === 0 && n.children.size === 0) expect(n).toBe(matchedNode)
+        ensure(n.lockRef > 0 || n.children.size > 0 || n === matchedNode, () => `node ${n.id} left evictable`)
       }
     }
 
@@ -187,7 +187,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
         const freed = tree.evict(o.blocks)
         expect(tree.pool.free - freeBefore).toBe(freed)
         if (freed < o.blocks) {
-          for (const n of tree.nodes()) expect(n.lockRef > 0 || n.children.size > 0).toBe(true)
+          for (const n of tree.nodes()) ensure(n.lockRef > 0 || n.children.size > 0, () => `node ${n.id} left evictable`)
         }
         break
       }
@@ -195,7 +195,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
 
     if (nodesBefore.some((n) => n.evicted)) evicted = true
     // Eviction never touches a locked node.
-    for (const n of lockedBefore) expect(n.evicted).toBe(false)
+    for (const n of lockedBefore) ensure(!n.evicted, () => `locked node ${n.id} was evicted`)
     checkTree(tree, model)
     const order = [...model.live.keys()]
     checkPlan(planLevels(tree, order), blockSize, planExpectations(tree, order))
@@ -217,7 +217,6 @@ describe("PrefixTree under random operations", () => {
       }),
       { numRuns: 400 }
     )
-    console.log({ exhausted, evicted })
     // The checks are only as good as the states visited: small pools must exhaust and evict often.
     expect(exhausted).toBeGreaterThan(40)
     expect(evicted).toBeGreaterThan(40)

@@ -16,6 +16,11 @@ export interface Model {
   readonly memory: Map<number, string>
 }
 
+/** a cheap assertion for inner loops, where expect() would dominate the run time */
+export function ensure(condition: boolean, message: () => string): void {
+  if (!condition) throw new Error(message())
+}
+
 export const emptyModel = (): Model => ({ live: new Map(), pins: [], memory: new Map() })
 
 export const kvOf = (tokens: ReadonlyArray<number>, position: number): string => tokens.slice(0, position + 1).join(",")
@@ -66,9 +71,11 @@ export function checkTree(tree: PrefixTree, model: Model): void {
     expect(path.at(-1) ?? tree.root).toBe(tree.sequence(seq).end)
     const { blocks, slots } = tree.slotsOf(seq)
     for (let p = 0; p < tokens.length; p++) {
-      expect(slots[p]).toBe(p % bs)
-      expect(tree.slotOf(seq, p)).toEqual({ block: blocks[p], slot: slots[p] })
-      expect(model.memory.get(blocks[p]! * bs + slots[p]!)).toBe(kvOf(tokens, p))
+      ensure(slots[p] === p % bs, () => `seq ${seq} position ${p} at slot ${slots[p]}`)
+      const one = tree.slotOf(seq, p)
+      ensure(one.block === blocks[p] && one.slot === slots[p], () => `slotOf(${seq}, ${p}) disagrees with slotsOf`)
+      const kv = model.memory.get(blocks[p]! * bs + slots[p]!)
+      ensure(kv === kvOf(tokens, p), () => `seq ${seq} position ${p} reads KV of [${kv}], wants [${kvOf(tokens, p)}]`)
     }
   }
   for (const pin of model.pins) {
@@ -104,9 +111,9 @@ export function checkTree(tree: PrefixTree, model: Model): void {
     expect(n.startSlot).toBe(absStart % bs)
     expect(n.blocks.length).toBe(Math.ceil((n.startSlot + n.length) / bs))
     for (const b of n.blocks) {
-      expect(owners.has(b), `block ${b} owned by nodes ${owners.get(b)} and ${n.id}`).toBe(false)
+      ensure(!owners.has(b), () => `block ${b} owned by nodes ${owners.get(b)} and ${n.id}`)
       owners.set(b, n.id)
-      expect(pool.refCount(b)).toBe(1)
+      ensure(pool.refCount(b) === 1, () => `block ${b} has ${pool.refCount(b)} references`)
     }
     cachedTokens += n.length
     if (n.lockRef === 0) evictableBlocks += n.blocks.length
@@ -139,7 +146,7 @@ export function checkTree(tree: PrefixTree, model: Model): void {
 function checkCsr(indptr: Uint32Array, entries: number, length: number): void {
   expect(indptr.length).toBe(entries + 1)
   expect(indptr[0]).toBe(0)
-  for (let i = 0; i < entries; i++) expect(indptr[i + 1]!).toBeGreaterThanOrEqual(indptr[i]!)
+  for (let i = 0; i < entries; i++) ensure(indptr[i + 1]! >= indptr[i]!, () => `indptr decreases at ${i}`)
   expect(indptr[entries]).toBe(length)
 }
 
@@ -175,13 +182,14 @@ export function checkPlan(
     for (let n = 0; n < count; n++) {
       const lo = level.queryIndptr[n]!
       const hi = level.queryIndptr[n + 1]!
-      expect(hi).toBeGreaterThan(lo) // every planned node is attended
+      ensure(hi > lo, () => `level ${l} node ${n} has no query`)
       const blocks = level.blockIndptr[n + 1]! - level.blockIndptr[n]!
-      expect(blocks).toBe(level.length[n] === 0 ? 0 : Math.ceil((level.startSlot[n]! + level.length[n]!) / blockSize))
+      const want = level.length[n] === 0 ? 0 : Math.ceil((level.startSlot[n]! + level.length[n]!) / blockSize)
+      ensure(blocks === want, () => `level ${l} node ${n}: ${blocks} blocks, wants ${want}`)
       for (let k = lo; k < hi; k++) {
         const s = level.queryIndices[k]!
-        expect(s).toBeLessThan(seqs.length)
-        if (k > lo) expect(s).toBeGreaterThan(level.queryIndices[k - 1]!)
+        ensure(s < seqs.length, () => `query index ${s} out of range`)
+        ensure(k === lo || s > level.queryIndices[k - 1]!, () => `level ${l} node ${n}: query indices not increasing`)
         owner[offset + k] = { level: l, node: n, seq: s }
       }
     }
@@ -200,16 +208,16 @@ export function checkPlan(
     const partials = plan.seqPartials.subarray(plan.seqPartialIndptr[s], plan.seqPartialIndptr[s + 1])
     expect(partials.length).toBe(want.path.length)
     partials.forEach((p, j) => {
-      expect(seen.has(p)).toBe(false)
+      ensure(!seen.has(p), () => `partial ${p} used twice`)
       seen.add(p)
-      const o = owner[p]!
-      expect(o.seq).toBe(s)
-      expect(o.level).toBe(j)
-      const level = plan.levels[o.level]!
-      expect(level.nodeIds[o.node]).toBe(want.path[j]!.id)
-      const table = level.blockIndices.subarray(level.blockIndptr[o.node], level.blockIndptr[o.node + 1])
-      for (let t = 0; t < level.length[o.node]!; t++) {
-        const i = level.startSlot[o.node]! + t
+      const o = owner[p]
+      ensure(o !== undefined && o.seq === s && o.level === j, () => `seq ${s}'s partial ${j} is ${JSON.stringify(o)}`)
+      const level = plan.levels[o!.level]!
+      ensure(level.nodeIds[o!.node] === want.path[j]!.id, () => `seq ${s}'s partial ${j} is not on its path`)
+      const node = o!.node
+      const table = level.blockIndices.subarray(level.blockIndptr[node], level.blockIndptr[node + 1])
+      for (let t = 0; t < level.length[node]!; t++) {
+        const i = level.startSlot[node]! + t
         blocks.push(table[Math.floor(i / blockSize)]!)
         slots.push(i % blockSize)
       }

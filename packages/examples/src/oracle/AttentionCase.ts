@@ -115,7 +115,7 @@ export const parseAttentionCase = (input: unknown): AttentionCase => {
     }
     return { node: node as number, q: finiteArray(raw["q"], `${path}.q`, heads * headDim) }
   })
-  return { heads, kvHeads, headDim, method, nodes, queries }
+  return { heads, kvHeads, headDim, method: method as AttentionMethod, nodes, queries }
 }
 
 /** The oracle's output: lse −∞ (a path with no tokens) is written as null. */

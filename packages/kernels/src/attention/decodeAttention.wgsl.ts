@@ -14,28 +14,23 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import type { DecodeTile } from "./tiling.ts"
-import { WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+import { ATTENTION_PARAMS_WGSL, WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
 
+/** Only what fixes array sizes and the thread layout is compiled in; the rest comes from `params`. */
 export interface DecodeAttentionSpec {
-  readonly heads: number
-  readonly kvHeads: number
   readonly headDim: number
-  readonly blockSize: number
-  readonly scale: number
+  /** query heads per KV head: the rows of a workgroup */
+  readonly group: number
   readonly tile: DecodeTile
 }
 
 export const decodeAttentionWgsl = (spec: DecodeAttentionSpec): string => {
   const { lanes, keySlots, tokensPerThread, workgroupSize } = spec.tile
-  const group = spec.heads / spec.kvHeads
+  const group = spec.group
   const vec4s = spec.headDim / 4
   return wgsl`
 const D4: u32 = ${vec4s}u;
-const HEADS: u32 = ${spec.heads}u;
-const KV_HEADS: u32 = ${spec.kvHeads}u;
-const GROUP: u32 = ${group}u;
-const BLOCK: u32 = ${spec.blockSize}u;
-const SCALE: f32 = ${spec.scale.toPrecision(9)};
+const GROUP: u32 = ${spec.group}u;
 const LANES: u32 = ${lanes}u;
 const PER_LANE: u32 = ${vec4s / lanes}u;
 const SLOTS: u32 = ${keySlots}u;
@@ -44,6 +39,7 @@ const STEP: u32 = ${keySlots * tokensPerThread}u;
 const NEG: f32 = -1e30;
 const NEG_HALF: f32 = -5e29;
 ${WORK_ITEM_WGSL}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<storage, read> items: array<WorkItem>;
 @group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
 @group(0) @binding(2) var<storage, read> entries: array<vec2u>;
@@ -52,6 +48,7 @@ ${WORK_ITEM_WGSL}
 @group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
 @group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
 @group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
+@group(0) @binding(8) var<uniform> params: AttentionParams;
 
 var<workgroup> item: WorkItem;
 var<workgroup> dots: array<f32, ${tokensPerThread * keySlots * group * lanes}>;
@@ -62,7 +59,8 @@ var<workgroup> slotO: array<vec4f, ${keySlots * group * vec4s}>;
 // element of token t's K or V row for this KV head, at vec4 c
 fn tokenBase(t: u32, kvh: u32) -> u32 {
   let p = item.startSlot + t;
-  return ((blockIndices[item.tableOffset + p / BLOCK] * BLOCK + p % BLOCK) * KV_HEADS + kvh) * D4;
+  let block = params.blockSize;
+  return ((blockIndices[item.tableOffset + p / block] * block + p % block) * params.kvHeads + kvh) * D4;
 }
 
 @compute @workgroup_size(${workgroupSize})
@@ -71,6 +69,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   let index = wid.x + wid.y * groups.x;
   if (index >= arrayLength(&items)) { return; }
   let kvh = wid.z;
+  let heads = params.heads;
+  let scale = params.scale;
   if (tid == 0u) { item = items[index]; }
   let it = workgroupUniformLoad(&item);
 
@@ -85,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   var qv: array<vec4f, PER_LANE>;
   var acc: array<vec4f, PER_LANE>;
   if (inSlot) {
-    for (var v = 0u; v < PER_LANE; v++) { qv[v] = q[(entry.x * HEADS + h) * D4 + l + v * LANES] * SCALE; }
+    for (var v = 0u; v < PER_LANE; v++) { qv[v] = q[(entry.x * heads + h) * D4 + l + v * LANES] * scale; }
   }
   var m = NEG;
   var sum = 0.0;
@@ -147,9 +147,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
     }
     let slot = it.partialBase;
     for (var v = 0u; v < PER_LANE; v++) {
-      partialO[(slot * HEADS + h) * D4 + l + v * LANES] = select(vec4f(0.0), o[v] / total, total > 0.0);
+      partialO[(slot * heads + h) * D4 + l + v * LANES] = select(vec4f(0.0), o[v] / total, total > 0.0);
     }
-    if (l == 0u) { partialLse[slot * HEADS + h] = select(NEG, mAll + log(total), total > 0.0); }
+    if (l == 0u) { partialLse[slot * heads + h] = select(NEG, mAll + log(total), total > 0.0); }
   }
 }
 `

@@ -12,14 +12,11 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import type { LevelTile } from "./tiling.ts"
-import { WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+import { ATTENTION_PARAMS_WGSL, WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
 
+/** Only what fixes array sizes is compiled in; heads, block size and scale come from `params`. */
 export interface LevelAttentionSpec {
-  readonly heads: number
-  readonly kvHeads: number
   readonly headDim: number
-  readonly blockSize: number
-  readonly scale: number
   readonly tile: LevelTile
 }
 
@@ -32,11 +29,6 @@ export const levelAttentionWgsl = (spec: LevelAttentionSpec): string => {
   const rowsPerThread = Math.ceil(rows / rowStride)
   return wgsl`
 const D4: u32 = ${vec4s}u;
-const HEADS: u32 = ${spec.heads}u;
-const KV_HEADS: u32 = ${spec.kvHeads}u;
-const GROUP: u32 = ${spec.heads / spec.kvHeads}u;
-const BLOCK: u32 = ${spec.blockSize}u;
-const SCALE: f32 = ${spec.scale.toPrecision(9)};
 const ROWS: u32 = ${rows}u;
 const KEYS: u32 = ${keys}u;
 const WG: u32 = ${workgroupSize}u;
@@ -46,6 +38,7 @@ const ROWS_PER_THREAD: u32 = ${rowsPerThread}u;
 const NEG: f32 = -1e30;
 const NEG_HALF: f32 = -5e29;
 ${WORK_ITEM_WGSL}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<storage, read> items: array<WorkItem>;
 @group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
 @group(0) @binding(2) var<storage, read> entries: array<vec2u>;
@@ -54,6 +47,7 @@ ${WORK_ITEM_WGSL}
 @group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
 @group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
 @group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
+@group(0) @binding(8) var<uniform> params: AttentionParams;
 
 var<workgroup> item: WorkItem;
 var<workgroup> qs: array<vec4f, ${rows * vec4s}>;
@@ -71,6 +65,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   let index = wid.x + wid.y * groups.x;
   if (index >= arrayLength(&items)) { return; }
   let kvh = wid.z;
+  let heads = params.heads;
+  let kvHeads = params.kvHeads;
+  let group = params.group;
+  let block = params.blockSize;
+  let scale = params.scale;
   if (tid == 0u) { item = items[index]; }
   // a uniform copy: loop bounds below guard barriers
   let it = workgroupUniformLoad(&item);
@@ -80,8 +79,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
     var v = vec4f(0.0);
     if (r < it.rowCount) {
       let flat = it.rowBegin + r;
-      let seq = entries[it.entryBase + flat / GROUP].x;
-      v = q[(seq * HEADS + kvh * GROUP + flat % GROUP) * D4 + i % D4] * SCALE;
+      let seq = entries[it.entryBase + flat / group].x;
+      v = q[(seq * heads + kvh * group + flat % group) * D4 + i % D4] * scale;
     }
     qs[i] = v;
   }
@@ -90,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
     rowSum[tid] = 0.0;
     var end = 0u;
     if (tid < it.rowCount) {
-      end = min(it.tokenEnd, entries[it.entryBase + (it.rowBegin + tid) / GROUP].y);
+      end = min(it.tokenEnd, entries[it.entryBase + (it.rowBegin + tid) / group].y);
     }
     rowEnd[tid] = end;
   }
@@ -104,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
       var vv = vec4f(0.0);
       if (t < it.tokenEnd) {
         let p = it.startSlot + t;
-        let at = ((blockIndices[it.tableOffset + p / BLOCK] * BLOCK + p % BLOCK) * KV_HEADS + kvh) * D4 + i % D4;
+        let at = ((blockIndices[it.tableOffset + p / block] * block + p % block) * kvHeads + kvh) * D4 + i % D4;
         kv = kPool[at];
         vv = vPool[at];
       }
@@ -118,6 +117,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
       let j = tid % KEYS;
       let r0 = tid / KEYS;
       var s: array<f32, ROWS_PER_THREAD>;
+      // explicit: SwiftShader was seen not to re-zero a loop-scoped var declared without initializer
+      for (var k = 0u; k < ROWS_PER_THREAD; k++) { s[k] = 0.0; }
       for (var c = 0u; c < D4; c++) {
         let kc = ks[j * D4 + c];
         for (var k = 0u; k < ROWS_PER_THREAD; k++) {
@@ -172,17 +173,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
     let r = i / D4;
     if (i < ROWS * D4 && r < it.rowCount) {
       let flat = it.rowBegin + r;
-      let slot = it.partialBase + flat / GROUP;
+      let slot = it.partialBase + flat / group;
       let sum = rowSum[r];
-      partialO[(slot * HEADS + kvh * GROUP + flat % GROUP) * D4 + i % D4] =
+      partialO[(slot * heads + kvh * group + flat % group) * D4 + i % D4] =
         select(vec4f(0.0), acc[k] / sum, sum > 0.0);
     }
   }
   if (tid < it.rowCount) {
     let flat = it.rowBegin + tid;
-    let slot = it.partialBase + flat / GROUP;
+    let slot = it.partialBase + flat / group;
     let sum = rowSum[tid];
-    partialLse[slot * HEADS + kvh * GROUP + flat % GROUP] = select(NEG, rowMax[tid] + log(sum), sum > 0.0);
+    partialLse[slot * heads + kvh * group + flat % group] = select(NEG, rowMax[tid] + log(sum), sum > 0.0);
   }
 }
 `

@@ -5,10 +5,10 @@
  * no CPU round trip), `destroy` frees what each object created.
  */
 import type { LevelPlan } from "@canopy/tree-cache"
-import { createStorageBuffer, uploadBuffer } from "../gpu/resources.ts"
+import { createStorageBuffer, uniformBuffer, uploadBuffer } from "../gpu/resources.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
-import { mergeStatesWgsl } from "./mergeStates.wgsl.ts"
+import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
 import { scheduleAttention, workItemCount } from "./schedule.ts"
@@ -122,17 +122,20 @@ const createAttention = async (
   validate(options)
   const { heads, kvHeads, headDim, blockSize } = options
   const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options) }
-  const scale = config.scale!
   const group = heads / kvHeads
   const usesLevel = decodeMaxEntries !== Infinity
   const levelTile = usesLevel ? chooseLevelTile(headDim, device.limits) : null
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
-  const spec = { heads, kvHeads, headDim, blockSize, scale }
-  // one at a time: compiles report errors through the device's error-scope stack
   const levelPipeline =
-    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ ...spec, tile: levelTile }))
-  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ ...spec, tile: decodeTile }))
-  const mergePipeline = await cachedPipeline(device, "merge-states", mergeStatesWgsl({ heads, headDim }))
+    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile }))
+  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile }))
+  const mergePipeline = await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
+
+  const words = new Uint32Array(5)
+  words.set([heads, kvHeads, group, blockSize])
+  new Float32Array(words.buffer).set([config.scale!], 4)
+  const params = uniformBuffer(device, "attention params", words)
+  const mergeParams = uniformBuffer(device, "merge params", Uint32Array.of(heads, headDim / 4))
 
   const owner = {}
   let partialO: GPUBuffer | null = null
@@ -212,7 +215,8 @@ const createAttention = async (
           [buffers.kPool],
           [buffers.vPool],
           [partialO!],
-          [partialLse!]
+          [partialLse!],
+          [params]
         ])
       )
       dispatchItems(pass, items.size / (8 * 4), kvHeads)
@@ -229,7 +233,8 @@ const createAttention = async (
           [partialO],
           [partialLse],
           [buffers.out],
-          [buffers.lse]
+          [buffers.lse],
+          [mergeParams]
         ])
       )
       dispatchItems(pass, p.numSequences, 1)
@@ -250,6 +255,8 @@ const createAttention = async (
       partialO?.destroy()
       partialLse?.destroy()
       partialO = partialLse = null
+      params.destroy()
+      mergeParams.destroy()
     }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The work-item record shared by the level and decode kernels and built on the
+ * Records shared by the level and decode kernels. The work-item record shared by the level and decode kernels and built on the
  * CPU by `schedule.ts` (8 u32 words per item).
  */
 import { wgsl } from "../gpu/resources.ts"
@@ -16,5 +16,16 @@ struct WorkItem {
   rowBegin: u32,     // stacked rows [rowBegin, rowBegin + rowCount), row = entry * GROUP + head in group
   rowCount: u32,
   partialBase: u32,  // entry e writes partial slot partialBase + e
+}
+`
+
+/** Shape values read at run time, so one compiled pipeline serves every head count, block size and scale. */
+export const ATTENTION_PARAMS_WGSL = wgsl`
+struct AttentionParams {
+  heads: u32,
+  kvHeads: u32,
+  group: u32,
+  blockSize: u32,
+  scale: f32,
 }
 `

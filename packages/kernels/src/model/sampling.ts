@@ -190,8 +190,12 @@ export interface SamplingBinding {
 export class SamplingKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
-  static async create(device: GPUDevice): Promise<SamplingKernel> {
-    return new SamplingKernel(device, await createComputePipeline(device, "sampling", code(rowWorkgroupSize(device))))
+  /**
+   * `workgroupSize` (a power of two) defaults to the device's row size (256 where
+   * allowed); small vocabularies run faster with fewer threads per row.
+   */
+  static async create(device: GPUDevice, workgroupSize = rowWorkgroupSize(device)): Promise<SamplingKernel> {
+    return new SamplingKernel(device, await createComputePipeline(device, "sampling", code(workgroupSize)))
   }
 
   bind(b: SamplingBinding): BoundSampling {

@@ -1,0 +1,265 @@
+/**
+ * The GPU forward pass of one engine step, encoded into one command encoder
+ * with no CPU round trip inside:
+ *
+ *   embedding → per layer [RMSNorm → q/k/v (+bias) → RoPE → KV append into the
+ *   layer's pools → attention (the caller's callback) → o-proj + residual →
+ *   RMSNorm → gate/up → SwiGLU → down + residual] → gather of the rows that
+ *   need logits → final norm → lm_head → sampling.
+ *
+ * Scratch buffers are sized once for `maxRows` / `maxLogitRows` and every
+ * dispatch is bound once; a step uploads its small inputs (tokens, positions,
+ * KV slots, logit rows, sampling parameters, two row counts) and encodes.
+ *
+ * Buffer layouts (f32 unless noted, row-major):
+ *   q, attention out  [rows][heads][headDim]      lse [rows][heads]
+ *   k, v (this step)  [rows][kvHeads][headDim]
+ *   KV pools          [numBlocks][blockSize][kvHeads][headDim], one K and one V per layer
+ *   logits            [logitRows][vocab]          sampled tokens u32 [logitRows]
+ */
+import {
+  type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
+  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, KvAppendKernel, MatmulKernel,
+  packSamplingParams, readFloat32, readUint32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
+  SamplingKernel, type SamplingParams, SwigluKernel
+} from "@canopy/kernels"
+import { ropeSpec } from "./config.ts"
+import { ForwardBatchError } from "./errors.ts"
+import type { ModelWeights } from "./weights.ts"
+
+export interface AttentionBuffers {
+  /** f32 [rows][heads][headDim], RoPE applied */
+  readonly q: GPUBuffer
+  /** this layer's pools, f32 [numBlocks][blockSize][kvHeads][headDim]; this step's keys/values already appended */
+  readonly kPool: GPUBuffer
+  readonly vPool: GPUBuffer
+  /** f32 [rows][heads][headDim], to be written */
+  readonly out: GPUBuffer
+  /** f32 [rows][heads], natural-log LSE, to be written (scratch for the caller; the forward does not read it) */
+  readonly lse: GPUBuffer
+}
+
+/** Encodes the attention of `layer` for the current step's rows (no compute pass is open when it is called). */
+export type AttentionCallback = (encoder: GPUCommandEncoder, layer: number, buffers: AttentionBuffers) => void
+
+export interface KvPools {
+  readonly k: GPUBuffer
+  readonly v: GPUBuffer
+}
+
+export interface ForwardOptions {
+  readonly maxRows: number
+  readonly maxLogitRows: number
+  /** one K and one V pool per layer */
+  readonly kvPools: ReadonlyArray<KvPools>
+  readonly blockSize: number
+  readonly numBlocks: number
+  readonly attention: AttentionCallback
+}
+
+export interface ForwardBatch {
+  /** u32 [rows] token ids */
+  readonly tokens: Uint32Array
+  /** u32 [rows] positions in their sequences */
+  readonly positions: Uint32Array
+  /** u32 [rows][2] (block, slot) each row's K/V is written to */
+  readonly slots: Uint32Array
+  /** u32 [logitRows] indices of the rows that need logits (e.g. the last token of each prefill run) */
+  readonly logitRows: Uint32Array
+  /** one per logit row */
+  readonly sampling: ReadonlyArray<SamplingParams>
+}
+
+interface LayerDispatches {
+  readonly norm1: BoundRmsNorm
+  readonly q: BoundMatmul
+  readonly k: BoundMatmul
+  readonly v: BoundMatmul
+  readonly rope: BoundRope
+  readonly append: BoundKvAppend
+  readonly o: BoundMatmul
+  readonly norm2: BoundRmsNorm
+  readonly gateUp: BoundMatmul
+  readonly swiglu: BoundSwiglu
+  readonly down: BoundMatmul
+}
+
+export class Forward {
+  private constructor(
+    readonly weights: ModelWeights,
+    readonly options: ForwardOptions,
+    private readonly device: GPUDevice,
+    private readonly inputs: {
+      readonly tokens: GPUBuffer; readonly positions: GPUBuffer; readonly slots: GPUBuffer
+      readonly logitIndex: GPUBuffer; readonly sampling: GPUBuffer
+    },
+    private readonly scratch: {
+      readonly q: GPUBuffer; readonly attnOut: GPUBuffer; readonly lse: GPUBuffer
+    },
+    /** f32 [maxLogitRows][vocab] */
+    readonly logits: GPUBuffer,
+    /** u32 [maxLogitRows] */
+    readonly sampled: GPUBuffer,
+    private readonly rowCount: RowCount,
+    private readonly logitCount: RowCount,
+    private readonly embed: BoundGather,
+    private readonly layers: ReadonlyArray<LayerDispatches>,
+    private readonly tail: {
+      readonly gather: BoundGather; readonly norm: BoundRmsNorm; readonly lmHead: BoundMatmul; readonly sample: BoundSampling
+    },
+    private readonly owned: ReadonlyArray<{ destroy(): void }>
+  ) {}
+
+  static async create(device: GPUDevice, weights: ModelWeights, options: ForwardOptions): Promise<Forward> {
+    const c = weights.config
+    if (options.kvPools.length !== c.numLayers) {
+      throw new ForwardBatchError({ reason: `kvPools has ${options.kvPools.length} layers; the model has ${c.numLayers}` })
+    }
+    const [gather, norm, matmul, rope, append, swiglu, sampling] = await Promise.all([
+      GatherRowsKernel.create(device), RmsNormKernel.create(device), MatmulKernel.create(device),
+      RopeKernel.create(device), KvAppendKernel.create(device), SwigluKernel.create(device), SamplingKernel.create(device)
+    ])
+    const R = options.maxRows
+    const L = options.maxLogitRows
+    const hd = c.hiddenSize
+    const qDim = c.numHeads * c.headDim
+    const kvDim = c.numKvHeads * c.headDim
+    const owned: Array<{ destroy(): void }> = [matmul]
+    const buffer = (label: string, bytes: number): GPUBuffer => {
+      const b = createStorageBuffer(device, label, bytes)
+      owned.push(b)
+      return b
+    }
+    const inputs = {
+      tokens: buffer("fwd-tokens", R * 4),
+      positions: buffer("fwd-positions", R * 4),
+      slots: buffer("fwd-slots", R * 8),
+      logitIndex: buffer("fwd-logit-rows", L * 4),
+      sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4)
+    }
+    const x = buffer("fwd-x", R * hd * 4)
+    const xn = buffer("fwd-xn", R * hd * 4)
+    const q = buffer("fwd-q", R * qDim * 4)
+    const k = buffer("fwd-k", R * kvDim * 4)
+    const v = buffer("fwd-v", R * kvDim * 4)
+    const attnOut = buffer("fwd-attn-out", R * qDim * 4)
+    const lse = buffer("fwd-lse", R * c.numHeads * 4)
+    const gateUp = buffer("fwd-gate-up", R * 2 * c.intermediateSize * 4)
+    const h = buffer("fwd-h", R * c.intermediateSize * 4)
+    const xl = buffer("fwd-x-logit-rows", L * hd * 4)
+    const xln = buffer("fwd-xn-logit-rows", L * hd * 4)
+    const logits = buffer("fwd-logits", L * c.vocabSize * 4)
+    const sampled = buffer("fwd-sampled", L * 4)
+    const rowCount = createRowCount(device, "fwd-rows")
+    const logitCount = createRowCount(device, "fwd-logit-rows-count")
+    owned.push(rowCount, logitCount)
+    const rows = rowCount.buffer
+    const keep = <T extends { destroy(): void }>(d: T): T => (owned.push(d), d)
+
+    const embed = keep(gather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
+    const spec = ropeSpec(c)
+    const layers = weights.layers.map((w, l): LayerDispatches => ({
+      norm1: keep(norm.bind({ x, weight: w.inputNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
+      q: keep(matmul.bind({ x: xn, w: w.q, bias: w.qBias, y: q, count: rows, inDim: hd, outDim: qDim })),
+      k: keep(matmul.bind({ x: xn, w: w.k, bias: w.kBias, y: k, count: rows, inDim: hd, outDim: kvDim })),
+      v: keep(matmul.bind({ x: xn, w: w.v, bias: w.vBias, y: v, count: rows, inDim: hd, outDim: kvDim })),
+      rope: keep(rope.bind({ positions: inputs.positions, q, k, count: rows, heads: c.numHeads, kvHeads: c.numKvHeads, spec })),
+      append: keep(append.bind({
+        slots: inputs.slots, k, v, kPool: options.kvPools[l]!.k, vPool: options.kvPools[l]!.v, count: rows,
+        kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks
+      })),
+      o: keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
+      norm2: keep(norm.bind({ x, weight: w.postNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
+      gateUp: keep(matmul.bind({ x: xn, w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
+      swiglu: keep(swiglu.bind({ gateUp, h, count: rows, inter: c.intermediateSize })),
+      down: keep(matmul.bind({ x: h, w: w.down, y: x, count: rows, inDim: c.intermediateSize, outDim: hd, accumulate: true }))
+    }))
+    const lrows = logitCount.buffer
+    const tail = {
+      gather: keep(gather.bind({ index: inputs.logitIndex, table: x, out: xl, count: lrows, hidden: hd, tableRows: R })),
+      norm: keep(norm.bind({ x: xl, weight: weights.finalNorm, y: xln, count: lrows, dim: hd, eps: c.rmsNormEps })),
+      lmHead: keep(matmul.bind({ x: xln, w: weights.lmHead, y: logits, count: lrows, inDim: hd, outDim: c.vocabSize })),
+      sample: keep(sampling.bind({ logits, params: inputs.sampling, tokens: sampled, count: lrows, vocab: c.vocabSize }))
+    }
+    return new Forward(
+      weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, rowCount, logitCount, embed, layers, tail, owned
+    )
+  }
+
+  /** Uploads the batch's inputs (queue writes, ordered before the encoder's submission) and encodes the step. */
+  encode(encoder: GPUCommandEncoder, batch: ForwardBatch): void {
+    const rows = batch.tokens.length
+    const logitRows = batch.logitRows.length
+    this.check(batch)
+    const q = this.device.queue
+    q.writeBuffer(this.inputs.tokens, 0, batch.tokens)
+    q.writeBuffer(this.inputs.positions, 0, batch.positions)
+    q.writeBuffer(this.inputs.slots, 0, batch.slots)
+    if (logitRows > 0) {
+      q.writeBuffer(this.inputs.logitIndex, 0, batch.logitRows)
+      q.writeBuffer(this.inputs.sampling, 0, packSamplingParams(batch.sampling))
+    }
+    this.rowCount.set(rows)
+    this.logitCount.set(logitRows)
+    if (rows === 0) return
+
+    let pass = encoder.beginComputePass({ label: "forward-embedding" })
+    this.embed.encode(pass, rows)
+    this.layers.forEach((d, l) => {
+      d.norm1.encode(pass, rows)
+      d.q.encode(pass, rows)
+      d.k.encode(pass, rows)
+      d.v.encode(pass, rows)
+      d.rope.encode(pass, rows)
+      d.append.encode(pass, rows)
+      pass.end()
+      const pools = this.options.kvPools[l]!
+      this.options.attention(encoder, l, {
+        q: this.scratch.q, kPool: pools.k, vPool: pools.v, out: this.scratch.attnOut, lse: this.scratch.lse
+      })
+      pass = encoder.beginComputePass({ label: `forward-layer-${l}` })
+      d.o.encode(pass, rows)
+      d.norm2.encode(pass, rows)
+      d.gateUp.encode(pass, rows)
+      d.swiglu.encode(pass, rows)
+      d.down.encode(pass, rows)
+    })
+    this.tail.gather.encode(pass, logitRows)
+    this.tail.norm.encode(pass, logitRows)
+    this.tail.lmHead.encode(pass, logitRows)
+    this.tail.sample.encode(pass, logitRows)
+    pass.end()
+  }
+
+  /** Encodes, submits and reads back the sampled token of each logit row. */
+  async step(batch: ForwardBatch): Promise<Uint32Array> {
+    const encoder = this.device.createCommandEncoder({ label: "forward-step" })
+    this.encode(encoder, batch)
+    this.device.queue.submit([encoder.finish()])
+    return batch.logitRows.length === 0 ? new Uint32Array(0) : readUint32(this.device, this.sampled, batch.logitRows.length)
+  }
+
+  /** Reads the logits of the last step's first `rows` logit rows. */
+  readLogits(rows: number): Promise<Float32Array> {
+    return readFloat32(this.device, this.logits, rows * this.weights.config.vocabSize)
+  }
+
+  destroy(): void {
+    for (const o of this.owned) o.destroy()
+  }
+
+  private check(b: ForwardBatch): void {
+    const rows = b.tokens.length
+    const fail = (why: string): never => {
+      throw new ForwardBatchError({ reason: why })
+    }
+    if (rows > this.options.maxRows) fail(`${rows} rows exceed maxRows = ${this.options.maxRows}`)
+    if (b.positions.length !== rows) fail(`positions has ${b.positions.length} entries for ${rows} rows`)
+    if (b.slots.length !== 2 * rows) fail(`slots has ${b.slots.length} entries for ${rows} rows (2 per row)`)
+    if (b.logitRows.length > this.options.maxLogitRows) {
+      fail(`${b.logitRows.length} logit rows exceed maxLogitRows = ${this.options.maxLogitRows}`)
+    }
+    if (b.sampling.length !== b.logitRows.length) fail(`sampling has ${b.sampling.length} entries for ${b.logitRows.length} logit rows`)
+    for (const r of b.logitRows) if (r >= rows) fail(`logit row ${r} is not a row of this ${rows}-row batch`)
+  }
+}

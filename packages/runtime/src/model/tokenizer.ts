@@ -1,0 +1,87 @@
+/**
+ * Tokenizers: a Hugging Face tokenizer.json through @huggingface/tokenizers,
+ * and a byte-level tokenizer (256 byte tokens + BOS + EOS) for synthetic models.
+ */
+import { Tokenizer } from "@huggingface/tokenizers"
+import { readFile } from "node:fs/promises"
+import { join } from "node:path"
+import { TokenizerError } from "./errors.ts"
+
+export interface TextTokenizer {
+  readonly vocabSize: number
+  readonly bosId: number | undefined
+  readonly eosIds: ReadonlyArray<number>
+  /** token ids of `text`, with the BOS token first when `addBos` (default true) and the tokenizer has one */
+  encode(text: string, options?: { readonly addBos?: boolean }): Array<number>
+  /** text of `ids`; special tokens are dropped */
+  decode(ids: ReadonlyArray<number>): string
+}
+
+export const BYTE_BOS = 256
+export const BYTE_EOS = 257
+/** Byte ids, BOS and EOS; ids from here to a model's vocab size decode to nothing. */
+export const BYTE_VOCAB = 258
+
+export const byteTokenizer = (vocabSize = BYTE_VOCAB): TextTokenizer => ({
+  vocabSize,
+  bosId: BYTE_BOS,
+  eosIds: [BYTE_EOS],
+  encode: (text, options) => {
+    const bytes = Array.from(new TextEncoder().encode(text))
+    return options?.addBos === false ? bytes : [BYTE_BOS, ...bytes]
+  },
+  decode: (ids) => new TextDecoder().decode(Uint8Array.from(ids.filter((id) => id >= 0 && id < 256)))
+})
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+/** A tokenizer from tokenizer.json (and tokenizer_config.json when present) objects. */
+export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unknown = {}): TextTokenizer => {
+  let tokenizer: Tokenizer
+  try {
+    tokenizer = new Tokenizer(tokenizerJson as object, tokenizerConfig as object)
+  } catch (e) {
+    throw new TokenizerError({ reason: `tokenizer.json could not be loaded: ${message(e)}` })
+  }
+  const config = (typeof tokenizerConfig === "object" && tokenizerConfig !== null ? tokenizerConfig : {}) as Record<string, unknown>
+  const idOf = (field: string): number | undefined => {
+    const v = config[field]
+    const content = typeof v === "string" ? v : typeof v === "object" && v !== null ? (v as { content?: unknown }).content : undefined
+    return typeof content === "string" ? tokenizer.token_to_id(content) : undefined
+  }
+  const bosId = idOf("bos_token")
+  const eos = idOf("eos_token")
+  return {
+    vocabSize: tokenizer.get_vocab(true).size,
+    bosId,
+    eosIds: eos === undefined ? [] : [eos],
+    encode: (text, options) => {
+      try {
+        const ids = tokenizer.encode(text, { add_special_tokens: false }).ids
+        return options?.addBos !== false && bosId !== undefined ? [bosId, ...ids] : ids
+      } catch (e) {
+        throw new TokenizerError({ reason: `could not encode text: ${message(e)}` })
+      }
+    },
+    decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: true })
+  }
+}
+
+/** Loads tokenizer.json (and tokenizer_config.json if the folder has one) from a model folder. */
+export const loadTokenizer = async (dir: string): Promise<TextTokenizer> => {
+  const readJson = async (name: string, optional: boolean): Promise<unknown> => {
+    let text: string
+    try {
+      text = await readFile(join(dir, name), "utf8")
+    } catch (e) {
+      if (optional) return {}
+      throw new TokenizerError({ reason: `${join(dir, name)}: ${message(e)}` })
+    }
+    try {
+      return JSON.parse(text)
+    } catch (e) {
+      throw new TokenizerError({ reason: `${join(dir, name)} is not valid JSON: ${message(e)}` })
+    }
+  }
+  return tokenizerFromJson(await readJson("tokenizer.json", false), await readJson("tokenizer_config.json", true))
+}

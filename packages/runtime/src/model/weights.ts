@@ -1,0 +1,231 @@
+/**
+ * ModelWeights: the model's tensors as f32 GPU buffers, loaded from a
+ * safetensors folder, uploaded from host arrays, or synthesized on the GPU.
+ *
+ * Layouts (all row-major f32):
+ *   embedding   [vocab][hidden]            lmHead [vocab][hidden] (the same buffer when tied)
+ *   q           [heads·headDim][hidden]    qBias [heads·headDim]
+ *   k, v        [kvHeads·headDim][hidden]  kBias, vBias [kvHeads·headDim]
+ *   o           [hidden][heads·headDim]
+ *   gateUp      [2·inter][hidden]          gate rows first, then up rows (one matmul for both)
+ *   down        [hidden][inter]
+ *   norms       [hidden]
+ */
+import { createStorageBuffer, FillKernel, referenceFill } from "@canopy/kernels"
+import { readFile } from "node:fs/promises"
+import { join } from "node:path"
+import { type ModelConfig, parseModelConfig } from "./config.ts"
+import { ModelFileError, TensorShapeMismatch } from "./errors.ts"
+import { openTensorSource } from "./safetensors.ts"
+import { elementCount, layerPrefix, syntheticScale, tensorSpecs } from "./tensors.ts"
+
+export interface LayerWeights {
+  readonly inputNorm: GPUBuffer
+  readonly q: GPUBuffer
+  readonly k: GPUBuffer
+  readonly v: GPUBuffer
+  readonly qBias: GPUBuffer | undefined
+  readonly kBias: GPUBuffer | undefined
+  readonly vBias: GPUBuffer | undefined
+  readonly o: GPUBuffer
+  readonly postNorm: GPUBuffer
+  readonly gateUp: GPUBuffer
+  readonly down: GPUBuffer
+}
+
+export interface ModelWeights {
+  readonly config: ModelConfig
+  readonly embedding: GPUBuffer
+  readonly layers: ReadonlyArray<LayerWeights>
+  readonly finalNorm: GPUBuffer
+  readonly lmHead: GPUBuffer
+  destroy(): void
+}
+
+/** Host tensors by Hugging Face name (f32 or f64 values). */
+export type HostWeights = ReadonlyMap<string, ArrayLike<number>>
+
+/**
+ * Allocates the weight buffers and hands each tensor to `fill(name, buffer, byteOffset)`;
+ * gate and up share the gateUp buffer, up at byte offset inter·hidden·4.
+ */
+const allocate = (
+  device: GPUDevice,
+  c: ModelConfig,
+  fill: (name: string, buffer: GPUBuffer, byteOffset: number) => void
+): ModelWeights => {
+  const all: Array<GPUBuffer> = []
+  const sizes = new Map(tensorSpecs(c).map((s) => [s.name, elementCount(s.shape)]))
+  const make = (name: string, elements = sizes.get(name)!): GPUBuffer => {
+    const buffer = createStorageBuffer(device, name, elements * 4)
+    all.push(buffer)
+    return buffer
+  }
+  const tensor = (name: string): GPUBuffer => {
+    const buffer = make(name)
+    fill(name, buffer, 0)
+    return buffer
+  }
+  try {
+    const embedding = tensor("model.embed_tokens.weight")
+    const layers = Array.from({ length: c.numLayers }, (_, l): LayerWeights => {
+      const p = layerPrefix(l)
+      const bias = (name: string): GPUBuffer | undefined => (c.attentionBias ? tensor(`${p}self_attn.${name}.bias`) : undefined)
+      const gateUp = make(`${p}mlp.gate_up`, 2 * c.intermediateSize * c.hiddenSize)
+      fill(`${p}mlp.gate_proj.weight`, gateUp, 0)
+      fill(`${p}mlp.up_proj.weight`, gateUp, c.intermediateSize * c.hiddenSize * 4)
+      return {
+        inputNorm: tensor(`${p}input_layernorm.weight`),
+        q: tensor(`${p}self_attn.q_proj.weight`),
+        k: tensor(`${p}self_attn.k_proj.weight`),
+        v: tensor(`${p}self_attn.v_proj.weight`),
+        qBias: bias("q_proj"),
+        kBias: bias("k_proj"),
+        vBias: bias("v_proj"),
+        o: tensor(`${p}self_attn.o_proj.weight`),
+        postNorm: tensor(`${p}post_attention_layernorm.weight`),
+        gateUp,
+        down: tensor(`${p}mlp.down_proj.weight`)
+      }
+    })
+    const finalNorm = tensor("model.norm.weight")
+    const lmHead = c.tieWordEmbeddings ? embedding : tensor("lm_head.weight")
+    let destroyed = false
+    return {
+      config: c, embedding, layers, finalNorm, lmHead,
+      destroy() {
+        if (destroyed) return
+        destroyed = true
+        for (const b of all) b.destroy()
+      }
+    }
+  } catch (e) {
+    for (const b of all) b.destroy()
+    throw e
+  }
+}
+
+const write = (device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values: ArrayLike<number>): void => {
+  const data = values instanceof Float32Array ? values : Float32Array.from(values)
+  device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength)
+}
+
+/** Checks that `shapes` has every tensor of `c` with the expected shape. */
+export const checkShapes = (c: ModelConfig, shapes: ReadonlyMap<string, ReadonlyArray<number>>): void => {
+  for (const spec of tensorSpecs(c)) {
+    const actual = shapes.get(spec.name)
+    if (actual === undefined || actual.length !== spec.shape.length || actual.some((d, i) => d !== spec.shape[i])) {
+      throw new TensorShapeMismatch({ tensor: spec.name, expected: spec.shape, actual })
+    }
+  }
+}
+
+/** Uploads host tensors (checked against the config first). */
+export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeights): ModelWeights => {
+  const shapes = new Map<string, ReadonlyArray<number>>()
+  for (const spec of tensorSpecs(c)) {
+    const values = host.get(spec.name)
+    if (values !== undefined) shapes.set(spec.name, values.length === elementCount(spec.shape) ? spec.shape : [values.length])
+  }
+  checkShapes(c, shapes)
+  return allocate(device, c, (name, buffer, offset) => write(device, buffer, offset, host.get(name)!))
+}
+
+export const readConfig = async (dir: string): Promise<ModelConfig> => {
+  const path = join(dir, "config.json")
+  const text = await readFile(path, "utf8").catch((e: unknown) => {
+    throw new ModelFileError({ file: path, reason: e instanceof Error ? e.message : String(e) })
+  })
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    throw new ModelFileError({ file: path, reason: `not valid JSON (${e instanceof Error ? e.message : String(e)})` })
+  }
+  return parseModelConfig(json)
+}
+
+/**
+ * Loads config.json and the safetensors of a Hugging Face model folder onto the
+ * GPU, converting f16/bf16 to f32. Every header and shape is checked before any
+ * tensor data is read.
+ */
+export const loadWeights = async (device: GPUDevice, dir: string): Promise<ModelWeights> => {
+  const config = await readConfig(dir)
+  const source = await openTensorSource(dir)
+  try {
+    checkShapes(config, new Map([...source.tensors].map(([name, info]) => [name, info.shape])))
+    const targets: Array<readonly [string, GPUBuffer, number]> = []
+    const weights = allocate(device, config, (name, buffer, offset) => targets.push([name, buffer, offset]))
+    try {
+      // One tensor at a time: host memory holds a single tensor, not the model.
+      for (const [name, buffer, offset] of targets) write(device, buffer, offset, await source.readF32(name))
+    } catch (e) {
+      weights.destroy()
+      throw e
+    }
+    return weights
+  } finally {
+    await source.close()
+  }
+}
+
+/** Reads every tensor of a model folder into host arrays (for the CPU reference on small models). */
+export const loadHostWeights = async (dir: string): Promise<{ config: ModelConfig; weights: HostWeights }> => {
+  const config = await readConfig(dir)
+  const source = await openTensorSource(dir)
+  try {
+    checkShapes(config, new Map([...source.tensors].map(([name, info]) => [name, info.shape])))
+    const weights = new Map<string, Float32Array>()
+    for (const spec of tensorSpecs(config)) weights.set(spec.name, await source.readF32(spec.name))
+    return { config, weights }
+  } finally {
+    await source.close()
+  }
+}
+
+/**
+ * Synthetic weights generated on the GPU from (seed, tensor id, index); nothing
+ * is uploaded, so this serves 13B-parameter shapes as well as tiny ones.
+ */
+export const synthesizeWeights = async (device: GPUDevice, c: ModelConfig, seed: number): Promise<ModelWeights> => {
+  const fill = await FillKernel.create(device)
+  const specs = tensorSpecs(c)
+  const ids = new Map(specs.map((s, i) => [s.name, i]))
+  const bySpec = new Map(specs.map((s) => [s.name, s]))
+  const temps: Array<GPUBuffer> = []
+  // The up rows go after the gate rows in gateUp: they are filled into a scratch
+  // buffer and copied, since the fill kernel writes from offset 0.
+  let scratch: GPUBuffer | undefined
+  let encoder = device.createCommandEncoder()
+  let queued = 0
+  const flush = (): void => {
+    device.queue.submit([encoder.finish()])
+    encoder = device.createCommandEncoder()
+    queued = 0
+  }
+  const weights = allocate(device, c, (name, buffer, offset) => {
+    const spec = bySpec.get(name)!
+    const count = elementCount(spec.shape)
+    const params = { seed, tensorId: ids.get(name)!, ...syntheticScale(c, spec) }
+    if (offset === 0) {
+      temps.push(fill.encode(encoder, buffer, count, params))
+    } else {
+      scratch ??= createStorageBuffer(device, "synthetic-scratch", count * 4)
+      temps.push(fill.encode(encoder, scratch, count, params))
+      encoder.copyBufferToBuffer(scratch, 0, buffer, offset, count * 4)
+    }
+    // Submit in batches so a deep model does not build one enormous command buffer.
+    if (++queued >= 64) flush()
+  })
+  flush()
+  await device.queue.onSubmittedWorkDone()
+  for (const t of temps) t.destroy()
+  scratch?.destroy()
+  return weights
+}
+
+/** The same synthetic weights on the CPU, bit for bit (use for small models only). */
+export const synthesizeHostWeights = (c: ModelConfig, seed: number): Map<string, Float32Array> =>
+  new Map(tensorSpecs(c).map((spec, tensorId) =>
+    [spec.name, referenceFill(elementCount(spec.shape), { seed, tensorId, ...syntheticScale(c, spec) })]))

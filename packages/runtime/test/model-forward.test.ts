@@ -1,0 +1,123 @@
+import { bindBuffers, createComputePipeline, createStorageBuffer, openGpu, uploadBuffer, wgsl, type GpuHandle } from "@canopy/kernels"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { ModelConfig } from "../src/model/config.ts"
+import { type AttentionCallback, Forward } from "../src/model/forward.ts"
+import { referenceLogits } from "../src/model/reference.ts"
+import { PRESETS, saveModel } from "../src/model/synthetic.ts"
+import { type HostWeights, loadHostWeights, loadWeights, type ModelWeights, synthesizeHostWeights, synthesizeWeights } from "../src/model/weights.ts"
+
+let gpu: GpuHandle
+let dir: string
+beforeAll(async () => {
+  gpu = await openGpu()
+  dir = await mkdtemp(join(tmpdir(), "canopy-forward-"))
+})
+afterAll(async () => {
+  gpu?.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const BLOCK = 4
+const BLOCKS = 8
+
+/**
+ * Attention for sequences of one token at position 0: each row attends only to
+ * its own key, so out = v, read back from the pool at the row's (block, slot).
+ */
+const copyAttention = async (c: ModelConfig, slots: GPUBuffer): Promise<AttentionCallback> => {
+  const device = gpu.device
+  const pipeline = await createComputePipeline(device, "test-copy-attention", wgsl`
+    @group(0) @binding(0) var<storage, read> slots: array<vec2u>;
+    @group(0) @binding(1) var<storage, read> vPool: array<f32>;
+    @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+    @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
+      let perRow = ${c.numHeads * c.headDim}u;
+      if (id.x >= arrayLength(&slots) * perRow) { return; }
+      let r = id.x / perRow;
+      let h = (id.x % perRow) / ${c.headDim}u;
+      let i = id.x % ${c.headDim}u;
+      let kvh = h / ${c.numHeads / c.numKvHeads}u;
+      let s = slots[r];
+      out[id.x] = vPool[((s.x * ${BLOCK}u + s.y) * ${c.numKvHeads}u + kvh) * ${c.headDim}u + i];
+    }`)
+  const rows = slots.size / 8
+  return (encoder, _layer, b) => {
+    const pass = encoder.beginComputePass()
+    pass.setPipeline(pipeline)
+    pass.setBindGroup(0, bindBuffers(device, pipeline, [slots, b.vPool, b.out]))
+    pass.dispatchWorkgroups(Math.ceil((rows * c.numHeads * c.headDim) / 64))
+    pass.end()
+  }
+}
+
+/** Runs single-token sequences through the GPU forward and compares logits and greedy tokens with the reference. */
+const checkSingleTokens = async (c: ModelConfig, weights: ModelWeights, host: HostWeights, tokens: ReadonlyArray<number>) => {
+  const device = gpu.device
+  const rows = tokens.length
+  const kvSize = BLOCKS * BLOCK * c.numKvHeads * c.headDim * 4
+  const kvPools = Array.from({ length: c.numLayers }, () => ({
+    k: createStorageBuffer(device, "k-pool", kvSize), v: createStorageBuffer(device, "v-pool", kvSize)
+  }))
+  // Row r writes block ⌊r / BLOCK⌋, slot r mod BLOCK (a distinct cell per row).
+  const slots = Uint32Array.from(tokens.flatMap((_, r) => [Math.floor(r / BLOCK), r % BLOCK]))
+  const slotBuffer = uploadBuffer(device, "slots", slots)
+  const forward = await Forward.create(device, weights, {
+    maxRows: 16, maxLogitRows: 16, kvPools, blockSize: BLOCK, numBlocks: BLOCKS, attention: await copyAttention(c, slotBuffer)
+  })
+  const logitRows = Uint32Array.from(tokens.map((_, r) => rows - 1 - r))
+  const sampled = await forward.step({
+    tokens: Uint32Array.from(tokens),
+    positions: new Uint32Array(rows),
+    slots,
+    logitRows,
+    sampling: tokens.map((_, r) => ({ temperature: 0, topK: 0, topP: 1, seed: 1, sequence: r, step: 0 }))
+  })
+  const logits = await forward.readLogits(rows)
+  logitRows.forEach((row, j) => {
+    const expected = referenceLogits(c, host, [tokens[row]!])[0]!
+    const got = logits.subarray(j * c.vocabSize, (j + 1) * c.vocabSize)
+    let diff = 0
+    let scale = 0
+    expected.forEach((e, i) => {
+      diff = Math.max(diff, Math.abs(e - got[i]!))
+      scale = Math.max(scale, Math.abs(e))
+    })
+    expect(diff / scale, `row ${row}`).toBeLessThan(1e-4)
+    const best = expected.indexOf(Math.max(...expected))
+    expect(sampled[j]).toBe(best)
+  })
+  forward.destroy()
+  slotBuffer.destroy()
+  for (const p of kvPools) {
+    p.k.destroy()
+    p.v.destroy()
+  }
+}
+
+describe("GPU forward against referenceLogits (single-token sequences)", () => {
+  it("tiny preset with GPU-synthesized weights, decode-sized and prefill-sized batches", async () => {
+    const c = PRESETS.tiny
+    const weights = await synthesizeWeights(gpu.device, c, 5)
+    const host = synthesizeHostWeights(c, 5)
+    await checkSingleTokens(c, weights, host, [72, 256, 3])
+    await checkSingleTokens(c, weights, host, Array.from({ length: 13 }, (_, i) => (i * 37) % 260))
+    weights.destroy()
+  })
+
+  it("Qwen2-style biases, tied embeddings and GQA 3:1, saved as sharded bf16 and loaded from disk", async () => {
+    const c: ModelConfig = {
+      ...PRESETS.tiny, architecture: "Qwen2ForCausalLM", attentionBias: true, tieWordEmbeddings: true,
+      numHeads: 6, numKvHeads: 2, headDim: 8, hiddenSize: 48, numLayers: 3
+    }
+    const folder = join(dir, "qwen-bf16")
+    await saveModel(folder, c, synthesizeHostWeights(c, 9), { dtype: "BF16", shards: 3 })
+    const loaded = await loadHostWeights(folder)
+    expect(loaded.config).toEqual(c)
+    const weights = await loadWeights(gpu.device, folder)
+    await checkSingleTokens(c, weights, loaded.weights, [1, 100, 257, 42, 7])
+    weights.destroy()
+  })
+})

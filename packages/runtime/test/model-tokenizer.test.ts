@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest"
+import { TokenizerError } from "../src/model/errors.ts"
+import { BYTE_BOS, BYTE_EOS, byteTokenizer, tokenizerFromJson } from "../src/model/tokenizer.ts"
+
+/** A tiny byte-level BPE tokenizer.json: bytes a, b, c, Ġ (space), merges "a b" and "ab c". */
+const tinyBpe = {
+  version: "1.0",
+  added_tokens: [
+    { id: 0, content: "<s>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+    { id: 1, content: "</s>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }
+  ],
+  normalizer: null,
+  pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+  post_processor: null,
+  decoder: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+  model: {
+    type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+    fuse_unk: false, byte_fallback: false,
+    vocab: { "<s>": 0, "</s>": 1, a: 2, b: 3, c: 4, "Ġ": 5, ab: 6, abc: 7, "Ġabc": 8, "Ġa": 9 },
+    merges: ["a b", "ab c", "Ġ a", "Ġa bc"]
+  }
+}
+
+describe("tokenizers", () => {
+  it("byte tokenizer round-trips UTF-8 text with BOS first", () => {
+    const t = byteTokenizer(260)
+    const text = "héllo, wörld ✓"
+    const ids = t.encode(text)
+    expect(ids[0]).toBe(BYTE_BOS)
+    expect(ids.length).toBe(1 + new TextEncoder().encode(text).length)
+    expect(t.decode([...ids, BYTE_EOS, 259])).toBe(text)
+    expect(t.encode("a", { addBos: false })).toEqual([97])
+    expect(t.eosIds).toEqual([BYTE_EOS])
+  })
+
+  it("loads a tokenizer.json with @huggingface/tokenizers", () => {
+    const t = tokenizerFromJson(tinyBpe, { bos_token: "<s>", eos_token: { content: "</s>" } })
+    expect(t.bosId).toBe(0)
+    expect(t.eosIds).toEqual([1])
+    const ids = t.encode("abc ab")
+    expect(ids[0]).toBe(0)
+    expect(ids).toContain(7)
+    expect(t.decode(ids)).toBe("abc ab")
+  })
+
+  it("reports a broken tokenizer.json as TokenizerError", () => {
+    expect(() => tokenizerFromJson({ model: { type: "NoSuchModel" } })).toThrow(TokenizerError)
+  })
+})
