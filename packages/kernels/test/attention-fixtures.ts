@@ -222,9 +222,12 @@ export interface CaseBounds {
   /** bound on Σ over sequences of visible path tokens × heads × headDim */
   readonly maxWork: number
   readonly causal: boolean
+  /** head dims to draw from (each new one costs a pipeline compile) */
+  readonly headDims: ReadonlyArray<number>
 }
 
-const HEAD_DIMS = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
+/** every head dim the kernels support */
+export const HEAD_DIMS: ReadonlyArray<number> = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
 
 /**
  * Trees of depth ≤ maxDepth and fan-out ≤ maxFanOut: node i picks its parent
@@ -235,7 +238,7 @@ export const arbitraryCase = (bounds: CaseBounds): fc.Arbitrary<CaseSpec> =>
     .record({
       kvHeads: fc.integer({ min: 1, max: 2 }),
       group: fc.constantFrom(1, 2, 4, 8),
-      headDim: fc.constantFrom(...HEAD_DIMS),
+      headDim: fc.constantFrom(...bounds.headDims),
       blockSize: fc.oneof(fc.constantFrom(1, 16, 32), fc.integer({ min: 1, max: 32 })),
       nodes: fc.array(
         fc.record({

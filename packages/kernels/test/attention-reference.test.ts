@@ -8,7 +8,7 @@ import {
   referenceTreeAttention,
   type AttentionState
 } from "../src/attention/reference.ts"
-import { arbitraryCase, buildCase, compareOutputs, describeMismatches } from "./attention-fixtures.ts"
+import { arbitraryCase, buildCase, HEAD_DIMS, compareOutputs, describeMismatches } from "./attention-fixtures.ts"
 
 const DIM = 4
 
@@ -100,7 +100,7 @@ describe("attention reference: merge of partial states", () => {
 
 describe("attention reference: plan over pools equals the tree oracle", () => {
   it("on random trees (block tables, start slots, GQA, causal limits)", () => {
-    const bounds = { maxDepth: 4, maxFanOut: 8, maxNodes: 12, maxLength: 40, maxSequences: 8, maxWork: 400_000, causal: true }
+    const bounds = { maxDepth: 4, maxFanOut: 8, maxNodes: 12, maxLength: 40, maxSequences: 8, maxWork: 400_000, causal: true, headDims: HEAD_DIMS }
     fc.assert(
       fc.property(arbitraryCase(bounds), (spec) => {
         const built = buildCase(spec)

@@ -5,10 +5,11 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import { adapterCommand } from "./adapter.ts"
+import { benchCommand } from "./bench/index.ts"
 
 const canopy = Command.make("canopy").pipe(
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([adapterCommand])
+  Command.withSubcommands([adapterCommand, benchCommand])
 )
 
 const program = canopy.pipe(
