@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { ModelConfig } from "../src/model/config.ts"
+import { ForwardBatchError } from "../src/model/errors.ts"
 import { type AttentionCallback, Forward } from "../src/model/forward.ts"
 import { referenceLogits } from "../src/model/reference.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
@@ -119,5 +120,32 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     const weights = await loadWeights(gpu.device, folder)
     await checkSingleTokens(c, weights, loaded.weights, [1, 100, 257, 42, 7])
     weights.destroy()
+  })
+
+  it("rejects a batch that does not fit its buffers or disagrees with itself", async () => {
+    const c = PRESETS.tiny
+    const weights = await synthesizeWeights(gpu.device, c, 1)
+    const pool = () => ({ k: createStorageBuffer(gpu.device, "k", 64), v: createStorageBuffer(gpu.device, "v", 64) })
+    const kvPools = [pool(), pool()]
+    const forward = await Forward.create(gpu.device, weights, {
+      maxRows: 2, maxLogitRows: 1, kvPools, blockSize: 1, numBlocks: 1, attention: () => {}
+    })
+    const greedy = { temperature: 0, topK: 0, topP: 1, seed: 0, sequence: 0, step: 0 }
+    const ok = { tokens: Uint32Array.of(1, 2), positions: Uint32Array.of(0, 1), slots: Uint32Array.of(0, 0, 0, 0), logitRows: Uint32Array.of(1), sampling: [greedy] }
+    const encoder = gpu.device.createCommandEncoder()
+    for (const bad of [
+      { ...ok, tokens: Uint32Array.of(1, 2, 3), positions: Uint32Array.of(0, 1, 2), slots: new Uint32Array(6) },
+      { ...ok, positions: Uint32Array.of(0) },
+      { ...ok, slots: Uint32Array.of(0, 0) },
+      { ...ok, logitRows: Uint32Array.of(5) },
+      { ...ok, sampling: [] }
+    ]) expect(() => forward.encode(encoder, bad)).toThrow(ForwardBatchError)
+    expect(() => forward.encode(encoder, ok)).not.toThrow()
+    forward.destroy()
+    weights.destroy()
+    for (const p of kvPools) {
+      p.k.destroy()
+      p.v.destroy()
+    }
   })
 })

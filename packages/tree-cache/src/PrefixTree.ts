@@ -34,8 +34,10 @@ export class UnknownSequence extends Data.TaggedError("UnknownSequence")<{
  * new node for the upper part, so a sequence's end node never moves.
  */
 export class TreeNode {
-  /** children keyed by their first token */
+  /** children keyed by their first token (the root's: by namespace and first token, see childKey) */
   readonly children = new Map<number, TreeNode>()
+  /** sequences in different namespaces never share KV (set on the root's children, inherited below) */
+  namespace = 0
   /** live sequences (and explicit locks) whose path passes through this node */
   lockRef = 0
   /** logical clock of the last use of the path through this node */
@@ -159,8 +161,8 @@ export class PrefixTree {
   // ---- queries -------------------------------------------------------------
 
   /** Longest prefix of `tokens` held in the tree. Does not count as a use for LRU. */
-  match(tokens: ArrayLike<number>): MatchResult {
-    const d = this.descend(this.root, 0, tokens)
+  match(tokens: ArrayLike<number>, namespace = 0): MatchResult {
+    const d = this.descend(this.root, 0, tokens, namespace)
     return { node: d.node, inNode: d.inNode, length: d.matched }
   }
 
@@ -276,8 +278,8 @@ export class PrefixTree {
    * short). Throws BlockPoolExhausted, with the tree's cache unchanged apart
    * from evictions, when even eviction cannot free enough.
    */
-  insert(tokens: ArrayLike<number>): Placement {
-    const g = this.place(this.root, 0, tokens, undefined)
+  insert(tokens: ArrayLike<number>, namespace = 0): Placement {
+    const g = this.place(this.root, 0, tokens, undefined, namespace)
     const seq = this.nextSeqId++
     this.seqs.set(seq, { end: g.end, length: tokens.length })
     return { seq, length: tokens.length, newStart: g.newStart, newBlocks: g.newBlocks, newSlots: g.newSlots, copies: g.copies }
@@ -301,7 +303,7 @@ export class PrefixTree {
   append(seq: SeqId, tokens: ArrayLike<number>): Placement {
     const s = this.get(seq)
     const old = s.end
-    const g = this.place(old, s.length, tokens, old)
+    const g = this.place(old, s.length, tokens, old, old.namespace)
     this.decRef(old)
     s.end = g.end
     s.length += tokens.length
@@ -360,18 +362,23 @@ export class PrefixTree {
     return s
   }
 
+  /** Below the root a child is keyed by its first token; the root's children also by namespace. */
+  private childKey(parent: TreeNode, namespace: number, token: number): number {
+    return parent === this.root ? namespace * 2 ** 32 + token : token
+  }
+
   private own(node: TreeNode): void {
     if (node !== this.root && this.byId.get(node.id) !== node) throw new RangeError(`node ${node.id} is not in this tree`)
   }
 
   /** Follows `tokens` down from `from`, whose last token sits at position fromEnd − 1. */
-  private descend(from: TreeNode, fromEnd: number, tokens: ArrayLike<number>): Descent {
+  private descend(from: TreeNode, fromEnd: number, tokens: ArrayLike<number>, namespace: number): Descent {
     let node = from
     let nodeStart = fromEnd - from.length
     let inNode = from.length
     let i = 0
     while (i < tokens.length) {
-      const child = node.children.get(tokens[i]!)
+      const child = node.children.get(this.childKey(node, namespace, tokens[i]!))
       if (child === undefined) break
       const ct = child.tokens
       let j = 1 // the first token matched as the key
@@ -398,10 +405,11 @@ export class PrefixTree {
     from: TreeNode,
     fromEnd: number,
     tokens: ArrayLike<number>,
-    own: TreeNode | undefined
+    own: TreeNode | undefined,
+    namespace: number
   ): { end: TreeNode; newStart: number; newBlocks: Uint32Array; newSlots: Uint32Array; copies: BlockCopy[] } {
     const bs = this.blockSize
-    const { node, nodeStart, inNode, matched } = this.descend(from, fromEnd, tokens)
+    const { node, nodeStart, inNode, matched } = this.descend(from, fromEnd, tokens, namespace)
     const splitInside = inNode < node.length
     const pos = nodeStart + inNode // absolute position of the first unmatched token
     const rest = tokens.length - matched
@@ -437,7 +445,7 @@ export class PrefixTree {
         for (const t of newTokens) end.tokens.push(t)
         for (const b of tail) end.blocks.push(b)
       } else {
-        end = this.newNode(end, newTokens, r, tail)
+        end = this.newNode(end, newTokens, r, tail, namespace)
       }
       written = end
     }
@@ -471,20 +479,21 @@ export class PrefixTree {
       upperBlocks.push(copyBlock)
       copies.push({ src: node.blocks[q]!, dst: copyBlock, fromSlot: q === 0 ? node.startSlot : 0, toSlot: r })
     }
-    const upper = this.newNode(node.parent!, node.tokens.slice(0, at), node.startSlot, upperBlocks)
+    const upper = this.newNode(node.parent!, node.tokens.slice(0, at), node.startSlot, upperBlocks, node.namespace)
     upper.lockRef = node.lockRef
     upper.lastAccess = node.lastAccess
     node.tokens = node.tokens.slice(at)
     node.blocks = node.blocks.slice(q)
     node.startSlot = r
     node.parent = upper
-    upper.children.set(node.tokens[0]!, node)
+    upper.children.set(this.childKey(upper, upper.namespace, node.tokens[0]!), node)
     return upper
   }
 
-  private newNode(parent: TreeNode, tokens: number[], startSlot: number, blocks: number[]): TreeNode {
+  private newNode(parent: TreeNode, tokens: number[], startSlot: number, blocks: number[], namespace: number): TreeNode {
     const n = new TreeNode(this.nextNodeId++, parent, tokens, blocks, startSlot)
-    parent.children.set(tokens[0]!, n)
+    n.namespace = namespace
+    parent.children.set(this.childKey(parent, namespace, tokens[0]!), n)
     this.byId.set(n.id, n)
     return n
   }
@@ -499,7 +508,7 @@ export class PrefixTree {
   /** removes an unlocked leaf; returns the blocks that returned to the pool */
   private remove(n: TreeNode): number {
     const parent = n.parent!
-    parent.children.delete(n.tokens[0]!)
+    parent.children.delete(this.childKey(parent, n.namespace, n.tokens[0]!))
     this.byId.delete(n.id)
     n.evicted = true
     let freed = 0

@@ -290,3 +290,29 @@ describe("release, lock and eviction", () => {
     expect(() => other.slotOf(t, 1)).toThrow(RangeError)
   })
 })
+
+describe("namespaces", () => {
+  it("never share KV across namespaces, and share within one", () => {
+    const tree = new PrefixTree(new BlockPool({ numBlocks: 16, blockSize: 2 }))
+    const a = tree.insert([1, 2, 3], 0)
+    const b = tree.insert([1, 2, 3], 1)
+    const c = tree.insert([1, 2, 4], 1)
+    expect(b.newStart).toBe(0) // nothing of namespace 0 is reused
+    expect(c.newStart).toBe(2) // [1, 2] is shared with b inside namespace 1
+    const blocksOf = (seq: number) => new Set(tree.path(seq).flatMap((n) => n.blocks))
+    const shared = [...blocksOf(a.seq)].filter((x) => blocksOf(b.seq).has(x))
+    expect(shared).toEqual([])
+    expect(tree.tokensOf(b.seq)).toEqual([1, 2, 3])
+    expect(tree.tokensOf(c.seq)).toEqual([1, 2, 4])
+    expect(tree.match([1, 2, 4], 0).length).toBe(2)
+    expect(tree.match([1, 2, 4], 1).length).toBe(3)
+    // appends stay in the sequence's namespace
+    tree.append(b.seq, [9])
+    expect(tree.path(b.seq).every((n) => n.namespace === 1)).toBe(true)
+    // eviction of a namespaced leaf unlinks it from the root
+    tree.release(a.seq)
+    expect(tree.evict(16)).toBeGreaterThan(0)
+    expect(tree.match([1, 2, 3], 0).length).toBe(0)
+    expect(tree.match([1, 2, 3], 1).length).toBe(3)
+  })
+})

@@ -186,7 +186,11 @@ export class Forward {
     )
   }
 
-  /** Uploads the batch's inputs (queue writes, ordered before the encoder's submission) and encodes the step. */
+  /**
+   * Uploads the batch's inputs (queue writes, ordered before the encoder's
+   * submission) and encodes the step. The inputs live in one set of buffers, so
+   * submit each step before encoding the next.
+   */
   encode(encoder: GPUCommandEncoder, batch: ForwardBatch): void {
     const rows = batch.tokens.length
     const logitRows = batch.logitRows.length
