@@ -226,6 +226,14 @@ export interface CaseBounds {
   readonly headDims: ReadonlyArray<number>
 }
 
+/**
+ * A palette of head dims for the random GPU properties keeps pipeline compiles
+ * (seconds each on a software adapter) bounded; it covers decode lane splits
+ * of 2, 5, 7 and 8 and level tiles of 64 and 32 rows. The edge tests run the
+ * other head dims once each.
+ */
+export const HEAD_DIM_PALETTE: ReadonlyArray<number> = [8, 40, 56, 88, 128]
+
 /** every head dim the kernels support */
 export const HEAD_DIMS: ReadonlyArray<number> = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
 

@@ -4,7 +4,7 @@ import { describeAdapter, openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
 import { createPagedDecode, createTreeAttention, type AttentionKernels } from "../src/attention/treeAttention.ts"
-import { arbitraryCase, buildCase, compareOutputs, describeMismatches, type CaseBounds, type CaseSpec } from "./attention-fixtures.ts"
+import { arbitraryCase, buildCase, compareOutputs, describeMismatches, HEAD_DIM_PALETTE, type CaseBounds, type CaseSpec } from "./attention-fixtures.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -42,13 +42,6 @@ const check = async (method: Method, spec: CaseSpec): Promise<void> => {
     kernels.destroy()
   }
 }
-
-/**
- * A palette of head dims keeps pipeline compiles (seconds each on a software
- * adapter) bounded; it covers every decode lane split (2, 5, 7, 8 lanes) and
- * both level-tile widths. attention-edge.test.ts runs every head dim once.
- */
-const HEAD_DIM_PALETTE = [8, 40, 56, 88, 128]
 
 const DECODE: CaseBounds = {
   maxDepth: 4,

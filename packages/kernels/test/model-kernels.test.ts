@@ -10,7 +10,7 @@ import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
 import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
 import { ResidualAddKernel } from "../src/model/residual-add.ts"
 import { RmsNormKernel, referenceRmsNorm } from "../src/model/rmsnorm.ts"
-import { referenceRope, RopeKernel, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
+import { referenceRope, RopeKernel, ropeFrequencies, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
 import { referenceSwiglu, SwigluKernel } from "../src/model/swiglu.ts"
 
 let gpu: GpuHandle
@@ -112,6 +112,22 @@ describe("model kernels against float64 references", () => {
     { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
     { type: "yarn", factor: 4, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, attentionFactor: yarnAttentionFactor(4) }
   ]
+
+  it("RoPE scaling keeps high frequencies and divides low ones by the factor (Hugging Face's rules)", () => {
+    const d = 128
+    const plain = (i: number, theta: number) => theta ** (-(2 * i) / d)
+    const at = (s: RopeScaling, theta: number) => ropeFrequencies({ headDim: d, theta, scaling: s })
+    const linear = at({ type: "linear", factor: 4 }, 10000)
+    expect(linear.inverse[5]).toBeCloseTo(plain(5, 10000) / 4, 15)
+    const llama3 = at(scalings[3]!, 500000)
+    expect(llama3.inverse[0]).toBe(1)
+    expect(llama3.inverse[63]).toBeCloseTo(plain(63, 500000) / 8, 15)
+    for (let i = 1; i < 64; i++) expect(llama3.inverse[i]!).toBeLessThan(llama3.inverse[i - 1]!)
+    const yarn = at(scalings[4]!, 10000)
+    expect(yarn.inverse[0]).toBe(1)
+    expect(yarn.inverse[63]).toBeCloseTo(plain(63, 10000) / 4, 15)
+    expect(yarn.attentionFactor).toBeCloseTo(1 + 0.1 * Math.log(4), 15)
+  })
 
   it("RoPE (rotate_half) with every scaling type, positions up to 2^20", async () => {
     const kernel = await RopeKernel.create(device)

@@ -1,11 +1,15 @@
-import { bindBuffers, createComputePipeline, createStorageBuffer, openGpu, uploadBuffer, wgsl, type GpuHandle } from "@canopy/kernels"
+import {
+  bindBuffers, createComputePipeline, createStorageBuffer, GpuValidationError, openGpu, readFloat32, referenceMatmul, referenceRmsNorm, referenceRope,
+  relativeError, uploadBuffer, wgsl, type GpuHandle
+} from "@canopy/kernels"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { ModelConfig } from "../src/model/config.ts"
+import { type ModelConfig, ropeSpec } from "../src/model/config.ts"
 import { ForwardBatchError } from "../src/model/errors.ts"
 import { type AttentionCallback, Forward } from "../src/model/forward.ts"
+import { loadModel } from "../src/model/model.ts"
 import { referenceLogits } from "../src/model/reference.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
 import { type HostWeights, loadHostWeights, loadWeights, type ModelWeights, synthesizeHostWeights, synthesizeWeights } from "../src/model/weights.ts"
@@ -54,8 +58,31 @@ const copyAttention = async (c: ModelConfig, slots: GPUBuffer): Promise<Attentio
   }
 }
 
-/** Runs single-token sequences through the GPU forward and compares logits and greedy tokens with the reference. */
-const checkSingleTokens = async (c: ModelConfig, weights: ModelWeights, host: HostWeights, tokens: ReadonlyArray<number>) => {
+/** Layer 0's key and value of `token` at `position`: they depend on the embedding only. */
+const layer0KeyValue = (c: ModelConfig, host: HostWeights, token: number, position: number) => {
+  const hd = c.hiddenSize
+  const kvDim = c.numKvHeads * c.headDim
+  const bias = (name: string) => (c.attentionBias ? host.get(`model.layers.0.self_attn.${name}.bias`)! : undefined)
+  const e = Array.from(host.get("model.embed_tokens.weight")!).slice(token * hd, (token + 1) * hd)
+  const xn = referenceRmsNorm(e, host.get("model.layers.0.input_layernorm.weight")!, hd, c.rmsNormEps)
+  const k = referenceMatmul(xn, host.get("model.layers.0.self_attn.k_proj.weight")!, hd, kvDim, bias("k_proj"))
+  const v = referenceMatmul(xn, host.get("model.layers.0.self_attn.v_proj.weight")!, hd, kvDim, bias("v_proj"))
+  return { k: referenceRope(k, c.numKvHeads, [position], ropeSpec(c)), v }
+}
+
+/**
+ * Runs single-token sequences through the GPU forward and compares logits and
+ * greedy tokens with the reference. With one key, attention returns v whatever
+ * the position, so rows may sit at any position; layer 0's pools are checked
+ * against the RoPE'd key at that position.
+ */
+const checkSingleTokens = async (
+  c: ModelConfig,
+  weights: ModelWeights,
+  host: HostWeights,
+  tokens: ReadonlyArray<number>,
+  positions: ReadonlyArray<number> = tokens.map(() => 0)
+) => {
   const device = gpu.device
   const rows = tokens.length
   const kvSize = BLOCKS * BLOCK * c.numKvHeads * c.headDim * 4
@@ -71,12 +98,21 @@ const checkSingleTokens = async (c: ModelConfig, weights: ModelWeights, host: Ho
   const logitRows = Uint32Array.from(tokens.map((_, r) => rows - 1 - r))
   const sampled = await forward.step({
     tokens: Uint32Array.from(tokens),
-    positions: new Uint32Array(rows),
+    positions: Uint32Array.from(positions),
     slots,
     logitRows,
     sampling: tokens.map((_, r) => ({ temperature: 0, topK: 0, topP: 1, seed: 1, sequence: r, step: 0 }))
   })
   const logits = await forward.readLogits(rows)
+  const kvRow = c.numKvHeads * c.headDim
+  const kPool = await readFloat32(gpu.device, kvPools[0]!.k, BLOCKS * BLOCK * kvRow)
+  const vPool = await readFloat32(gpu.device, kvPools[0]!.v, BLOCKS * BLOCK * kvRow)
+  tokens.forEach((token, r) => {
+    const expected = layer0KeyValue(c, host, token, positions[r]!)
+    const cell = (slots[2 * r]! * BLOCK + slots[2 * r + 1]!) * kvRow
+    expect(relativeError(kPool.subarray(cell, cell + kvRow), expected.k), `k of row ${r}`).toBeLessThan(1e-4)
+    expect(relativeError(vPool.subarray(cell, cell + kvRow), expected.v), `v of row ${r}`).toBeLessThan(1e-4)
+  })
   logitRows.forEach((row, j) => {
     const expected = referenceLogits(c, host, [tokens[row]!])[0]!
     const got = logits.subarray(j * c.vocabSize, (j + 1) * c.vocabSize)
@@ -100,11 +136,11 @@ const checkSingleTokens = async (c: ModelConfig, weights: ModelWeights, host: Ho
 
 describe("GPU forward against referenceLogits (single-token sequences)", () => {
   it("tiny preset with GPU-synthesized weights, decode-sized and prefill-sized batches", async () => {
-    const c = PRESETS.tiny
-    const weights = await synthesizeWeights(gpu.device, c, 5)
+    const { config: c, weights, tokenizer } = await loadModel(gpu.device, { kind: "synthetic", model: "tiny", seed: 5 })
+    expect(c).toEqual(PRESETS.tiny)
     const host = synthesizeHostWeights(c, 5)
-    await checkSingleTokens(c, weights, host, [72, 256, 3])
-    await checkSingleTokens(c, weights, host, Array.from({ length: 13 }, (_, i) => (i * 37) % 260))
+    await checkSingleTokens(c, weights, host, tokenizer.encode("Hi"), [0, 4000, 77])
+    await checkSingleTokens(c, weights, host, Array.from({ length: 13 }, (_, i) => (i * 37) % 260), Array.from({ length: 13 }, (_, i) => i * 311))
     weights.destroy()
   })
 
@@ -118,7 +154,7 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     const loaded = await loadHostWeights(folder)
     expect(loaded.config).toEqual(c)
     const weights = await loadWeights(gpu.device, folder)
-    await checkSingleTokens(c, weights, loaded.weights, [1, 100, 257, 42, 7])
+    await checkSingleTokens(c, weights, loaded.weights, [1, 100, 257, 42, 7], [9, 0, 123456, 17, 2047])
     weights.destroy()
   })
 
@@ -142,6 +178,12 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     ]) expect(() => forward.encode(encoder, bad)).toThrow(ForwardBatchError)
     expect(() => forward.encode(encoder, ok)).not.toThrow()
     forward.destroy()
+    const unusable = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.COPY_DST })
+    const error = await Forward.create(gpu.device, weights, {
+      maxRows: 2, maxLogitRows: 1, kvPools: [kvPools[0]!, { k: unusable, v: unusable }], blockSize: 1, numBlocks: 1, attention: () => {}
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(GpuValidationError)
+    unusable.destroy()
     weights.destroy()
     for (const p of kvPools) {
       p.k.destroy()

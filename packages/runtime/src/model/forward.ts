@@ -19,7 +19,7 @@
  */
 import {
   type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
-  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, KvAppendKernel, MatmulKernel,
+  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, MatmulKernel,
   packSamplingParams, readFloat32, readUint32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
   SamplingKernel, type SamplingParams, SwigluKernel
 } from "@canopy/kernels"
@@ -121,69 +121,79 @@ export class Forward {
     ])
     const R = options.maxRows
     const L = options.maxLogitRows
-    const hd = c.hiddenSize
-    const qDim = c.numHeads * c.headDim
-    const kvDim = c.numKvHeads * c.headDim
     const owned: Array<{ destroy(): void }> = [matmul]
-    const buffer = (label: string, bytes: number): GPUBuffer => {
-      const b = createStorageBuffer(device, label, bytes)
-      owned.push(b)
-      return b
-    }
-    const inputs = {
-      tokens: buffer("fwd-tokens", R * 4),
-      positions: buffer("fwd-positions", R * 4),
-      slots: buffer("fwd-slots", R * 8),
-      logitIndex: buffer("fwd-logit-rows", L * 4),
-      sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4)
-    }
-    const x = buffer("fwd-x", R * hd * 4)
-    const xn = buffer("fwd-xn", R * hd * 4)
-    const q = buffer("fwd-q", R * qDim * 4)
-    const k = buffer("fwd-k", R * kvDim * 4)
-    const v = buffer("fwd-v", R * kvDim * 4)
-    const attnOut = buffer("fwd-attn-out", R * qDim * 4)
-    const lse = buffer("fwd-lse", R * c.numHeads * 4)
-    const gateUp = buffer("fwd-gate-up", R * 2 * c.intermediateSize * 4)
-    const h = buffer("fwd-h", R * c.intermediateSize * 4)
-    const xl = buffer("fwd-x-logit-rows", L * hd * 4)
-    const xln = buffer("fwd-xn-logit-rows", L * hd * 4)
-    const logits = buffer("fwd-logits", L * c.vocabSize * 4)
-    const sampled = buffer("fwd-sampled", L * 4)
-    const rowCount = createRowCount(device, "fwd-rows")
-    const logitCount = createRowCount(device, "fwd-logit-rows-count")
-    owned.push(rowCount, logitCount)
-    const rows = rowCount.buffer
-    const keep = <T extends { destroy(): void }>(d: T): T => (owned.push(d), d)
+    // A wrong buffer (too small, wrong usage) surfaces here as a typed error, not at the first submit.
+    device.pushErrorScope("validation")
+    try {
+      const hd = c.hiddenSize
+      const qDim = c.numHeads * c.headDim
+      const kvDim = c.numKvHeads * c.headDim
+      const buffer = (label: string, bytes: number): GPUBuffer => {
+        const b = createStorageBuffer(device, label, bytes)
+        owned.push(b)
+        return b
+      }
+      const inputs = {
+        tokens: buffer("fwd-tokens", R * 4),
+        positions: buffer("fwd-positions", R * 4),
+        slots: buffer("fwd-slots", R * 8),
+        logitIndex: buffer("fwd-logit-rows", L * 4),
+        sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4)
+      }
+      const x = buffer("fwd-x", R * hd * 4)
+      const xn = buffer("fwd-xn", R * hd * 4)
+      const q = buffer("fwd-q", R * qDim * 4)
+      const k = buffer("fwd-k", R * kvDim * 4)
+      const v = buffer("fwd-v", R * kvDim * 4)
+      const attnOut = buffer("fwd-attn-out", R * qDim * 4)
+      const lse = buffer("fwd-lse", R * c.numHeads * 4)
+      const gateUp = buffer("fwd-gate-up", R * 2 * c.intermediateSize * 4)
+      const h = buffer("fwd-h", R * c.intermediateSize * 4)
+      const xl = buffer("fwd-x-logit-rows", L * hd * 4)
+      const xln = buffer("fwd-xn-logit-rows", L * hd * 4)
+      const logits = buffer("fwd-logits", L * c.vocabSize * 4)
+      const sampled = buffer("fwd-sampled", L * 4)
+      const rowCount = createRowCount(device, "fwd-rows")
+      const logitCount = createRowCount(device, "fwd-logit-rows-count")
+      owned.push(rowCount, logitCount)
+      const rows = rowCount.buffer
+      const keep = <T extends { destroy(): void }>(d: T): T => (owned.push(d), d)
 
-    const embed = keep(gather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
-    const spec = ropeSpec(c)
-    const layers = weights.layers.map((w, l): LayerDispatches => ({
-      norm1: keep(norm.bind({ x, weight: w.inputNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
-      q: keep(matmul.bind({ x: xn, w: w.q, bias: w.qBias, y: q, count: rows, inDim: hd, outDim: qDim })),
-      k: keep(matmul.bind({ x: xn, w: w.k, bias: w.kBias, y: k, count: rows, inDim: hd, outDim: kvDim })),
-      v: keep(matmul.bind({ x: xn, w: w.v, bias: w.vBias, y: v, count: rows, inDim: hd, outDim: kvDim })),
-      rope: keep(rope.bind({ positions: inputs.positions, q, k, count: rows, heads: c.numHeads, kvHeads: c.numKvHeads, spec })),
-      append: keep(append.bind({
-        slots: inputs.slots, k, v, kPool: options.kvPools[l]!.k, vPool: options.kvPools[l]!.v, count: rows,
-        kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks
-      })),
-      o: keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
-      norm2: keep(norm.bind({ x, weight: w.postNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
-      gateUp: keep(matmul.bind({ x: xn, w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
-      swiglu: keep(swiglu.bind({ gateUp, h, count: rows, inter: c.intermediateSize })),
-      down: keep(matmul.bind({ x: h, w: w.down, y: x, count: rows, inDim: c.intermediateSize, outDim: hd, accumulate: true }))
-    }))
-    const lrows = logitCount.buffer
-    const tail = {
-      gather: keep(gather.bind({ index: inputs.logitIndex, table: x, out: xl, count: lrows, hidden: hd, tableRows: R })),
-      norm: keep(norm.bind({ x: xl, weight: weights.finalNorm, y: xln, count: lrows, dim: hd, eps: c.rmsNormEps })),
-      lmHead: keep(matmul.bind({ x: xln, w: weights.lmHead, y: logits, count: lrows, inDim: hd, outDim: c.vocabSize })),
-      sample: keep(sampling.bind({ logits, params: inputs.sampling, tokens: sampled, count: lrows, vocab: c.vocabSize }))
+      const embed = keep(gather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
+      const spec = ropeSpec(c)
+      const layers = weights.layers.map((w, l): LayerDispatches => ({
+        norm1: keep(norm.bind({ x, weight: w.inputNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
+        q: keep(matmul.bind({ x: xn, w: w.q, bias: w.qBias, y: q, count: rows, inDim: hd, outDim: qDim })),
+        k: keep(matmul.bind({ x: xn, w: w.k, bias: w.kBias, y: k, count: rows, inDim: hd, outDim: kvDim })),
+        v: keep(matmul.bind({ x: xn, w: w.v, bias: w.vBias, y: v, count: rows, inDim: hd, outDim: kvDim })),
+        rope: keep(rope.bind({ positions: inputs.positions, q, k, count: rows, heads: c.numHeads, kvHeads: c.numKvHeads, spec })),
+        append: keep(append.bind({
+          slots: inputs.slots, k, v, kPool: options.kvPools[l]!.k, vPool: options.kvPools[l]!.v, count: rows,
+          kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks
+        })),
+        o: keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
+        norm2: keep(norm.bind({ x, weight: w.postNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
+        gateUp: keep(matmul.bind({ x: xn, w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
+        swiglu: keep(swiglu.bind({ gateUp, h, count: rows, inter: c.intermediateSize })),
+        down: keep(matmul.bind({ x: h, w: w.down, y: x, count: rows, inDim: c.intermediateSize, outDim: hd, accumulate: true }))
+      }))
+      const lrows = logitCount.buffer
+      const tail = {
+        gather: keep(gather.bind({ index: inputs.logitIndex, table: x, out: xl, count: lrows, hidden: hd, tableRows: R })),
+        norm: keep(norm.bind({ x: xl, weight: weights.finalNorm, y: xln, count: lrows, dim: hd, eps: c.rmsNormEps })),
+        lmHead: keep(matmul.bind({ x: xln, w: weights.lmHead, y: logits, count: lrows, inDim: hd, outDim: c.vocabSize })),
+        sample: keep(sampling.bind({ logits, params: inputs.sampling, tokens: sampled, count: lrows, vocab: c.vocabSize }))
+      }
+      const error = await device.popErrorScope()
+      if (error !== null) throw new GpuValidationError({ operation: "binding the forward pass", wgpuMessage: error.message })
+      return new Forward(
+        weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, rowCount, logitCount, embed, layers, tail, owned
+      )
+    } catch (e) {
+      if (!(e instanceof GpuValidationError)) await device.popErrorScope()
+      for (const o of owned) o.destroy()
+      throw e
     }
-    return new Forward(
-      weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, rowCount, logitCount, embed, layers, tail, owned
-    )
   }
 
   /**

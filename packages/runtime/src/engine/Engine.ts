@@ -1,0 +1,559 @@
+/**
+ * The engine: a prompt tree in, sampled completions out.
+ *
+ *   1. Each leaf's prompt is inserted into the prefix trie; only tokens not
+ *      already cached are prefilled, so every tree node is prefilled once
+ *      (its tokens attend their ancestors through the level machinery and
+ *      themselves causally).
+ *   2. Each leaf's n samples are forks of its prompt sequence. All live
+ *      samples of the whole tree decode together, one batch per step: per
+ *      layer one attention dispatch per tree level, then the merge; the only
+ *      CPU round trip of a step is reading back the sampled token ids.
+ *   3. Finished samples release their path; shared nodes stay cached for
+ *      reuse until memory is needed (LRU). A request larger than the KV pool
+ *      runs in waves; one that can never fit is refused before any work.
+ */
+import {
+  createPagedDecode, createTreeAttention, type PreparedAttention, type SamplingParams, type TreeAttention
+} from "@canopy/kernels"
+import { planLevels, type SeqId } from "@canopy/tree-cache"
+import { Forward } from "../model/forward.ts"
+import type { LoadedModel } from "../model/model.ts"
+import { EngineCapacityError, InvalidSampling } from "./errors.ts"
+import { KvCache } from "./KvCache.ts"
+import { planRows } from "./planRows.ts"
+import { InvalidPromptTree, type PromptTree } from "./PromptTree.ts"
+import { StopMatcher } from "./stops.ts"
+
+export type AttentionMode = "hydragen" | "baseline"
+export type SharingMode = "tree" | "single-level"
+
+export interface SamplingOptions {
+  /** 0 = greedy */
+  readonly temperature: number
+  /** 0 = no top-k filter */
+  readonly topK: number
+  /** 1 = no top-p filter */
+  readonly topP: number
+  readonly seed: number
+  readonly maxTokens: number
+  /** generation stops before the first occurrence of any of these */
+  readonly stop: ReadonlyArray<string>
+  /** generation stops at these token ids (the model's end-of-sequence ids are added) */
+  readonly stopTokenIds: ReadonlyArray<number>
+}
+
+export const DEFAULT_SAMPLING: SamplingOptions = {
+  temperature: 0.8,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  maxTokens: 128,
+  stop: [],
+  stopTokenIds: []
+}
+
+export interface GenerateRequest {
+  readonly tree: PromptTree
+  readonly sampling?: Partial<SamplingOptions>
+  readonly attention?: AttentionMode
+  readonly sharing?: SharingMode
+}
+
+export type FinishReason = "stop" | "eos" | "length"
+
+export interface Completion {
+  /** child indices from the root to the node that asked for samples */
+  readonly path: ReadonlyArray<number>
+  readonly sample: number
+  readonly tokens: ReadonlyArray<number>
+  readonly text: string
+  readonly finishReason: FinishReason
+}
+
+export interface StepProgress {
+  readonly wave: number
+  readonly waves: number
+  readonly step: number
+  /** samples decoding in this step */
+  readonly live: number
+  readonly finishedSamples: number
+  readonly totalSamples: number
+  readonly generatedTokens: number
+  readonly elapsedSeconds: number
+}
+
+export interface GenerateStats {
+  readonly samples: number
+  readonly generatedTokens: number
+  /** prompt tokens summed over samples: what a runtime without sharing would hold */
+  readonly promptTokens: number
+  /** prompt tokens actually prefilled (each tree node once) */
+  readonly prefillTokens: number
+  /** prompt tokens found already cached from earlier requests */
+  readonly reusedTokens: number
+  readonly prefillSeconds: number
+  readonly decodeSeconds: number
+  readonly totalSeconds: number
+  /** generated tokens per second of decoding */
+  readonly decodeTokensPerSecond: number
+  /** generated tokens per second overall (prefill included) */
+  readonly tokensPerSecond: number
+  readonly steps: number
+  readonly waves: number
+  readonly peakBlocks: number
+  readonly blockCapacity: number
+  readonly blockSize: number
+  /** mean over decode steps of (KV tokens attended by all samples) / (distinct KV tokens attended) */
+  readonly sharingFactor: number
+  readonly attention: AttentionMode
+  readonly sharing: SharingMode
+}
+
+export interface GenerateResult {
+  readonly completions: ReadonlyArray<Completion>
+  readonly stats: GenerateStats
+}
+
+export interface GenerateEvents {
+  readonly onStep?: (progress: StepProgress) => void
+  readonly onToken?: (event: { readonly path: ReadonlyArray<number>; readonly sample: number; readonly token: number }) => void
+  readonly onCompletion?: (completion: Completion) => void
+}
+
+export interface EngineOptions {
+  /** tokens per KV block (default 16) */
+  readonly blockSize?: number
+  /** KV blocks per pool; default: what kvMemoryBytes allows */
+  readonly kvBlocks?: number
+  /** bytes for all KV pools when kvBlocks is not given (default 256 MiB) */
+  readonly kvMemoryBytes?: number
+  /** most samples decoding at once (default 256) */
+  readonly maxBatch?: number
+  /** most prompt tokens per prefill forward (default 256) */
+  readonly maxPrefillRows?: number
+}
+
+interface Group {
+  readonly index: number
+  readonly path: ReadonlyArray<number>
+  readonly prompt: ReadonlyArray<number>
+  readonly samples: number
+}
+
+interface SampleJob {
+  readonly group: Group
+  readonly sample: number
+  /** stable across waves, modes and batch order: seeds the sample's randomness */
+  readonly ordinal: number
+}
+
+interface LiveSample {
+  readonly job: SampleJob
+  readonly seq: SeqId
+  readonly tokens: Array<number>
+  readonly stops: StopMatcher
+  last: number
+}
+
+/** Rows whose KV another row of the same step already writes get this block (skipped by the append kernel). */
+const NO_WRITE = 0xffffffff
+
+export class TreeEngine {
+  private constructor(
+    readonly model: LoadedModel,
+    readonly kv: KvCache,
+    private readonly forward: Forward,
+    private readonly hydragen: TreeAttention,
+    private readonly baseline: TreeAttention,
+    private readonly device: GPUDevice,
+    readonly maxBatch: number,
+    readonly maxPrefillRows: number,
+    private readonly current: { attention: TreeAttention; prepared: PreparedAttention | undefined }
+  ) {}
+
+  static async create(device: GPUDevice, model: LoadedModel, options: EngineOptions = {}): Promise<TreeEngine> {
+    const c = model.config
+    const blockSize = options.blockSize ?? 16
+    const maxBatch = options.maxBatch ?? 256
+    const maxPrefillRows = options.maxPrefillRows ?? 256
+    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize }
+    const kv = KvCache.create(device, c, {
+      blockSize,
+      ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
+      ...(options.kvMemoryBytes !== undefined ? { memoryBytes: options.kvMemoryBytes } : {})
+    })
+    const owned: Array<{ destroy(): void }> = [kv]
+    try {
+      const hydragen = await createTreeAttention(device, shape)
+      owned.push(hydragen)
+      const baseline = await createPagedDecode(device, shape)
+      owned.push(baseline)
+      const current: { attention: TreeAttention; prepared: PreparedAttention | undefined } = {
+        attention: hydragen,
+        prepared: undefined
+      }
+      const forward = await Forward.create(device, model.weights, {
+        maxRows: Math.max(maxBatch, maxPrefillRows),
+        maxLogitRows: maxBatch,
+        kvPools: kv.pools,
+        blockSize,
+        numBlocks: kv.numBlocks,
+        attention: (encoder, _layer, buffers) => current.attention.encode(encoder, current.prepared!, buffers)
+      })
+      return new TreeEngine(model, kv, forward, hydragen, baseline, device, maxBatch, maxPrefillRows, current)
+    } catch (e) {
+      for (const o of owned) o.destroy()
+      throw e
+    }
+  }
+
+  destroy(): void {
+    this.forward.destroy()
+    this.hydragen.destroy()
+    this.baseline.destroy()
+    this.kv.destroy()
+  }
+
+  /** Runs a request to completion; events report progress and stream tokens. */
+  async generate(request: GenerateRequest, events: GenerateEvents = {}): Promise<GenerateResult> {
+    const sampling = resolveSampling(request.sampling ?? {}, this.model.config.vocabSize)
+    const attention = request.attention ?? "hydragen"
+    const sharing = request.sharing ?? "tree"
+    const groups = this.tokenizeTree(request.tree)
+    const jobs = groups.flatMap((group) => Array.from({ length: group.samples }, (_, sample) => ({ group, sample })))
+      .map((j, ordinal): SampleJob => ({ ...j, ordinal }))
+    const waveSize = this.waveSize(groups, sampling.maxTokens, sharing)
+    const stopTokenIds = new Set([...sampling.stopTokenIds, ...this.model.config.eosTokenIds, ...this.model.tokenizer.eosIds])
+
+    const t0 = performance.now()
+    let prefillMs = 0
+    let decodeMs = 0
+    let steps = 0
+    let generated = 0
+    let prefillTokens = 0
+    let reusedTokens = 0
+    let peakBlocks = this.kv.pool.used
+    let sharingSum = 0
+    const completions: Array<Completion> = []
+    const waves = Math.ceil(jobs.length / waveSize)
+    const tree = this.kv.tree
+    this.current.attention = attention === "hydragen" ? this.hydragen : this.baseline
+
+    for (let w = 0; w < waves; w++) {
+      const wave = jobs.slice(w * waveSize, (w + 1) * waveSize)
+      const live: Array<LiveSample> = []
+      try {
+        // Prefill: every leaf prompt of the wave, each node's new tokens once.
+        const tp = performance.now()
+        const promptSeq = new Map<Group, SeqId>()
+        const pending: Array<{ seq: SeqId; position: number; token: number }> = []
+        for (const job of wave) {
+          const g = job.group
+          if (promptSeq.has(g)) continue
+          const placed = tree.insert(g.prompt, sharing === "single-level" ? g.index + 1 : 0)
+          promptSeq.set(g, placed.seq)
+          if (placed.copies.length > 0) {
+            // A copy may read KV that pending rows are about to write.
+            await this.prefill(pending.splice(0))
+            const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
+            this.kv.encodeCopies(encoder, placed.copies)
+            this.device.queue.submit([encoder.finish()])
+          }
+          // The last prompt token is each sample's first decode input.
+          for (let p = placed.newStart; p < g.prompt.length - 1; p++) pending.push({ seq: placed.seq, position: p, token: g.prompt[p]! })
+          prefillTokens += Math.max(0, g.prompt.length - 1 - placed.newStart)
+          reusedTokens += Math.min(placed.newStart, g.prompt.length - 1)
+        }
+        await this.prefill(pending)
+        peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
+        const used = new Set<SeqId>()
+        for (const job of wave) {
+          const first = promptSeq.get(job.group)!
+          const seq = used.has(first) ? tree.fork(first) : first
+          used.add(first)
+          live.push({
+            job,
+            seq,
+            tokens: [],
+            stops: new StopMatcher(sampling.stop, this.model.tokenizer),
+            last: job.group.prompt[job.group.prompt.length - 1]!
+          })
+        }
+        prefillMs += performance.now() - tp
+
+        // Decode: all live samples of the wave as one batch per step.
+        const td = performance.now()
+        while (live.length > 0) {
+          const seqs = live.map((s) => s.seq)
+          const plan = planLevels(tree, seqs)
+          sharingSum += sharingFactor(plan)
+          const rows = live.length
+          const tokens = new Uint32Array(rows)
+          const positions = new Uint32Array(rows)
+          const slots = new Uint32Array(2 * rows)
+          const written = new Set<number>()
+          const params: Array<SamplingParams> = []
+          for (let r = 0; r < rows; r++) {
+            const s = live[r]!
+            const position = tree.lengthOf(s.seq) - 1
+            const { block, slot } = tree.slotOf(s.seq, position)
+            const key = block * this.kv.blockSize + slot
+            tokens[r] = s.last
+            positions[r] = position
+            slots[2 * r] = written.has(key) ? NO_WRITE : block
+            slots[2 * r + 1] = slot
+            written.add(key)
+            params.push({
+              temperature: sampling.temperature,
+              topK: sampling.topK,
+              topP: sampling.topP,
+              seed: sampling.seed,
+              sequence: s.job.ordinal,
+              step: s.tokens.length
+            })
+          }
+          const sampled = await this.run(plan, {
+            tokens,
+            positions,
+            slots,
+            logitRows: Uint32Array.from({ length: rows }, (_, r) => r),
+            sampling: params
+          })
+          steps++
+          const copies = []
+          for (let r = rows - 1; r >= 0; r--) {
+            const s = live[r]!
+            const token = sampled[r]!
+            const reason = this.advance(s, token, stopTokenIds, sampling.maxTokens)
+            if (reason === undefined) {
+              generated++
+              events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token })
+              copies.push(...tree.append(s.seq, [token]).copies)
+              s.last = token
+              continue
+            }
+            if (reason !== "eos") {
+              generated++
+              events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token })
+            }
+            live.splice(r, 1)
+            tree.release(s.seq)
+            const completion: Completion = {
+              path: s.job.group.path,
+              sample: s.job.sample,
+              tokens: s.tokens,
+              text: s.stops.finalText(s.tokens),
+              finishReason: reason
+            }
+            completions.push(completion)
+            events.onCompletion?.(completion)
+          }
+          if (copies.length > 0) {
+            const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
+            this.kv.encodeCopies(encoder, copies)
+            this.device.queue.submit([encoder.finish()])
+          }
+          peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
+          events.onStep?.({
+            wave: w,
+            waves,
+            step: steps,
+            live: rows,
+            finishedSamples: completions.length,
+            totalSamples: jobs.length,
+            generatedTokens: generated,
+            elapsedSeconds: (performance.now() - t0) / 1000
+          })
+        }
+        decodeMs += performance.now() - td
+      } finally {
+        // On failure, nothing stays locked: the cache remains usable.
+        for (const s of live) if (tree.isLive(s.seq)) tree.release(s.seq)
+      }
+    }
+
+    completions.sort((a, b) => comparePaths(a.path, b.path) || a.sample - b.sample)
+    const totalSeconds = (performance.now() - t0) / 1000
+    return {
+      completions,
+      stats: {
+        samples: jobs.length,
+        generatedTokens: generated,
+        promptTokens: jobs.reduce((n, j) => n + j.group.prompt.length, 0),
+        prefillTokens,
+        reusedTokens,
+        prefillSeconds: prefillMs / 1000,
+        decodeSeconds: decodeMs / 1000,
+        totalSeconds,
+        decodeTokensPerSecond: decodeMs > 0 ? generated / (decodeMs / 1000) : 0,
+        tokensPerSecond: totalSeconds > 0 ? generated / totalSeconds : 0,
+        steps,
+        waves,
+        peakBlocks,
+        blockCapacity: this.kv.numBlocks,
+        blockSize: this.kv.blockSize,
+        sharingFactor: steps > 0 ? sharingSum / steps : 1,
+        attention,
+        sharing
+      }
+    }
+  }
+
+  /** Records the sampled token; returns why the sample ends, if it does. */
+  private advance(s: LiveSample, token: number, stopTokenIds: ReadonlySet<number>, maxTokens: number): FinishReason | undefined {
+    if (stopTokenIds.has(token)) return "eos"
+    s.tokens.push(token)
+    if (s.stops.matches(s.tokens)) return "stop"
+    if (s.tokens.length >= maxTokens) return "length"
+    return undefined
+  }
+
+  /** Prefills rows (prompt tokens whose KV is not cached), in forwards of at most maxPrefillRows. */
+  private async prefill(rows: ReadonlyArray<{ seq: SeqId; position: number; token: number }>): Promise<void> {
+    const tree = this.kv.tree
+    const saved = this.current.attention
+    // Prefill always runs the level kernels: the modes differ in how decoding attends.
+    this.current.attention = this.hydragen
+    try {
+      for (let at = 0; at < rows.length; at += this.maxPrefillRows) {
+        const chunk = rows.slice(at, at + this.maxPrefillRows)
+        const slots = new Uint32Array(2 * chunk.length)
+        chunk.forEach((r, i) => {
+          const { block, slot } = tree.slotOf(r.seq, r.position)
+          slots[2 * i] = block
+          slots[2 * i + 1] = slot
+        })
+        const plan = planRows(tree, chunk.map((r) => r.seq), chunk.map((r) => r.position))
+        await this.run(plan, {
+          tokens: Uint32Array.from(chunk, (r) => r.token),
+          positions: Uint32Array.from(chunk, (r) => r.position),
+          slots,
+          logitRows: new Uint32Array(0),
+          sampling: []
+        })
+      }
+    } finally {
+      this.current.attention = saved
+    }
+  }
+
+  /** One forward over a plan: prepare attention, run, wait, free the plan's buffers. */
+  private async run(plan: Parameters<TreeAttention["prepare"]>[0], batch: Parameters<Forward["step"]>[0]): Promise<Uint32Array> {
+    const prepared = this.current.attention.prepare(plan)
+    this.current.prepared = prepared
+    try {
+      const sampled = await this.forward.step(batch)
+      if (batch.logitRows.length === 0) await this.device.queue.onSubmittedWorkDone()
+      return sampled
+    } finally {
+      this.current.prepared = undefined
+      prepared.destroy()
+    }
+  }
+
+  /** Leaf groups with their token prompts (BOS first, from the root's text). */
+  private tokenizeTree(root: PromptTree): Array<Group> {
+    const tok = this.model.tokenizer
+    const vocab = this.model.config.vocabSize
+    const groups: Array<Group> = []
+    const walk = (node: PromptTree, path: Array<number>, prefix: ReadonlyArray<number>, where: string): void => {
+      const own = node.tokens ?? tok.encode(node.text ?? "", { addBos: path.length === 0 })
+      for (const t of own) {
+        if (!Number.isInteger(t) || t < 0 || t >= vocab) {
+          throw new InvalidPromptTree({ path: where, problem: `token ${t} is outside the vocabulary (0..${vocab - 1})` })
+        }
+      }
+      const prompt = [...prefix, ...own]
+      if ((node.samples ?? 0) > 0) {
+        if (prompt.length === 0) throw new InvalidPromptTree({ path: where, problem: "asks for samples of an empty prompt" })
+        groups.push({ index: groups.length, path: [...path], prompt, samples: node.samples! })
+      }
+      node.children?.forEach((c, i) => walk(c, [...path, i], prompt, `${where}.children[${i}]`))
+    }
+    walk(root, [], [], "$")
+    if (groups.length === 0) throw new InvalidPromptTree({ path: "$", problem: `asks for no samples: give some node "samples": N` })
+    return groups
+  }
+
+  /**
+   * How many samples decode at once: the batch limit, or what the KV pool
+   * holds next to the prompts. Refuses a request that could never fit.
+   */
+  private waveSize(groups: ReadonlyArray<Group>, maxTokens: number, sharing: SharingMode): number {
+    const bs = this.kv.blockSize
+    const capacity = this.kv.numBlocks
+    // A sample's own tokens start in a fresh block at its prompt's end slot.
+    const perSample = Math.ceil((bs - 1 + maxTokens) / bs)
+    const promptBlocks = (prompts: ReadonlyArray<ReadonlyArray<number>>): number =>
+      sharing === "tree" ? treeBlocks(prompts, bs) : prompts.reduce((n, p) => n + Math.ceil(p.length / bs), 0)
+    const largest = Math.max(...groups.map((g) => promptBlocks([g.prompt])))
+    if (largest + perSample > capacity) {
+      throw new EngineCapacityError({
+        neededBlocks: largest + perSample,
+        capacityBlocks: capacity,
+        blockSize: bs,
+        reason: `one prompt (${largest} blocks) and one sample of ${maxTokens} tokens (${perSample} blocks) exceed the KV pool`
+      })
+    }
+    const all = promptBlocks(groups.map((g) => g.prompt))
+    return Math.max(1, Math.min(this.maxBatch, Math.floor((capacity - all) / perSample)))
+  }
+}
+
+/** Blocks the prompts take in a trie: distinct prefixes, plus a partial block and a split copy per branch. */
+const treeBlocks = (prompts: ReadonlyArray<ReadonlyArray<number>>, blockSize: number): number => {
+  const root = new Map<number, unknown>()
+  let distinct = 0
+  let branches = 0
+  for (const p of prompts) {
+    let node = root
+    for (const t of p) {
+      let next = node.get(t) as Map<number, unknown> | undefined
+      if (next === undefined) {
+        if (node.size > 0) branches++
+        next = new Map()
+        node.set(t, next)
+        distinct++
+      }
+      node = next
+    }
+  }
+  return Math.ceil(distinct / blockSize) + 2 * (branches + prompts.length)
+}
+
+/** KV tokens read by all rows over distinct KV tokens read: how much one read of a token serves. */
+const sharingFactor = (plan: ReturnType<typeof planLevels>): number => {
+  let attended = 0
+  let distinct = 0
+  for (const level of plan.levels) {
+    for (let n = 0; n < level.nodeIds.length; n++) {
+      const rows = level.queryIndptr[n + 1]! - level.queryIndptr[n]!
+      distinct += level.length[n]!
+      attended += rows * level.length[n]!
+    }
+  }
+  return distinct > 0 ? attended / distinct : 1
+}
+
+const comparePaths = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number => {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!
+  return a.length - b.length
+}
+
+const resolveSampling = (given: Partial<SamplingOptions>, vocab: number): SamplingOptions => {
+  const s = { ...DEFAULT_SAMPLING, ...given }
+  const bad = (field: string, problem: string): never => {
+    throw new InvalidSampling({ field, problem })
+  }
+  if (!Number.isFinite(s.temperature) || s.temperature < 0) bad("temperature", `must be ≥ 0, got ${s.temperature}`)
+  if (!Number.isInteger(s.topK) || s.topK < 0) bad("topK", `must be an integer ≥ 0, got ${s.topK}`)
+  if (!Number.isFinite(s.topP) || s.topP <= 0 || s.topP > 1) bad("topP", `must be in (0, 1], got ${s.topP}`)
+  if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > 0xffffffff) bad("seed", `must be an integer from 0 to 2³²−1, got ${s.seed}`)
+  if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1) bad("maxTokens", `must be an integer ≥ 1, got ${s.maxTokens}`)
+  for (const t of s.stopTokenIds) {
+    if (!Number.isInteger(t) || t < 0 || t >= vocab) bad("stopTokenIds", `${t} is not a token id (0..${vocab - 1})`)
+  }
+  if (s.stop.some((x) => x.length === 0)) bad("stop", "stop strings must not be empty")
+  return s
+}

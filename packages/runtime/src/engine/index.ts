@@ -1,0 +1,6 @@
+export * from "./Engine.ts"
+export * from "./errors.ts"
+export * from "./KvCache.ts"
+export * from "./planRows.ts"
+export * from "./PromptTree.ts"
+export * from "./stops.ts"
