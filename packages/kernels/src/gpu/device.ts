@@ -100,6 +100,18 @@ const hasGpuDeviceNode = (): boolean => {
   }
 }
 
+/** The adapter each device opened by openGpu came from, so kernels can tune for it. */
+const adapters = new WeakMap<GPUDevice, GpuAdapterSummary>()
+
+/** The adapter of a device opened by openGpu (undefined for devices made elsewhere). */
+export const adapterOf = (device: GPUDevice): GpuAdapterSummary | undefined => adapters.get(device)
+
+/**
+ * True on a software adapter. There every workgroup barrier switches between
+ * the invocations' fibers on the CPU, so barrier-free kernel variants win.
+ */
+export const isSoftwareDevice = (device: GPUDevice): boolean => adapters.get(device)?.software ?? false
+
 const findSwiftShader = (): string | undefined => SWIFTSHADER_ICD_PATHS.find((p) => existsSync(p))
 
 const tryAdapter = async (instance: GPU): Promise<GPUAdapter | null> => {
@@ -161,6 +173,7 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
     requiredLimits: adapterLimits(adapter)
   })
   const summary = summarize(adapter.info)
+  adapters.set(device, summary)
   let closed = false
   const lost = device.lost.then((info) => {
     if (!closed && info.reason !== "destroyed") {
