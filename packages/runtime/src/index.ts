@@ -1,3 +1,5 @@
 export * from "./Gpu.ts"
+export * from "./Model.ts"
+export * from "./Engine.ts"
 export * from "./model/index.ts"
 export * from "./engine/index.ts"

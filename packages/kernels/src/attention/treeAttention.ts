@@ -12,6 +12,7 @@ import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
 import { scheduleAttention, workItemCount } from "./schedule.ts"
+import { WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
 import { chooseDecodeTile, chooseLevelTile, type DecodeTile, type LevelTile } from "./tiling.ts"
 
 export interface TreeAttentionConfig extends AttentionShape {
@@ -64,7 +65,12 @@ export interface AttentionKernels {
    * replaces buffers that earlier encodes used: submit encoded work first.
    */
   prepare(plan: LevelPlan): PreparedAttention
-  /** Records the attention and merge dispatches of `prepared` into one compute pass. */
+  /**
+   * Records into one compute pass: one level-kernel dispatch covering the
+   * shared nodes of every level, one decode-kernel dispatch covering the
+   * single-sequence nodes, one merge. The levels are independent (each writes
+   * its own partial slots), so they share dispatches instead of one per level.
+   */
   encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void
   destroy(): void
 }
@@ -219,7 +225,7 @@ const createAttention = async (
           [params]
         ])
       )
-      dispatchItems(pass, items.size / (8 * 4), kvHeads)
+      dispatchItems(pass, items.size / (WORK_ITEM_WORDS * 4), kvHeads)
     }
     if (p.tileItems !== null && levelPipeline !== null) attend(levelPipeline, p.tileItems)
     if (p.decodeItems !== null) attend(decodePipeline, p.decodeItems)

@@ -1,0 +1,64 @@
+/**
+ * The engine as an Effect service, built on the Gpu and Model services. Its
+ * KV cache lives as long as the layer, so prompt nodes prefilled by one
+ * request are reused by the next while memory allows.
+ */
+import type { BlockPoolExhausted } from "@canopy/tree-cache"
+import type { GpuValidationError } from "@canopy/kernels"
+import { Context, Data, Effect, Layer, Semaphore } from "effect"
+import { Gpu } from "./Gpu.ts"
+import { type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, TreeEngine } from "./engine/Engine.ts"
+import type { EngineCapacityError, InvalidSampling } from "./engine/errors.ts"
+import type { InvalidPromptTree } from "./engine/PromptTree.ts"
+import type { ForwardBatchError } from "./model/errors.ts"
+import { Model } from "./Model.ts"
+
+/** A failure nobody could name in advance (a GPU fault, a bug): carries the cause. */
+export class EngineFailure extends Data.TaggedError("EngineFailure")<{ readonly cause: unknown }> {
+  override get message(): string {
+    return this.cause instanceof Error ? this.cause.message : String(this.cause)
+  }
+}
+
+export type EngineError =
+  | InvalidPromptTree
+  | InvalidSampling
+  | EngineCapacityError
+  | BlockPoolExhausted
+  | ForwardBatchError
+  | GpuValidationError
+  | EngineFailure
+
+const KNOWN = new Set([
+  "InvalidPromptTree", "InvalidSampling", "EngineCapacityError", "BlockPoolExhausted", "ForwardBatchError", "GpuValidationError"
+])
+
+const toEngineError = (e: unknown): EngineError =>
+  typeof e === "object" && e !== null && KNOWN.has((e as { _tag?: string })._tag ?? "") ? (e as EngineError) : new EngineFailure({ cause: e })
+
+export interface EngineService {
+  readonly engine: TreeEngine
+  generate(request: GenerateRequest, events?: GenerateEvents): Effect.Effect<GenerateResult, EngineError>
+}
+
+export class Engine extends Context.Service<Engine, EngineService>()("@canopy/runtime/Engine") {
+  static readonly layer = (options: EngineOptions = {}): Layer.Layer<Engine, EngineFailure, Gpu | Model> =>
+    Layer.effect(
+      Engine,
+      Effect.gen(function*() {
+        const gpu = yield* Gpu
+        const model = yield* Model
+        const engine = yield* Effect.acquireRelease(
+          Effect.tryPromise({ try: () => TreeEngine.create(gpu.device, model, options), catch: (cause) => new EngineFailure({ cause }) }),
+          (e) => Effect.sync(() => e.destroy())
+        )
+        // One request at a time: the engine's GPU buffers serve one step at a time.
+        const lock = yield* Semaphore.make(1)
+        return Engine.of({
+          engine,
+          generate: (request, events) =>
+            lock.withPermits(1)(Effect.tryPromise({ try: () => engine.generate(request, events), catch: toEngineError }))
+        })
+      })
+    )
+}
