@@ -1,4 +1,3 @@
-export * from "./charts.ts"
 export * from "./data/builtin-problems.ts"
 export * from "./evaluate.ts"
 export * from "./isolation.ts"

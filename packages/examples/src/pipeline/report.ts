@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import { barChartSvg } from "./charts.ts"
+import { barChartSvg } from "../charts/svg.ts"
 import type { PassAtKSummary } from "./passAtK.ts"
 
 /** The three ways a run decodes the same tree, compared in every report. */
