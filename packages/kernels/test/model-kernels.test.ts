@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../src/gpu/resources.ts"
 import { BlockCopyKernel, referenceBlockCopy } from "../src/model/block-copy.ts"
-import { createRowCount, relativeError } from "../src/model/common.ts"
+import { createRowCount, type KernelVariant, relativeError } from "../src/model/common.ts"
 import { GatherRowsKernel, referenceGather } from "../src/model/embedding.ts"
 import { FillKernel, fillScale, referenceFill } from "../src/model/fill.ts"
 import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
@@ -46,6 +46,9 @@ const run = async (rows: number, out: GPUBuffer, length: number, body: (pass: GP
 
 const runs = { numRuns: 12, seed: 7 }
 
+/** Kernels split by KernelVariant run both forms on every adapter. */
+const variants: ReadonlyArray<KernelVariant> = ["gpu", "software"]
+
 describe("model kernels against float64 references", () => {
   it("gathers embedding rows (and zero rows for out-of-range tokens)", async () => {
     const kernel = await GatherRowsKernel.create(device)
@@ -64,10 +67,12 @@ describe("model kernels against float64 references", () => {
       }), runs)
   })
 
-  it("RMSNorm", async () => {
-    const kernel = await RmsNormKernel.create(device)
+  it.each(variants)("RMSNorm (%s variant)", async (variant) => {
+    const kernel = await RmsNormKernel.create(device, variant)
     await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 1, max: 33 }), fc.integer({ min: 1, max: 3000 }), fc.integer(), fc.constantFrom(1e-5, 1e-6),
+      fc.integer({ min: 1, max: 33 }),
+      fc.oneof(fc.integer({ min: 1, max: 3000 }), fc.integer({ min: 1, max: 750 }).map((n) => 4 * n)),
+      fc.integer(), fc.constantFrom(1e-5, 1e-6),
       async (rows, dim, seed, eps) => {
         const x = floats(rows * dim, seed, 3)
         const w = floats(dim, seed + 1)
@@ -81,11 +86,13 @@ describe("model kernels against float64 references", () => {
       }), runs)
   })
 
-  it("matmul Y = X·Wᵀ (+bias, +accumulate) on the GEMV and the tiled path", async () => {
-    const kernel = await MatmulKernel.create(device)
+  it.each(variants)("matmul Y = X·Wᵀ (+bias, +accumulate) on the decoding and the prefill path (%s variant)", async (variant) => {
+    const kernel = await MatmulKernel.create(device, variant)
     await fc.assert(fc.asyncProperty(
       fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 9, max: 150 })),
-      fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.boolean(), fc.integer(),
+      // multiples of 4 take the software variant's vec4 loads
+      fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 75 }).map((n) => 4 * n)),
+      fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.boolean(), fc.integer(),
       async (rows, inDim, outDim, withBias, accumulate, seed) => {
         const x = floats(rows * inDim, seed)
         const w = floats(outDim * inDim, seed + 1)

@@ -7,3 +7,4 @@ export { levelAttentionWgsl, type LevelAttentionSpec } from "./levelAttention.wg
 export { decodeAttentionWgsl, type DecodeAttentionSpec } from "./decodeAttention.wgsl.ts"
 export { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 export { WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
+export * from "./layoutCase.ts"

@@ -4,6 +4,7 @@
  * packing of uniform parameter blocks, the row-count uniform, and grids that
  * stay under the 65535-workgroups-per-dimension limit.
  */
+import { isSoftwareDevice } from "../gpu/device.ts"
 import { wgsl } from "../gpu/resources.ts"
 
 /** PCG hash (O'Neill's pcg-rxs-m-xs 32-bit output) of one u32. */
@@ -107,6 +108,17 @@ export const bindAll = (
     layout: pipeline.getBindGroupLayout(0),
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } }))
   })
+
+/**
+ * Which form of a kernel to build. "gpu": invocations cooperate through
+ * workgroup memory and barriers (coalesced loads, tree reductions). "software":
+ * barrier-free, each invocation computing whole outputs on its own, because on
+ * a software adapter every barrier switches the CPU between all invocations of
+ * the workgroup and costs far more than the arithmetic it synchronizes.
+ */
+export type KernelVariant = "gpu" | "software"
+
+export const defaultVariant = (device: GPUDevice): KernelVariant => (isSoftwareDevice(device) ? "software" : "gpu")
 
 /** Workgroup size for one-workgroup-per-row reductions, within the device's limits. */
 export const rowWorkgroupSize = (device: GPUDevice): number =>

@@ -10,21 +10,30 @@
  *   tiles (T = 64 with 256 invocations, else 32), 4×4 outputs per thread,
  *   K slices of 16.
  * `accumulate` fuses the residual add of o-proj and down-proj.
+ *
+ * The "software" variant (see KernelVariant) replaces both with barrier-free
+ * register tiles read straight from global memory: each invocation computes an
+ * RB×CB block of Y (decoding 1×4 over all ≤ 8 rows, so no row is computed twice;
+ * prefill 4×4, up to 16 rows per invocation), with vec4 loads along the inner
+ * dimension when inDim % 4 = 0 and scalar loads otherwise.
  */
 import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, rowWorkgroupSize, type BoundDispatch } from "./common.ts"
+import {
+  bindAll, createUniform, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
+  type BoundDispatch
+} from "./common.ts"
 
 /** Largest row count that takes the GEMV path. */
 export const GEMV_MAX_ROWS = 8
 const BK = 16
 const LANES = 32
 
-const header = wgsl`
+const headerOf = (element: "f32" | "vec4f"): string => wgsl`
 struct Params { inDim: u32, outDim: u32, hasBias: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<${element}>;
+@group(0) @binding(3) var<storage, read> w: array<${element}>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
@@ -36,6 +45,7 @@ fn finish(r: u32, o: u32, dot: f32) {
   y[at] = v;
 }
 `
+const header = headerOf("f32")
 
 const tiledCode = (t: number): string => {
   const side = t / 4
@@ -121,6 +131,53 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 `
 }
 
+/** Register tile of the software variant: RB×CB outputs per step, up to `rowsPer` rows per invocation. */
+interface RegisterTile {
+  readonly rb: number
+  readonly cb: number
+  readonly rowsPer: number
+}
+const DECODE_TILE: RegisterTile = { rb: 1, cb: 4, rowsPer: GEMV_MAX_ROWS }
+const PREFILL_TILE: RegisterTile = { rb: 4, cb: 4, rowsPer: 16 }
+const SOFTWARE_WG = 16
+
+/**
+ * Invocation id = rowGroup · ⌈outDim/CB⌉ + colBlock. Rows and columns past the
+ * end are clamped for loading (a few redundant products) and skipped on store.
+ */
+const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean): string => {
+  const width = vec ? 4 : 1
+  const I = Array.from({ length: rb }, (_, i) => i)
+  const J = Array.from({ length: cb }, (_, j) => j)
+  const each = (f: (i: number, j: number) => string): string => I.flatMap((i) => J.map((j) => f(i, j))).join("\n      ")
+  const total = (a: string): string => (vec ? `${a}.x + ${a}.y + ${a}.z + ${a}.w` : a)
+  return wgsl`${headerOf(vec ? "vec4f" : "f32")}
+@compute @workgroup_size(${SOFTWARE_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let id = (wid.y * ${MAX_GRID}u + wid.x) * ${SOFTWARE_WG}u + li;
+  let colBlocks = (params.outDim + ${cb - 1}u) / ${cb}u;
+  let c0 = (id % colBlocks) * ${cb}u;
+  let rStart = (id / colBlocks) * ${rowsPer}u;
+  let rEnd = min(count.x, rStart + ${rowsPer}u);
+  if (rStart >= rEnd) { return; }
+  let n = params.inDim / ${width}u;
+  ${J.map((j) => `let w${j} = min(c0 + ${j}u, params.outDim - 1u) * n;`).join("\n  ")}
+  for (var r0 = rStart; r0 < rEnd; r0 += ${rb}u) {
+    ${I.map((i) => `let x${i} = min(r0 + ${i}u, rEnd - 1u) * n;`).join("\n    ")}
+    ${each((i, j) => `var a${i}${j} = ${vec ? "vec4f" : "f32"}();`)}
+    for (var k = 0u; k < n; k++) {
+      ${I.map((i) => `let xv${i} = x[x${i} + k];`).join("\n      ")}
+      ${J.map((j) => `let wv${j} = w[w${j} + k];`).join("\n      ")}
+      ${each((i, j) => `a${i}${j} += xv${i} * wv${j};`)}
+    }
+    ${I.flatMap((i) => J.map((j) =>
+      `if (r0 + ${i}u < rEnd && c0 + ${j}u < params.outDim) { finish(r0 + ${i}u, c0 + ${j}u, ${total(`a${i}${j}`)}); }`
+    )).join("\n    ")}
+  }
+}
+`
+}
+
 export interface MatmulBinding {
   /** f32 [rows][inDim] */
   readonly x: GPUBuffer
@@ -137,17 +194,46 @@ export interface MatmulBinding {
   readonly accumulate?: boolean
 }
 
+/** A pipeline for one row regime and its workgroup grid for a row count. */
+interface MatmulPath {
+  readonly pipeline: GPUComputePipeline
+  readonly grid: (rows: number, outDim: number) => readonly [number, number]
+}
+
+const registerPath = (pipeline: GPUComputePipeline, tile: RegisterTile): MatmulPath => ({
+  pipeline,
+  grid: (rows, outDim) => grid2(Math.ceil((Math.ceil(outDim / tile.cb) * Math.ceil(rows / tile.rowsPer)) / SOFTWARE_WG))
+})
+
+/** The paths of one variant: decoding (rows ≤ GEMV_MAX_ROWS) and prefill, for inDim % 4 = 0 and otherwise. */
+interface MatmulPaths {
+  readonly decode: MatmulPath
+  readonly prefill: MatmulPath
+}
+
 export class MatmulKernel {
   private constructor(
     readonly device: GPUDevice,
-    private readonly tiled: GPUComputePipeline,
-    private readonly gemv: GPUComputePipeline,
-    readonly tile: number,
-    readonly gemvGroups: number,
+    readonly variant: KernelVariant,
+    private readonly vec4: MatmulPaths,
+    private readonly scalar: MatmulPaths,
     private readonly noBias: GPUBuffer
   ) {}
 
-  static async create(device: GPUDevice): Promise<MatmulKernel> {
+  static async create(device: GPUDevice, variant: KernelVariant = defaultVariant(device)): Promise<MatmulKernel> {
+    const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
+    if (variant === "software") {
+      const [decode4, prefill4, decode1, prefill1] = await Promise.all([
+        createComputePipeline(device, "matmul-software-decode-vec4", registerCode(DECODE_TILE, true)),
+        createComputePipeline(device, "matmul-software-prefill-vec4", registerCode(PREFILL_TILE, true)),
+        createComputePipeline(device, "matmul-software-decode", registerCode(DECODE_TILE, false)),
+        createComputePipeline(device, "matmul-software-prefill", registerCode(PREFILL_TILE, false))
+      ])
+      return new MatmulKernel(device, variant,
+        { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) },
+        { decode: registerPath(decode1, DECODE_TILE), prefill: registerPath(prefill1, PREFILL_TILE) },
+        noBias)
+    }
     const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
       device.limits.maxComputeWorkgroupStorageSize >= 2 * 64 * BK * 4
     const tile = big ? 64 : 32
@@ -156,8 +242,12 @@ export class MatmulKernel {
       createComputePipeline(device, `matmul-tiled-${tile}`, tiledCode(tile)),
       createComputePipeline(device, "matmul-gemv", gemvCode(wg))
     ])
-    const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
-    return new MatmulKernel(device, tiled, gemv, tile, wg / LANES, noBias)
+    // The GPU kernels load scalars: one set of paths serves every inDim.
+    const paths: MatmulPaths = {
+      decode: { pipeline: gemv, grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / LANES))) },
+      prefill: { pipeline: tiled, grid: (rows, outDim) => [Math.ceil(outDim / tile), Math.ceil(rows / tile)] }
+    }
+    return new MatmulKernel(device, variant, paths, paths, noBias)
   }
 
   bind(b: MatmulBinding): BoundMatmul {
@@ -165,11 +255,13 @@ export class MatmulKernel {
       ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0]
     ]))
     const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y]
-    return new BoundMatmul(
-      { pipeline: this.tiled, bindGroup: bindAll(this.device, this.tiled, "matmul-tiled", buffers) },
-      { pipeline: this.gemv, bindGroup: bindAll(this.device, this.gemv, "matmul-gemv", buffers) },
-      params, b.outDim, this.tile, this.gemvGroups
-    )
+    const paths = b.inDim % 4 === 0 ? this.vec4 : this.scalar
+    const bound = (path: MatmulPath, label: string): BoundMatmulPath => ({
+      pipeline: path.pipeline,
+      bindGroup: bindAll(this.device, path.pipeline, label, buffers),
+      grid: (rows) => path.grid(rows, b.outDim)
+    })
+    return new BoundMatmul(bound(paths.decode, "matmul-decode"), bound(paths.prefill, "matmul-prefill"), params)
   }
 
   destroy(): void {
@@ -177,24 +269,22 @@ export class MatmulKernel {
   }
 }
 
+interface BoundMatmulPath extends BoundDispatch {
+  readonly grid: (rows: number) => readonly [number, number]
+}
+
 export class BoundMatmul {
   constructor(
-    private readonly tiled: BoundDispatch,
-    private readonly gemv: BoundDispatch,
-    private readonly params: GPUBuffer,
-    private readonly outDim: number,
-    private readonly tile: number,
-    private readonly gemvGroups: number
+    private readonly decode: BoundMatmulPath,
+    private readonly prefill: BoundMatmulPath,
+    private readonly params: GPUBuffer
   ) {}
 
   encode(pass: GPUComputePassEncoder, rows: number): void {
     if (rows === 0) return
-    if (rows <= GEMV_MAX_ROWS) {
-      const [gx, gy] = grid2(Math.ceil(this.outDim / this.gemvGroups))
-      dispatch(pass, this.gemv, gx, gy)
-    } else {
-      dispatch(pass, this.tiled, Math.ceil(this.outDim / this.tile), Math.ceil(rows / this.tile))
-    }
+    const path = rows <= GEMV_MAX_ROWS ? this.decode : this.prefill
+    const [x, y] = path.grid(rows)
+    dispatch(pass, path, x, y)
   }
 
   destroy(): void {

@@ -2,9 +2,14 @@
  * RMSNorm: y[r][j] = x[r][j] / sqrt(mean_j(x[r][j]²) + eps) * w[j].
  * One workgroup per row; the sum of squares is reduced in workgroup memory in
  * a fixed order, so a row's result does not depend on the rest of the batch.
+ * The "software" variant (see KernelVariant) gives each row to one invocation,
+ * with no barrier, and loads vec4s when dim % 4 = 0.
  */
 import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, packParams, rowWorkgroupSize, type BoundDispatch } from "./common.ts"
+import {
+  bindAll, createUniform, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
+  type BoundDispatch
+} from "./common.ts"
 
 const code = (wg: number): string => wgsl`
 struct Params { dim: u32, eps: f32 }
@@ -17,7 +22,7 @@ var<workgroup> partial: array<f32, ${wg}>;
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let r = wg.x;
+  let r = wg.y * ${MAX_GRID}u + wg.x;
   // Uniform control flow: the whole workgroup leaves together.
   if (r >= count.x) { return; }
   let base = r * params.dim;
@@ -39,6 +44,38 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `
 
+/** Rows per workgroup of the software variant. */
+const SOFTWARE_WG = 4
+
+const softwareCode = (vec: boolean): string => {
+  const t = vec ? "vec4f" : "f32"
+  return wgsl`
+struct Params { dim: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> x: array<${t}>;
+@group(0) @binding(3) var<storage, read> w: array<${t}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${t}>;
+
+@compute @workgroup_size(${SOFTWARE_WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = (wg.y * ${MAX_GRID}u + wg.x) * ${SOFTWARE_WG}u + li;
+  if (r >= count.x) { return; }
+  let n = params.dim / ${vec ? 4 : 1}u;
+  let base = r * n;
+  var sum = ${t}();
+  for (var j = 0u; j < n; j++) {
+    let v = x[base + j];
+    sum += v * v;
+  }
+  let scale = inverseSqrt(${vec ? "(sum.x + sum.y + sum.z + sum.w)" : "sum"} / f32(params.dim) + params.eps);
+  for (var j = 0u; j < n; j++) {
+    y[base + j] = x[base + j] * scale * w[j];
+  }
+}
+`
+}
+
 export interface RmsNormBinding {
   /** f32 [rows][dim] */
   readonly x: GPUBuffer
@@ -52,23 +89,41 @@ export interface RmsNormBinding {
 }
 
 export class RmsNormKernel {
-  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+  private constructor(
+    readonly device: GPUDevice,
+    readonly variant: KernelVariant,
+    /** the pipeline for dim % 4 = 0 and the one for other dims (the same one in the gpu variant) */
+    private readonly vec4: GPUComputePipeline,
+    private readonly scalar: GPUComputePipeline
+  ) {}
 
-  static async create(device: GPUDevice): Promise<RmsNormKernel> {
-    return new RmsNormKernel(device, await createComputePipeline(device, "rmsnorm", code(rowWorkgroupSize(device))))
+  static async create(device: GPUDevice, variant: KernelVariant = defaultVariant(device)): Promise<RmsNormKernel> {
+    if (variant === "software") {
+      const [vec4, scalar] = await Promise.all([
+        createComputePipeline(device, "rmsnorm-software-vec4", softwareCode(true)),
+        createComputePipeline(device, "rmsnorm-software", softwareCode(false))
+      ])
+      return new RmsNormKernel(device, variant, vec4, scalar)
+    }
+    const pipeline = await createComputePipeline(device, "rmsnorm", code(rowWorkgroupSize(device)))
+    return new RmsNormKernel(device, variant, pipeline, pipeline)
   }
 
   bind(b: RmsNormBinding): BoundRmsNorm {
     const params = createUniform(this.device, "rmsnorm-params", packParams([["u32", b.dim], ["f32", b.eps]]))
-    const bindGroup = bindAll(this.device, this.pipeline, "rmsnorm", [params, b.count, b.x, b.weight, b.y])
-    return new BoundRmsNorm({ pipeline: this.pipeline, bindGroup }, params)
+    const pipeline = b.dim % 4 === 0 ? this.vec4 : this.scalar
+    const bindGroup = bindAll(this.device, pipeline, "rmsnorm", [params, b.count, b.x, b.weight, b.y])
+    const rowsPerGroup = this.variant === "software" ? SOFTWARE_WG : 1
+    return new BoundRmsNorm({ pipeline, bindGroup }, params, rowsPerGroup)
   }
 }
 
 export class BoundRmsNorm {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer) {}
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowsPerGroup: number) {}
   encode(pass: GPUComputePassEncoder, rows: number): void {
-    if (rows > 0) dispatch(pass, this.d, rows)
+    if (rows === 0) return
+    const [x, y] = grid2(Math.ceil(rows / this.rowsPerGroup))
+    dispatch(pass, this.d, x, y)
   }
   destroy(): void {
     this.params.destroy()

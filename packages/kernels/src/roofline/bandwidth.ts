@@ -3,14 +3,16 @@
  * buffer large enough to defeat caches, timed with `timeGpu`.
  */
 import { bindBuffers, createComputePipeline, createStorageBuffer, maxStorageBytes } from "../gpu/resources.ts"
-import { timeGpu } from "../gpu/timing.ts"
+import { timeGpu, type GpuTiming } from "../gpu/timing.ts"
 import { copyWgsl } from "./copy.wgsl.ts"
 
 export interface BandwidthFigure {
+  /** bytes read + written by one copy */
   readonly bytes: number
   readonly ms: number
   /** bytes read + written per second, in GB/s (1e9) */
   readonly gbPerSecond: number
+  readonly timing: GpuTiming["source"]
 }
 
 export const measureBandwidth = async (device: GPUDevice, bytes: number): Promise<BandwidthFigure> => {
@@ -31,7 +33,7 @@ export const measureBandwidth = async (device: GPUDevice, bytes: number): Promis
       pass.dispatchWorkgroups(groups)
       pass.end()
     })
-    return { bytes: 2 * size, ms: timing.medianMs, gbPerSecond: (2 * size) / (timing.medianMs * 1e6) }
+    return { bytes: 2 * size, ms: timing.medianMs, gbPerSecond: (2 * size) / (timing.medianMs * 1e6), timing: timing.source }
   } finally {
     src.destroy()
     dst.destroy()

@@ -1,0 +1,65 @@
+/**
+ * The attention benchmark end to end, shared by `canopy bench attention` and
+ * the GPU-machine entry: check the shape against the device, take the
+ * roofline (measured now or given), sweep with a progress line, and write the
+ * JSON report and chart.
+ */
+import { mkdir, writeFile } from "node:fs/promises"
+import { dirname } from "node:path"
+import { describeAdapter, type GpuHandle, measureRoofline, type RooflineFigures, type TimeGpuOptions } from "@canopy/kernels"
+import { type AttentionReport, formatPointLine, speedupChartSvg } from "./attentionReport.ts"
+import { runAttentionSweep } from "./attentionSweep.ts"
+import type { SweepPoint } from "./attentionWorkload.ts"
+import { type BenchShape, shapeProblems } from "./benchShape.ts"
+import { progressLine } from "./progressLine.ts"
+import { defaultRooflineOptions } from "./rooflineReport.ts"
+
+export interface AttentionBenchOptions {
+  readonly shape: BenchShape
+  readonly points: ReadonlyArray<SweepPoint>
+  /** measured before the sweep when absent */
+  readonly roofline?: RooflineFigures | undefined
+  readonly timing?: TimeGpuOptions
+  /** progress on standard error (default true) */
+  readonly progress?: boolean
+}
+
+export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchOptions): Promise<AttentionReport> => {
+  const problems = shapeProblems(options.shape, gpu.limits)
+  if (problems.length > 0) throw new RangeError(problems.join("; "))
+  const line = options.progress === false ? undefined : progressLine()
+  try {
+    if (options.roofline === undefined) line?.update("measuring the roofline (copy bandwidth, f32 matmul)…")
+    const roofline = options.roofline ?? (await measureRoofline(gpu.device, defaultRooflineOptions(gpu.adapter.software)))
+    const sweep = await runAttentionSweep(gpu.device, {
+      shape: options.shape,
+      points: options.points,
+      roofline,
+      ...(options.timing === undefined ? {} : { timing: options.timing }),
+      onProgress: (index, total, point, outcome) => {
+        const at = `[${index + 1}/${total}]`
+        if (outcome === undefined) line?.update(`${at} batch ${point.batch} prefix ${point.prefix} suffix ${point.suffix}: measuring…`)
+        else if (outcome.kind === "skipped") line?.note(`${at} skipped batch ${point.batch} prefix ${point.prefix} suffix ${point.suffix}: ${outcome.skipped.reason}`)
+        else if (!outcome.result.agree) {
+          line?.note(`${at} HYDRAGEN AND BASELINE DISAGREE: relative difference ${outcome.result.maxRelDiff.toExponential(2)} at ${formatPointLine(outcome.result)}`)
+        } else line?.update(`${at} ${formatPointLine(outcome.result)}`)
+      }
+    })
+    return { adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software, roofline, shape: options.shape, ...sweep }
+  } finally {
+    line?.end()
+  }
+}
+
+const writeText = async (path: string, text: string): Promise<void> => {
+  await mkdir(dirname(path), { recursive: true })
+  await writeFile(path, text)
+}
+
+export const writeAttentionReport = async (report: AttentionReport, paths: { readonly json?: string | undefined; readonly svg?: string | undefined }): Promise<void> => {
+  if (paths.json !== undefined) await writeText(paths.json, `${JSON.stringify(report, null, 2)}\n`)
+  if (paths.svg !== undefined) await writeText(paths.svg, speedupChartSvg(report))
+}
+
+/** Points where the two methods disagreed: a benchmark of a wrong kernel must not pass quietly. */
+export const disagreements = (report: AttentionReport): number => report.points.filter((p) => !p.agree).length

@@ -1,0 +1,187 @@
+/**
+ * The attention benchmark: for each point, Hydragen tree attention against
+ * per-sequence paged decoding on the same block tables, pools and queries,
+ * checked to agree, timed in the same run, and set against the roofline.
+ */
+import {
+  type AttentionBuffers,
+  type AttentionKernels,
+  createPagedDecode,
+  createStorageBuffer,
+  createTreeAttention,
+  FillKernel,
+  GpuBufferTooLarge,
+  maxStorageBytes,
+  readFloat32,
+  relativeError,
+  type RooflineFigures,
+  rooflineMs,
+  timeGpu,
+  type TimeGpuOptions
+} from "@canopy/kernels"
+import { attentionWork } from "./attentionCost.ts"
+import { sharedPrefixWorkload, type SweepPoint } from "./attentionWorkload.ts"
+import type { BenchShape } from "./benchShape.ts"
+
+/** Largest relative difference between the two methods' outputs that counts as agreement. */
+export const AGREEMENT_TOLERANCE = 1e-3
+
+export interface PointResult extends SweepPoint {
+  readonly hydragenMs: number
+  readonly baselineMs: number
+  /** baselineMs / hydragenMs */
+  readonly speedup: number
+  readonly hydragenGflops: number
+  readonly baselineGflops: number
+  readonly hydragenGBps: number
+  readonly baselineGBps: number
+  /** roofline time / measured time: 1 means at the roofline */
+  readonly hydragenRoofline: number
+  readonly baselineRoofline: number
+  readonly flops: number
+  readonly hydragenBytes: number
+  readonly baselineBytes: number
+  /** norm-wise relative difference of the outputs (and of the LSEs), hydragen vs baseline */
+  readonly maxRelDiff: number
+  readonly agree: boolean
+  readonly timing: "timestamp-query" | "wall-clock"
+}
+
+export interface SkippedPoint extends SweepPoint {
+  readonly reason: string
+}
+
+export type PointOutcome = { readonly kind: "measured"; readonly result: PointResult } | { readonly kind: "skipped"; readonly skipped: SkippedPoint }
+
+export interface AttentionSweepOptions {
+  readonly shape: BenchShape
+  readonly points: ReadonlyArray<SweepPoint>
+  readonly roofline: RooflineFigures
+  readonly timing?: TimeGpuOptions
+  /** called before each point starts and after it ends */
+  readonly onProgress?: (index: number, total: number, point: SweepPoint, outcome?: PointOutcome) => void
+}
+
+export interface AttentionSweep {
+  readonly points: ReadonlyArray<PointResult>
+  readonly skipped: ReadonlyArray<SkippedPoint>
+}
+
+const F32 = 4
+
+interface Methods {
+  readonly hydragen: AttentionKernels
+  readonly baseline: AttentionKernels
+  readonly fill: FillKernel
+}
+
+const measurePoint = async (
+  device: GPUDevice,
+  methods: Methods,
+  options: AttentionSweepOptions,
+  point: SweepPoint
+): Promise<PointOutcome> => {
+  const { shape, roofline } = options
+  const { heads, kvHeads, headDim, blockSize } = shape
+  const { plan, poolBlocks } = sharedPrefixWorkload(point, blockSize)
+  const poolBytes = poolBlocks * blockSize * kvHeads * headDim * F32
+  if (poolBytes > maxStorageBytes(device)) {
+    const reason = `a KV pool of ${(poolBytes / 2 ** 30).toFixed(2)} GiB exceeds the device's storage binding (${(maxStorageBytes(device) / 2 ** 30).toFixed(2)} GiB)`
+    return { kind: "skipped", skipped: { ...point, reason } }
+  }
+  const owned: Array<{ destroy(): void }> = []
+  const own = <T extends { destroy(): void }>(x: T): T => {
+    owned.push(x)
+    return x
+  }
+  try {
+    const rowValues = point.batch * heads * headDim
+    const q = own(createStorageBuffer(device, "bench q", rowValues * F32))
+    const kPool = own(createStorageBuffer(device, "bench k pool", poolBytes))
+    const vPool = own(createStorageBuffer(device, "bench v pool", poolBytes))
+    const output = (name: string): Pick<AttentionBuffers, "out" | "lse"> => ({
+      out: own(createStorageBuffer(device, `bench ${name} out`, rowValues * F32)),
+      lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * heads * F32))
+    })
+    const hydragenBuffers: AttentionBuffers = { q, kPool, vPool, ...output("hydragen") }
+    const baselineBuffers: AttentionBuffers = { q, kPool, vPool, ...output("baseline") }
+
+    // Random q, K and V generated on the GPU: nothing large crosses the bus.
+    const fillEncoder = device.createCommandEncoder()
+    const poolValues = poolBytes / F32
+    for (const [buffer, count, tensorId] of [[q, rowValues, 0], [kPool, poolValues, 1], [vPool, poolValues, 2]] as const) {
+      own(methods.fill.encode(fillEncoder, buffer, count, { seed: 7, tensorId, scale: 1 }))
+    }
+    device.queue.submit([fillEncoder.finish()])
+
+    const hydragenPlan = own(methods.hydragen.prepare(plan))
+    const baselinePlan = own(methods.baseline.prepare(plan))
+
+    // One run of each, compared before timing: a fast wrong kernel is no result.
+    const checkEncoder = device.createCommandEncoder()
+    methods.hydragen.encode(checkEncoder, hydragenPlan, hydragenBuffers)
+    methods.baseline.encode(checkEncoder, baselinePlan, baselineBuffers)
+    device.queue.submit([checkEncoder.finish()])
+    const [hOut, bOut, hLse, bLse] = await Promise.all([
+      readFloat32(device, hydragenBuffers.out, rowValues),
+      readFloat32(device, baselineBuffers.out, rowValues),
+      readFloat32(device, hydragenBuffers.lse, point.batch * heads),
+      readFloat32(device, baselineBuffers.lse, point.batch * heads)
+    ])
+    const maxRelDiff = Math.max(relativeError(hOut, bOut), relativeError(hLse, bLse))
+
+    const hydragen = await timeGpu(device, (e) => methods.hydragen.encode(e, hydragenPlan, hydragenBuffers), options.timing)
+    const baseline = await timeGpu(device, (e) => methods.baseline.encode(e, baselinePlan, baselineBuffers), options.timing)
+    const work = attentionWork(shape, point)
+    const hydragenMs = hydragen.medianMs
+    const baselineMs = baseline.medianMs
+    // per ms → per s (×1e3), in 1e9 units (÷1e9)
+    const perSecond = (amount: number, ms: number) => amount / (ms * 1e6)
+    const result: PointResult = {
+      ...point,
+      hydragenMs,
+      baselineMs,
+      speedup: baselineMs / hydragenMs,
+      hydragenGflops: perSecond(work.flops, hydragenMs),
+      baselineGflops: perSecond(work.flops, baselineMs),
+      hydragenGBps: perSecond(work.hydragenBytes, hydragenMs),
+      baselineGBps: perSecond(work.baselineBytes, baselineMs),
+      hydragenRoofline: rooflineMs(roofline, { bytes: work.hydragenBytes, flops: work.flops }) / hydragenMs,
+      baselineRoofline: rooflineMs(roofline, { bytes: work.baselineBytes, flops: work.flops }) / baselineMs,
+      ...work,
+      maxRelDiff,
+      agree: maxRelDiff < AGREEMENT_TOLERANCE,
+      timing: hydragen.source
+    }
+    return { kind: "measured", result }
+  } catch (e) {
+    // partial-state or plan buffers beyond the binding limit: a shape this device cannot take
+    if (e instanceof GpuBufferTooLarge) return { kind: "skipped", skipped: { ...point, reason: e.message } }
+    throw e
+  } finally {
+    for (const x of owned.reverse()) x.destroy()
+  }
+}
+
+export const runAttentionSweep = async (device: GPUDevice, options: AttentionSweepOptions): Promise<AttentionSweep> => {
+  const kernelOptions = { ...options.shape }
+  const hydragen = await createTreeAttention(device, kernelOptions)
+  const baseline = await createPagedDecode(device, kernelOptions)
+  const fill = await FillKernel.create(device)
+  const points: Array<PointResult> = []
+  const skipped: Array<SkippedPoint> = []
+  try {
+    const total = options.points.length
+    for (const [index, point] of options.points.entries()) {
+      options.onProgress?.(index, total, point)
+      const outcome = await measurePoint(device, { hydragen, baseline, fill }, options, point)
+      if (outcome.kind === "measured") points.push(outcome.result)
+      else skipped.push(outcome.skipped)
+      options.onProgress?.(index, total, point, outcome)
+    }
+  } finally {
+    hydragen.destroy()
+    baseline.destroy()
+  }
+  return { points, skipped }
+}
