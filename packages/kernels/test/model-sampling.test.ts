@@ -1,21 +1,24 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { createStorageBuffer, readUint32, uploadBuffer } from "../src/gpu/resources.ts"
-import { createRowCount } from "../src/model/common.ts"
+import { createRowCount, type KernelVariant } from "../src/model/common.ts"
 import {
   packSamplingParams, referenceSample, referenceSamplingDistribution, SamplingKernel, type SamplingParams
 } from "../src/model/sampling.ts"
 
+const variants: ReadonlyArray<KernelVariant> = ["gpu", "software"]
+
 let gpu: GpuHandle
-let kernel: SamplingKernel
-let small: SamplingKernel
+/** Per variant: the default reduction width, and 32 lanes for the many-draw test (fast on a software adapter). */
+const kernels = new Map<KernelVariant, { readonly wide: SamplingKernel; readonly small: SamplingKernel }>()
 beforeAll(async () => {
   gpu = await openGpu()
-  kernel = await SamplingKernel.create(gpu.device)
-  // The software adapter runs each invocation of a row's workgroup in turn: the
-  // many-draw test uses 32 threads per row to stay fast.
-  small = await SamplingKernel.create(gpu.device, 32)
+  for (const v of variants) {
+    kernels.set(v, { wide: await SamplingKernel.create(gpu.device, undefined, v), small: await SamplingKernel.create(gpu.device, 32, v) })
+  }
 })
+const wide = (v: KernelVariant): SamplingKernel => kernels.get(v)!.wide
+const small = (v: KernelVariant): SamplingKernel => kernels.get(v)!.small
 afterAll(() => gpu?.close())
 
 /** Samples one token for each row of `logits` [rows][vocab]. */
@@ -23,7 +26,7 @@ const sample = async (
   logits: Float32Array,
   vocab: number,
   params: ReadonlyArray<SamplingParams>,
-  k: SamplingKernel = kernel
+  k: SamplingKernel
 ): Promise<Uint32Array> => {
   const device = gpu.device
   const rows = params.length
@@ -51,7 +54,7 @@ const repeat = (row: ArrayLike<number>, times: number): Float32Array => {
 }
 
 describe("GPU sampling", () => {
-  it("is greedy (lowest index on ties) for temperature 0 and for top-k = 1", async () => {
+  it.each(variants)("is greedy (lowest index on ties) for temperature 0 and for top-k = 1 (%s variant)", async (variant) => {
     const vocab = 1000
     const logits = new Float32Array(3 * vocab)
     for (let i = 0; i < logits.length; i++) logits[i] = Math.sin(i * 1.7) * 5
@@ -62,13 +65,13 @@ describe("GPU sampling", () => {
     const params = [
       { ...base, temperature: 0 }, { ...base, temperature: 0 }, { ...base, temperature: 0.8, topK: 1 }
     ]
-    const got = await sample(logits, vocab, params)
+    const got = await sample(logits, vocab, params, wide(variant))
     params.forEach((p, r) => expect(got[r]).toBe(referenceSample(logits.subarray(r * vocab, (r + 1) * vocab), p)))
     expect(got[1]).toBe(17)
     expect(got[2]).toBe(999)
   })
 
-  it("draws from the temperature/top-k/top-p distribution (chi-square over fixed seeds)", async () => {
+  it.each(variants)("draws from the temperature/top-k/top-p distribution (chi-square over fixed seeds, %s variant)", async (variant) => {
     const logits = [2.0, 1.5, 1.5, 0.3, -0.2, -1.0, 0.9, -3.0]
     const vocab = logits.length
     const draws = 2000
@@ -80,7 +83,7 @@ describe("GPU sampling", () => {
     ]
     for (const c of cases) {
       const params = Array.from({ length: draws }, (_, r) => ({ ...c, seed: 1234, sequence: r, step: 7 }))
-      const tokens = await sample(repeat(logits, draws), vocab, params, small)
+      const tokens = await sample(repeat(logits, draws), vocab, params, small(variant))
       const expected = referenceSamplingDistribution(logits, params[0]!)
       const counts = new Float64Array(vocab)
       for (const t of tokens) counts[t]! += 1
@@ -100,7 +103,8 @@ describe("GPU sampling", () => {
     }
   })
 
-  it("is reproducible and independent of batch order, and matches the float64 draw", async () => {
+  it.each(variants)("is reproducible and independent of batch order, and matches the float64 draw (%s variant)", async (variant) => {
+    const kernel = wide(variant)
     const vocab = 300
     const rows = 16
     const logits = Float32Array.from({ length: rows * vocab }, (_, i) => Math.cos(i * 0.37) * 3)
@@ -108,14 +112,29 @@ describe("GPU sampling", () => {
       temperature: 0.5 + (r % 4) * 0.3, topK: [0, 20, 50, 5][r % 4]!, topP: [1, 0.95, 0.7, 1][(r >> 2) % 4]!,
       seed: 99, sequence: r * 13, step: r
     }))
-    const first = await sample(logits, vocab, params)
-    const again = await sample(logits, vocab, params)
+    const first = await sample(logits, vocab, params, kernel)
+    const again = await sample(logits, vocab, params, kernel)
     expect(Array.from(again)).toEqual(Array.from(first))
     const order = Array.from({ length: rows }, (_, i) => (i * 5 + 3) % rows)
     const shuffledLogits = new Float32Array(rows * vocab)
     order.forEach((src, dst) => shuffledLogits.set(logits.subarray(src * vocab, (src + 1) * vocab), dst * vocab))
-    const shuffled = await sample(shuffledLogits, vocab, order.map((src) => params[src]!))
+    const shuffled = await sample(shuffledLogits, vocab, order.map((src) => params[src]!), kernel)
     order.forEach((src, dst) => expect(shuffled[dst]).toBe(first[src]))
     params.forEach((p, r) => expect(first[r]).toBe(referenceSample(logits.subarray(r * vocab, (r + 1) * vocab), p)))
+  })
+
+  it("the software and the gpu variant choose the same tokens (same hash, same summation order)", async () => {
+    const vocab = 300
+    const rows = 64
+    // Many equal-mass ties and near-threshold top-p cut-offs: any change of summation order would show.
+    const logits = Float32Array.from({ length: rows * vocab }, (_, i) => Math.round(Math.cos(i * 0.61) * 8) / 4)
+    const params = Array.from({ length: rows }, (_, r) => ({
+      temperature: [0, 0.6, 1, 1.7][r % 4]!, topK: [0, 3, 40, 299][(r >> 2) % 4]!, topP: [1, 0.5, 0.9, 0.999][(r >> 4) % 4]!,
+      seed: 5, sequence: r, step: 3 * r
+    }))
+    for (const width of ["wide", "small"] as const) {
+      const [a, b] = await Promise.all(variants.map((v) => sample(logits, vocab, params, kernels.get(v)![width])))
+      expect(Array.from(b!), width).toEqual(Array.from(a!))
+    }
   })
 })

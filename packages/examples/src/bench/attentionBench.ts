@@ -19,10 +19,19 @@ export interface AttentionBenchOptions {
   readonly points: ReadonlyArray<SweepPoint>
   /** measured before the sweep when absent */
   readonly roofline?: RooflineFigures | undefined
-  readonly timing?: TimeGpuOptions
+  /** timed runs per method and point (default 7); the median is reported */
+  readonly repeats?: number
   /** progress on standard error (default true) */
   readonly progress?: boolean
 }
+
+/**
+ * On the software adapter one baseline run of a large point takes seconds:
+ * one warm-up, and repeats stop after 1.5 s once three are in. On a GPU the
+ * full count, within 10 s per method and point.
+ */
+const sweepTiming = (software: boolean, repeats: number): TimeGpuOptions =>
+  software ? { warmup: 1, repeats, budgetMs: 1500 } : { warmup: 2, repeats, budgetMs: 10_000 }
 
 export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchOptions): Promise<AttentionReport> => {
   const problems = shapeProblems(options.shape, gpu.limits)
@@ -35,7 +44,7 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
       shape: options.shape,
       points: options.points,
       roofline,
-      ...(options.timing === undefined ? {} : { timing: options.timing }),
+      timing: sweepTiming(gpu.adapter.software, options.repeats ?? 7),
       onProgress: (index, total, point, outcome) => {
         const at = `[${index + 1}/${total}]`
         if (outcome === undefined) line?.update(`${at} batch ${point.batch} prefix ${point.prefix} suffix ${point.suffix}: measuring…`)

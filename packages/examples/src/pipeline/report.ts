@@ -19,6 +19,10 @@ export interface ModeResult {
   readonly tokensPerSecond: number
   readonly prefillSeconds: number
   readonly decodeSeconds: number
+  /** Prompt tokens the mode prefilled; modes differ in how much of the prompt tree they share. */
+  readonly prefillTokens?: number
+  /** Generated tokens per second of decoding alone. */
+  readonly decodeTokensPerSecond?: number
 }
 
 export interface RunReport {
@@ -38,6 +42,8 @@ export interface RunReport {
   readonly samplesPath: string
   /** ISO timestamp of the run's start. */
   readonly startedAt?: string
+  /** How the run was set up and what a reader should know to judge its figures. */
+  readonly notes?: ReadonlyArray<string>
 }
 
 const fixed = (value: number, digits: number): string => Number.isFinite(value) ? value.toFixed(digits) : "—"
@@ -58,11 +64,15 @@ const percent = (value: number): string => `${fixed(value * 100, 1)}%`
 
 export const THROUGHPUT_CHART_FILE = "throughput.svg"
 
+const hasDecodeFigures = (report: RunReport): boolean =>
+  report.modes.length > 0 && report.modes.every((mode) => mode.decodeTokensPerSecond !== undefined)
+
+/** Decode throughput when every mode measured it, otherwise overall throughput. */
 export const throughputChartSvg = (report: RunReport): string =>
   barChartSvg({
     title: `Decode throughput — ${report.model}`,
-    yLabel: "generated tokens / s",
-    bars: report.modes.map((mode) => ({ label: mode.name, value: mode.tokensPerSecond }))
+    yLabel: hasDecodeFigures(report) ? "generated tokens / s of decoding" : "generated tokens / s",
+    bars: report.modes.map((mode) => ({ label: mode.name, value: mode.decodeTokensPerSecond ?? mode.tokensPerSecond }))
   })
 
 export interface MarkdownOptions {
@@ -114,6 +124,20 @@ export const renderReportMarkdown = (report: RunReport, options: MarkdownOptions
         ])
       )
     )
+    if (hasDecodeFigures(report)) {
+      sections.push(
+        "### Decoding alone",
+        table(
+          ["mode", "prefill tokens", "decode tokens/s", `decode speed-up vs ${referenceName}`],
+          report.modes.map((mode) => [
+            mode.name,
+            mode.prefillTokens === undefined ? "—" : String(mode.prefillTokens),
+            fixed(mode.decodeTokensPerSecond ?? Number.NaN, 1),
+            reference === undefined || mode.decodeSeconds <= 0 ? "—" : `${fixed(reference.decodeSeconds / mode.decodeSeconds, 2)}×`
+          ])
+        )
+      )
+    }
     if (options.throughputChart !== undefined) {
       sections.push(`![Throughput per mode](${options.throughputChart})`)
     }
@@ -127,6 +151,10 @@ export const renderReportMarkdown = (report: RunReport, options: MarkdownOptions
       ...pass.perProblem.map((p) => [p.problemId, `${p.c} / ${p.n}`, ...p.values.map(percent)])
     ]
     sections.push("## pass@k", table(header, rows))
+  }
+
+  if (report.notes !== undefined && report.notes.length > 0) {
+    sections.push("## Notes", report.notes.map((note) => `- ${note}`).join("\n"))
   }
 
   return `${sections.join("\n\n")}\n`

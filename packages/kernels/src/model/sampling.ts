@@ -14,9 +14,17 @@
  * found by a bit-by-bit search over an order-preserving u32 key of the logit:
  * 32 passes that count (top-k) or sum the softmax mass (top-p) of the logits at
  * or above a candidate key. All reductions run in a fixed order.
+ *
+ * The "software" variant (see KernelVariant) gives each row to one invocation
+ * and runs the searches serially, with no barrier. It keeps the gpu variant's
+ * summation order (W lane sums over i ≡ l mod W, then the same tree), so both
+ * variants choose bit-identical tokens for the same reduction width W.
  */
 import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, hash4, packParams, PCG_WGSL, rowWorkgroupSize, unitOpen, type BoundDispatch } from "./common.ts"
+import {
+  bindAll, createUniform, defaultVariant, dispatch, grid2, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
+  rowWorkgroupSize, unitOpen, type BoundDispatch
+} from "./common.ts"
 
 export interface SamplingParams {
   /** 0 means greedy */
@@ -50,7 +58,7 @@ export const packSamplingParams = (rows: ReadonlyArray<SamplingParams>): Uint32A
   return words
 }
 
-const code = (wg: number): string => wgsl`
+const common = wgsl`
 struct Params { vocab: u32 }
 struct Row { temperature: f32, topK: u32, topP: f32, seed: u32, sequence: u32, step: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -58,11 +66,6 @@ struct Row { temperature: f32, topK: u32, topP: f32, seed: u32, sequence: u32, s
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> rows: array<Row>;
 @group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
-
-var<workgroup> redValue: array<f32, ${wg}>;
-var<workgroup> redIndex: array<u32, ${wg}>;
-var<workgroup> sharedValue: f32;
-var<workgroup> sharedIndex: u32;
 
 ${PCG_WGSL}
 
@@ -72,6 +75,13 @@ fn key(v: f32) -> u32 {
   if ((b & 0x80000000u) != 0u) { return ~b; }
   return b | 0x80000000u;
 }
+`
+
+const code = (wg: number): string => wgsl`${common}
+var<workgroup> redValue: array<f32, ${wg}>;
+var<workgroup> redIndex: array<u32, ${wg}>;
+var<workgroup> sharedValue: f32;
+var<workgroup> sharedIndex: u32;
 
 // Argmax of value over the workgroup, lowest index on ties; every thread gets the winner's index.
 fn argmaxReduce(li: u32, value: f32, index: u32) -> u32 {
@@ -106,7 +116,7 @@ fn sumReduce(li: u32, value: f32) -> f32 {
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let r = wid.x;
+  let r = wid.y * ${MAX_GRID}u + wid.x;
   if (r >= count.x) { return; }
   let row = rows[r];
   let vocab = params.vocab;
@@ -176,6 +186,87 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 }
 `
 
+/** Rows per workgroup of the software variant. */
+const SOFTWARE_WG = 4
+
+const softwareCode = (wg: number): string => wgsl`${common}
+var<private> lanes: array<f32, ${wg}>;
+
+// The gpu variant's tree sum over its ${wg} lanes, in the same order.
+fn laneSum() -> f32 {
+  for (var s = ${wg}u / 2u; s > 0u; s >>= 1u) {
+    for (var l = 0u; l < s; l++) { lanes[l] += lanes[l + s]; }
+  }
+  return lanes[0];
+}
+
+// Lane i mod ${wg} accumulates the softmax mass of the logits with key ≥ atLeast, in increasing i.
+fn laneMass(base: u32, atLeast: u32, maxLogit: f32, invT: f32) -> f32 {
+  for (var l = 0u; l < ${wg}u; l++) { lanes[l] = 0.0; }
+  for (var i = 0u; i < params.vocab; i++) {
+    let v = logits[base + i];
+    if (key(v) >= atLeast) { lanes[i % ${wg}u] += exp((v - maxLogit) * invT); }
+  }
+  return laneSum();
+}
+
+@compute @workgroup_size(${SOFTWARE_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = (wid.y * ${MAX_GRID}u + wid.x) * ${SOFTWARE_WG}u + li;
+  if (r >= count.x) { return; }
+  let row = rows[r];
+  let vocab = params.vocab;
+  let base = r * vocab;
+
+  // Strict > in increasing i: the lowest index among the maxima.
+  var top = 0u;
+  for (var i = 1u; i < vocab; i++) {
+    if (logits[base + i] > logits[base + top]) { top = i; }
+  }
+  if (row.temperature <= 0.0 || row.topK == 1u) {
+    tokens[r] = top;
+    return;
+  }
+  let maxLogit = logits[base + top];
+  let invT = 1.0 / row.temperature;
+
+  // Top-k: counts are exact, so their order does not matter.
+  var low = 0u;
+  if (row.topK != 0u && row.topK < vocab) {
+    for (var bit = 31i; bit >= 0i; bit--) {
+      let candidate = low | (1u << u32(bit));
+      var n = 0u;
+      for (var i = 0u; i < vocab; i++) {
+        if (key(logits[base + i]) >= candidate) { n++; }
+      }
+      if (n >= row.topK) { low = candidate; }
+    }
+  }
+
+  if (row.topP < 1.0) {
+    let goal = laneMass(base, low, maxLogit, invT) * row.topP;
+    var t = 0u;
+    for (var bit = 31i; bit >= 0i; bit--) {
+      let candidate = t | (1u << u32(bit));
+      if (laneMass(base, max(candidate, low), maxLogit, invT) >= goal) { t = candidate; }
+    }
+    low = max(low, t);
+  }
+
+  var pickValue = -3.4028234663852886e38;
+  var pickIndex = 0xffffffffu;
+  for (var i = 0u; i < vocab; i++) {
+    let v = logits[base + i];
+    if (key(v) >= low) {
+      let u = unitOpen(hash4(row.seed, row.sequence, row.step, i));
+      let g = (v - maxLogit) * invT - log(-log(u));
+      if (g > pickValue || pickIndex == 0xffffffffu) { pickValue = g; pickIndex = i; }
+    }
+  }
+  tokens[r] = pickIndex;
+}
+`
+
 export interface SamplingBinding {
   /** f32 [rows][vocab] */
   readonly logits: GPUBuffer
@@ -188,27 +279,38 @@ export interface SamplingBinding {
 }
 
 export class SamplingKernel {
-  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+  private constructor(readonly device: GPUDevice, readonly variant: KernelVariant, readonly pipeline: GPUComputePipeline) {}
 
   /**
-   * `workgroupSize` (a power of two) defaults to the device's row size (256 where
-   * allowed); small vocabularies run faster with fewer threads per row.
+   * `workgroupSize` (a power of two) is the width W of the row reductions: the
+   * gpu variant's threads per row, whose summation order the software variant
+   * reproduces. It defaults to the device's row size (256 where allowed); small
+   * vocabularies run faster on the gpu variant with fewer threads per row.
    */
-  static async create(device: GPUDevice, workgroupSize = rowWorkgroupSize(device)): Promise<SamplingKernel> {
-    return new SamplingKernel(device, await createComputePipeline(device, "sampling", code(workgroupSize)))
+  static async create(
+    device: GPUDevice,
+    workgroupSize = rowWorkgroupSize(device),
+    variant: KernelVariant = defaultVariant(device)
+  ): Promise<SamplingKernel> {
+    const pipeline = variant === "software"
+      ? await createComputePipeline(device, "sampling-software", softwareCode(workgroupSize))
+      : await createComputePipeline(device, "sampling", code(workgroupSize))
+    return new SamplingKernel(device, variant, pipeline)
   }
 
   bind(b: SamplingBinding): BoundSampling {
     const params = createUniform(this.device, "sampling-params", packParams([["u32", b.vocab]]))
     const bindGroup = bindAll(this.device, this.pipeline, "sampling", [params, b.count, b.logits, b.params, b.tokens])
-    return new BoundSampling({ pipeline: this.pipeline, bindGroup }, params)
+    return new BoundSampling({ pipeline: this.pipeline, bindGroup }, params, this.variant === "software" ? SOFTWARE_WG : 1)
   }
 }
 
 export class BoundSampling {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer) {}
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowsPerGroup: number) {}
   encode(pass: GPUComputePassEncoder, rows: number): void {
-    if (rows > 0) dispatch(pass, this.d, rows)
+    if (rows === 0) return
+    const [x, y] = grid2(Math.ceil(rows / this.rowsPerGroup))
+    dispatch(pass, this.d, x, y)
   }
   destroy(): void {
     this.params.destroy()

@@ -119,6 +119,14 @@ export interface GenerateEvents {
   readonly onStep?: (progress: StepProgress) => void
   readonly onToken?: (event: { readonly path: ReadonlyArray<number>; readonly sample: number; readonly token: number }) => void
   readonly onCompletion?: (completion: Completion) => void
+  /**
+   * The logits each decode step sampled from, `[rows][vocab]` with row r the
+   * sample `rows[r]`. Reading them back costs a copy per step: set it only to inspect.
+   */
+  readonly onLogits?: (event: {
+    readonly rows: ReadonlyArray<{ readonly path: ReadonlyArray<number>; readonly sample: number; readonly position: number }>
+    readonly logits: Float32Array
+  }) => void
 }
 
 export interface EngineOptions {
@@ -321,6 +329,13 @@ export class TreeEngine {
             sampling: params
           })
           steps++
+          if (events.onLogits !== undefined) {
+            const logits = await this.forward.readLogits(rows)
+            events.onLogits({
+              rows: live.map((s, r) => ({ path: s.job.group.path, sample: s.job.sample, position: positions[r]! })),
+              logits
+            })
+          }
           const copies = []
           for (let r = rows - 1; r >= 0; r--) {
             const s = live[r]!

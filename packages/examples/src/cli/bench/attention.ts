@@ -18,7 +18,7 @@ const list = (name: string, fallback: string, min: number, description: string) 
   Flag.String(name).pipe(
     Flag.withDescription(`${description} (comma-separated)`),
     Flag.withDefault(fallback),
-    Flag.mapTryCatch((text) => parseIntList(text, min), (e) => `--${name}: ${e instanceof Error ? e.message : String(e)}`)
+    Flag.mapTryCatch((text) => parseIntList(text, min), (e) => (e instanceof Error ? e.message : String(e)))
   )
 
 const int = (name: string, fallback: number, description: string) =>
@@ -36,7 +36,7 @@ export const benchAttentionCommand = Command.make(
     kvHeads: int("kv-heads", 1, "KV heads (heads must be a multiple)"),
     headDim: int("head-dim", 64, "head dimension (a multiple of 8)"),
     blockSize: int("block-size", 16, "tokens per KV block"),
-    repeats: int("repeats", 7, "timed runs per method and point (the median is reported)"),
+    repeats: int("repeats", 7, "timed runs per method and point, at most (the median is reported)"),
     roofline: file("roofline", "roofline JSON from `canopy bench roofline --json` (measured now when absent)"),
     json: file("json", "write the report as JSON here (and the chart beside it, .svg)"),
     svg: file("svg", "write the speed-up chart here")
@@ -47,12 +47,11 @@ export const benchAttentionCommand = Command.make(
       const problems = shapeProblems(shape)
       if (problems.length > 0) return yield* Effect.fail(new InvalidFlag(problems.join("; ")))
       if (flags.repeats < 1) return yield* Effect.fail(new InvalidFlag(`--repeats must be positive, got ${flags.repeats}`))
-      const roofline = Option.isSome(flags.roofline)
-        ? yield* Effect.tryPromise({
-          try: async () => parseRooflineJson(await readFile(flags.roofline.value, "utf8"), flags.roofline.value),
-          catch: (e) => new InvalidFlag(`--roofline: ${e instanceof Error ? e.message : String(e)}`)
-        })
-        : undefined
+      const rooflinePath = Option.getOrUndefined(flags.roofline)
+      const roofline = rooflinePath === undefined ? undefined : yield* Effect.tryPromise({
+        try: async () => parseRooflineJson(await readFile(rooflinePath, "utf8"), rooflinePath),
+        catch: (e) => new InvalidFlag(`--roofline: ${e instanceof Error ? e.message : String(e)}`)
+      })
       const gpu = yield* Gpu
       yield* Console.error(`adapter: ${adapterName(gpu)}`)
       const report = yield* Effect.tryPromise({
@@ -61,7 +60,7 @@ export const benchAttentionCommand = Command.make(
             shape,
             points: gridPoints(flags.batch, flags.prefix, flags.suffix),
             roofline,
-            timing: { warmup: 2, repeats: flags.repeats }
+            repeats: flags.repeats
           }),
         // the shape passed the flag checks but not the device's limits
         catch: (e) => (e instanceof RangeError ? new InvalidFlag(e.message) : e)

@@ -14,11 +14,11 @@ export const benchRooflineCommand = Command.make(
   "roofline",
   {
     size: Flag.Int("size").pipe(
-      Flag.withDescription("n of the n×n·n×n f32 matmul (default 1024 on a software adapter, 4096 on a GPU)"),
+      Flag.withDescription("n of the n×n·n×n f32 matmul (default 512 on a software adapter, 4096 on a GPU)"),
       Flag.optional
     ),
     copyMib: Flag.Int("copy-mib").pipe(
-      Flag.withDescription("MiB copied by the bandwidth kernel (default 256 on a software adapter, 1024 on a GPU)"),
+      Flag.withDescription("MiB copied by the bandwidth kernel (default 64 on a software adapter, 1024 on a GPU)"),
       Flag.optional
     ),
     json: Flag.String("json").pipe(Flag.withDescription("also write the figures to this JSON file"), Flag.optional)

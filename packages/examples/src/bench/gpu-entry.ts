@@ -1,0 +1,89 @@
+/**
+ * Entry for a GPU machine (bundled by ../shared/gpu/pack.sh; it reads no files
+ * next to its sources): the roofline, then the attention sweeps of Hydragen's
+ * microbenchmarks, each written as JSON + SVG into the folder given as the
+ * first argument.
+ *
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|smoke ...]   (default: 13b gqa)
+ *
+ * Exit code 1 when any point's methods disagree.
+ */
+import { mkdir, writeFile } from "node:fs/promises"
+import { join } from "node:path"
+import { describeAdapter, measureRoofline, openGpu } from "@canopy/kernels"
+import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
+import { formatAttentionTable } from "./attentionReport.ts"
+import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
+import type { BenchShape } from "./benchShape.ts"
+import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
+
+interface Sweep {
+  readonly shape: BenchShape
+  readonly points: ReadonlyArray<SweepPoint>
+}
+
+const SWEEPS: Record<string, Sweep> = {
+  // One CodeLlama-13b attention layer, as in Hydragen's end-to-end figures.
+  // Pools are sized per point (prefix once + each suffix): batch 1024 × 128
+  // suffix tokens × 40 KV heads is 2.7 GB per pool, above the 2 GiB storage
+  // binding, so those points report themselves as skipped.
+  "13b": {
+    shape: { heads: 40, kvHeads: 40, headDim: 128, blockSize: 16 },
+    points: gridPoints([32, 64, 128, 256, 512, 1024], [1024, 2048, 4096, 8192, 16384], [128])
+  },
+  // Hydragen's microbenchmark: 8 query heads on 1 KV head, batch and prefix growing together.
+  gqa: {
+    shape: { heads: 8, kvHeads: 1, headDim: 128, blockSize: 16 },
+    points: [
+      { batch: 512, prefix: 1024, suffix: 128 },
+      { batch: 1024, prefix: 2048, suffix: 128 },
+      { batch: 2048, prefix: 4096, suffix: 128 },
+      { batch: 4096, prefix: 8192, suffix: 128 }
+    ]
+  },
+  // Seconds anywhere: checks that the bundle runs before the long sweeps.
+  smoke: {
+    shape: { heads: 4, kvHeads: 2, headDim: 16, blockSize: 16 },
+    points: gridPoints([2, 4], [64], [8])
+  }
+}
+const DEFAULT_SWEEPS = ["13b", "gqa"]
+
+const main = async (): Promise<number> => {
+  const [outDir, ...names] = process.argv.slice(2)
+  const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
+  const unknown = chosen.filter((n) => !(n in SWEEPS))
+  if (outDir === undefined || unknown.length > 0) {
+    console.error(`usage: gpu-entry OUT_DIR [${Object.keys(SWEEPS).join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
+    return 2
+  }
+  await mkdir(outDir, { recursive: true })
+  const gpu = await openGpu()
+  try {
+    const roofline = await measureRoofline(gpu.device, defaultRooflineOptions(gpu.adapter.software))
+    const rooflineReport: RooflineReport = { adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software, ...roofline }
+    for (const line of formatRoofline(rooflineReport)) console.log(line)
+    await writeFile(join(outDir, "roofline.json"), `${JSON.stringify(rooflineReport, null, 2)}\n`)
+    let wrong = 0
+    for (const name of chosen) {
+      const sweep = SWEEPS[name]!
+      const report = await runAttentionBench(gpu, { ...sweep, roofline })
+      console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}`)
+      for (const line of formatAttentionTable(report)) console.log(line)
+      await writeAttentionReport(report, { json: join(outDir, `attention-${name}.json`), svg: join(outDir, `attention-${name}.svg`) })
+      wrong += disagreements(report)
+    }
+    return wrong > 0 ? 1 : 0
+  } finally {
+    gpu.close()
+  }
+}
+
+// A live Dawn instance keeps Node running: exit explicitly.
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.stack ?? e.message : String(e))
+    process.exit(1)
+  }
+)

@@ -1,0 +1,91 @@
+import { openGpu, type GpuHandle, type RooflineFigures } from "@canopy/kernels"
+import { XMLParser, XMLValidator } from "fast-xml-parser"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runAttentionBench } from "../src/bench/attentionBench.ts"
+import { formatAttentionTable, speedupChartSvg } from "../src/bench/attentionReport.ts"
+import { attentionWork } from "../src/bench/attentionCost.ts"
+import { gridPoints, sharedPrefixWorkload } from "../src/bench/attentionWorkload.ts"
+import { shapeProblems } from "../src/bench/benchShape.ts"
+import { parseIntList } from "../src/bench/lists.ts"
+import { parseRooflineJson } from "../src/bench/rooflineReport.ts"
+
+let gpu: GpuHandle
+beforeAll(async () => {
+  gpu = await openGpu()
+})
+afterAll(() => gpu?.close())
+
+// A fixed roofline: measuring one would only slow the test down.
+const ROOFLINE: RooflineFigures = {
+  bandwidth: { bytes: 2 ** 20, ms: 1, gbPerSecond: 1, timing: "wall-clock" },
+  matmul: { n: 64, ms: 1, gflops: 1, timing: "wall-clock" }
+}
+const SHAPE = { heads: 4, kvHeads: 2, headDim: 16, blockSize: 16 }
+
+describe("bench attention", () => {
+  it("sweeps a tiny grid into a complete report and chart", async () => {
+    const report = await runAttentionBench(gpu, {
+      shape: SHAPE,
+      points: gridPoints([2, 4], [64], [8]),
+      roofline: ROOFLINE,
+      repeats: 3,
+      progress: false
+    })
+    expect(report.skipped).toEqual([])
+    expect(report.points.map((p) => p.batch)).toEqual([2, 4])
+    // the JSON form is what downstream tools read
+    const json = JSON.parse(JSON.stringify(report)) as typeof report
+    expect(json.adapter.length).toBeGreaterThan(0)
+    expect(json.shape).toEqual(SHAPE)
+    expect(parseRooflineJson(JSON.stringify(json), "report")).toEqual(ROOFLINE)
+    const fields = [
+      "batch", "prefix", "suffix", "hydragenMs", "baselineMs", "speedup", "hydragenGflops", "baselineGflops",
+      "hydragenGBps", "baselineGBps", "hydragenRoofline", "baselineRoofline"
+    ] as const
+    for (const p of json.points) {
+      for (const field of fields) {
+        expect(Number.isFinite(p[field]), field).toBe(true)
+        expect(p[field], field).toBeGreaterThan(0)
+      }
+      expect(["timestamp-query", "wall-clock"]).toContain(p.timing)
+      expect(p.speedup).toBeCloseTo(p.baselineMs / p.hydragenMs, 10)
+      expect(p.agree).toBe(true)
+      expect(p.maxRelDiff).toBeLessThan(1e-3)
+    }
+    expect(formatAttentionTable(report)).toHaveLength(3)
+
+    const svg = speedupChartSvg(report)
+    expect(XMLValidator.validate(svg)).toBe(true)
+    const doc = new XMLParser({ ignoreAttributes: false }).parse(svg) as { svg: { g: Array<{ "@_class": string; "@_data-name"?: string }> } }
+    expect(doc.svg.g.filter((g) => g["@_class"] === "series").map((g) => g["@_data-name"])).toEqual(["prefix 64"])
+  })
+})
+
+describe("bench attention pieces", () => {
+  it("shares exactly the prefix between the leaves", () => {
+    const { plan, poolBlocks } = sharedPrefixWorkload({ batch: 3, prefix: 40, suffix: 5 }, 16)
+    expect(plan.numSequences).toBe(3)
+    expect(plan.levels.map((l) => l.nodeIds.length)).toEqual([1, 3])
+    expect([...plan.seqLength]).toEqual([45, 45, 45])
+    // 3 prefix blocks, then one fresh block per leaf (each starts mid-block)
+    expect(poolBlocks).toBe(6)
+  })
+
+  it("counts the prefix once for hydragen and once per sequence for the baseline", () => {
+    const w = attentionWork({ heads: 8, kvHeads: 1, headDim: 64, blockSize: 16 }, { batch: 4, prefix: 100, suffix: 10 })
+    const tokenKv = 2 * 64 * 4
+    const io = 4 * 8 * (2 * 64 + 1) * 4
+    expect(w.flops).toBe(4 * 4 * 8 * 64 * 110)
+    expect(w.hydragenBytes).toBe((100 + 4 * 10) * tokenKv + io)
+    expect(w.baselineBytes).toBe(4 * 110 * tokenKv + io)
+  })
+
+  it("rejects bad flags with a message", () => {
+    expect(parseIntList("8, 32,64", 1)).toEqual([8, 32, 64])
+    expect(() => parseIntList("8,x", 1)).toThrow(/"x"/)
+    expect(() => parseIntList("0", 1)).toThrow(/≥ 1/)
+    expect(shapeProblems({ ...SHAPE, heads: 6, kvHeads: 4 })).toHaveLength(1)
+    expect(shapeProblems({ ...SHAPE, headDim: 12 })[0]).toMatch(/multiple of 8/)
+    expect(() => parseRooflineJson("{}", "r.json")).toThrow(/gbPerSecond/)
+  })
+})

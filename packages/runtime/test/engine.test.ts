@@ -1,0 +1,246 @@
+/**
+ * The engine against the float64 CPU reference forward pass: logits of
+ * prefill and of every decode step, and greedy tokens with hydragen, the
+ * baseline and the reference on random tiny models and random prompt trees.
+ */
+import { createTreeAttention, type GpuHandle, openGpu } from "@canopy/kernels"
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { TreeEngine } from "../src/engine/Engine.ts"
+import { EngineCapacityError, InvalidSampling } from "../src/engine/errors.ts"
+import { KvCache } from "../src/engine/KvCache.ts"
+import { planRows } from "../src/engine/planRows.ts"
+import { InvalidPromptTree, type PromptTree } from "../src/engine/PromptTree.ts"
+import type { ModelConfig } from "../src/model/config.ts"
+import { Forward } from "../src/model/forward.ts"
+import type { LoadedModel } from "../src/model/model.ts"
+import { referenceLogits } from "../src/model/reference.ts"
+import { byteTokenizer } from "../src/model/tokenizer.ts"
+import { synthesizeHostWeights, uploadWeights } from "../src/model/weights.ts"
+
+let gpu: GpuHandle
+beforeAll(async () => {
+  gpu = await openGpu()
+})
+afterAll(() => gpu?.close())
+
+/** Small random Llama-family configs; head dim and GQA groups from a short list so kernels compile once. */
+const configArbitrary: fc.Arbitrary<ModelConfig> = fc
+  .record({
+    kvHeads: fc.constantFrom(1, 2),
+    group: fc.constantFrom(1, 2),
+    layers: fc.integer({ min: 1, max: 2 }),
+    vocab: fc.integer({ min: 24, max: 48 }),
+    bias: fc.boolean(),
+    tied: fc.boolean(),
+    theta: fc.constantFrom(10_000, 500_000)
+  })
+  .map(({ kvHeads, group, layers, vocab, bias, tied, theta }): ModelConfig => ({
+    architecture: bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM",
+    hiddenSize: 32,
+    intermediateSize: 48,
+    numLayers: layers,
+    numHeads: kvHeads * group,
+    numKvHeads: kvHeads,
+    headDim: 16,
+    rmsNormEps: 1e-5,
+    ropeTheta: theta,
+    ropeScaling: { type: "none" },
+    vocabSize: vocab,
+    tieWordEmbeddings: tied,
+    attentionBias: bias,
+    maxPositionEmbeddings: 4096,
+    bosTokenId: undefined,
+    eosTokenIds: []
+  }))
+
+const makeModel = (config: ModelConfig, seed: number) => {
+  const host = synthesizeHostWeights(config, seed)
+  const model: LoadedModel = { config, weights: uploadWeights(gpu.device, config, host), tokenizer: byteTokenizer(config.vocabSize) }
+  return { host, model }
+}
+
+const relError = (got: ArrayLike<number>, want: ArrayLike<number>): number => {
+  let diff = 0
+  let scale = 1e-6
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i]! - want[i]!))
+    scale = Math.max(scale, Math.abs(want[i]!))
+  }
+  return diff / scale
+}
+
+/** Greedy continuation by the CPU reference; stops early where the top two logits nearly tie (f32 may pick either). */
+const referenceGreedy = (config: ModelConfig, host: Map<string, Float32Array>, prompt: ReadonlyArray<number>, steps: number) => {
+  const tokens = [...prompt]
+  const out: Array<number> = []
+  for (let i = 0; i < steps; i++) {
+    const logits = referenceLogits(config, host, tokens).at(-1)!
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b)
+    const [best, second] = [logits[order[0]!]!, logits[order[1]!]!]
+    out.push(order[0]!)
+    if (best - second < 1e-3 * Math.max(1, Math.abs(best))) return { tokens: out, decided: i }
+    tokens.push(order[0]!)
+  }
+  return { tokens: out, decided: steps }
+}
+
+/** Random prompt trees over the model's vocabulary: depth 1–3, fan-out 1–3, some nodes ask for samples. */
+const treeArbitrary = (vocab: number): fc.Arbitrary<PromptTree> => {
+  const run = fc.array(fc.integer({ min: 0, max: vocab - 1 }), { minLength: 1, maxLength: 20 })
+  const leaf = fc.record({ tokens: run, samples: fc.integer({ min: 1, max: 3 }) })
+  const mid = fc.record({
+    tokens: run,
+    samples: fc.constantFrom(0, 0, 1),
+    children: fc.array(leaf, { minLength: 1, maxLength: 3 })
+  })
+  return fc.record({ tokens: run, children: fc.array(fc.oneof(leaf, mid), { minLength: 1, maxLength: 3 }) })
+}
+
+const promptOf = (tree: PromptTree, path: ReadonlyArray<number>): Array<number> => {
+  const tokens = [...(tree.tokens ?? [])]
+  let node = tree
+  for (const i of path) {
+    node = node.children![i]!
+    tokens.push(...(node.tokens ?? []))
+  }
+  return tokens
+}
+
+describe("prefill through the level machinery", () => {
+  it("gives the reference logits at every position of a node that extends a cached ancestor", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        configArbitrary,
+        fc.integer({ min: 1, max: 1000 }),
+        fc.array(fc.integer({ min: 0, max: 23 }), { minLength: 2, maxLength: 40 }),
+        fc.integer({ min: 1, max: 8 }),
+        async (config, seed, tokens, blockSize) => {
+          const { host, model } = makeModel(config, seed)
+          const kv = KvCache.create(gpu.device, config, { blockSize, numBlocks: 64 })
+          const attention = await createTreeAttention(gpu.device, {
+            heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize
+          })
+          const current: { plan?: ReturnType<typeof attention.prepare> } = {}
+          const forward = await Forward.create(gpu.device, model.weights, {
+            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks,
+            attention: (encoder, _l, b) => attention.encode(encoder, current.plan!, b)
+          })
+          try {
+            // The ancestor: its own node, prefilled first; then the child node's rows see it fully and themselves causally.
+            const cut = Math.max(1, tokens.length >> 1)
+            const want = referenceLogits(config, host, tokens)
+            const pieces: Array<[number, number]> = [[0, cut], [cut, tokens.length]]
+            let seq = -1
+            for (const [from, to] of pieces) {
+              const placed = seq < 0 ? kv.tree.insert(tokens.slice(0, to)) : kv.tree.append(seq, tokens.slice(from, to))
+              seq = placed.seq
+              const positions = Array.from({ length: to - from }, (_, i) => from + i)
+              const plan = planRows(kv.tree, positions.map(() => seq), positions)
+              current.plan = attention.prepare(plan)
+              const slots = new Uint32Array(2 * positions.length)
+              positions.forEach((p, i) => {
+                const { block, slot } = kv.tree.slotOf(seq, p)
+                slots[2 * i] = block
+                slots[2 * i + 1] = slot
+              })
+              await forward.step({
+                tokens: Uint32Array.from(positions, (p) => tokens[p]! % config.vocabSize),
+                positions: Uint32Array.from(positions),
+                slots,
+                logitRows: Uint32Array.from(positions, (_, i) => i),
+                sampling: positions.map((p) => ({ temperature: 0, topK: 0, topP: 1, seed: 0, sequence: 0, step: p }))
+              })
+              const logits = await forward.readLogits(positions.length)
+              positions.forEach((p, i) => {
+                const got = logits.subarray(i * config.vocabSize, (i + 1) * config.vocabSize)
+                expect(relError(got, want[p]!), `position ${p}`).toBeLessThan(1e-4)
+              })
+              current.plan.destroy()
+            }
+          } finally {
+            forward.destroy()
+            attention.destroy()
+            kv.destroy()
+            model.weights.destroy()
+          }
+        }
+      ),
+      { numRuns: 8 }
+    )
+  })
+})
+
+describe("TreeEngine", () => {
+  it("decodes greedily like the CPU reference, with hydragen and with the baseline, on random trees", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 1, max: 16 }),
+        async ([config, tree], seed, blockSize) => {
+          const { host, model } = makeModel(config, seed)
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32 })
+          try {
+            const maxTokens = 4
+            const hydragen = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "hydragen" })
+            const baseline = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "baseline" })
+            for (const c of hydragen.completions) {
+              const want = referenceGreedy(config, host, promptOf(tree, c.path), maxTokens)
+              expect(c.tokens.slice(0, want.decided + 1)).toEqual(want.tokens.slice(0, want.decided + 1))
+              expect(c.finishReason).toBe("length")
+            }
+            expect(baseline.completions.map((c) => c.tokens)).toEqual(hydragen.completions.map((c) => c.tokens))
+            expect(engine.kv.tree.stats().liveSequences).toBe(0)
+          } finally {
+            engine.destroy()
+            model.weights.destroy()
+          }
+        }
+      ),
+      { numRuns: 6 }
+    )
+  })
+
+  it("samples from logits that match the reference at every decode step", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.constantFrom("hydragen" as const, "baseline" as const),
+        async ([config, tree], seed, attention) => {
+          const { host, model } = makeModel(config, seed)
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32 })
+          const generated = new Map<string, Array<number>>()
+          const key = (path: ReadonlyArray<number>, sample: number) => `${path.join(".")}#${sample}`
+          let checked = 0
+          try {
+            await engine.generate(
+              { tree, sampling: { temperature: 0.9, seed, maxTokens: 3 }, attention },
+              {
+                onToken: ({ path, sample, token }) => {
+                  const k = key(path, sample)
+                  generated.set(k, [...(generated.get(k) ?? []), token])
+                },
+                onLogits: ({ rows, logits }) =>
+                  rows.forEach((row, r) => {
+                    const context = [...promptOf(tree, row.path), ...(generated.get(key(row.path, row.sample)) ?? [])]
+                    expect(row.position).toBe(context.length - 1)
+                    const want = referenceLogits(config, host, context).at(-1)!
+                    const got = logits.subarray(r * config.vocabSize, (r + 1) * config.vocabSize)
+                    expect(relError(got, want)).toBeLessThan(1e-4)
+                    checked++
+                  })
+              }
+            )
+            expect(checked).toBeGreaterThan(0)
+          } finally {
+            engine.destroy()
+            model.weights.destroy()
+          }
+        }
+      ),
+      { numRuns: 4 }
+    )
+  })
+})
