@@ -18,7 +18,7 @@ afterAll(() => gpu?.close())
 // A fixed roofline: measuring one would only slow the test down.
 const ROOFLINE: RooflineFigures = {
   bandwidth: { bytes: 2 ** 20, ms: 1, gbPerSecond: 1, timing: "wall-clock" },
-  matmul: { n: 64, ms: 1, gflops: 1, timing: "wall-clock" }
+  matmul: { n: 64, ms: 1, gflops: 1, variant: "gpu", timing: "wall-clock" }
 }
 const SHAPE = { heads: 4, kvHeads: 2, headDim: 16, blockSize: 16 }
 

@@ -244,3 +244,129 @@ describe("TreeEngine", () => {
     )
   })
 })
+
+describe("TreeEngine requests", () => {
+  const config: ModelConfig = {
+    architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
+    headDim: 16, rmsNormEps: 1e-5, ropeTheta: 10_000, ropeScaling: { type: "none" }, vocabSize: 40,
+    tieWordEmbeddings: false, attentionBias: false, maxPositionEmbeddings: 4096, bosTokenId: undefined, eosTokenIds: []
+  }
+  const few = Array.from({ length: 37 }, (_, i) => (i * 7) % 40)
+  const tree: PromptTree = {
+    tokens: few,
+    children: [
+      { tokens: [1, 2, 3], samples: 3 },
+      { tokens: [4, 5], samples: 2, children: [{ tokens: [6], samples: 2 }] }
+    ]
+  }
+
+  it("runs a request larger than the KV pool in waves, with the same tokens", async () => {
+    const { model } = makeModel(config, 7)
+    const big = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 256 })
+    const small = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 24 })
+    try {
+      const request = { tree, sampling: { temperature: 0.7, seed: 11, maxTokens: 6 } }
+      const a = await big.generate(request)
+      const b = await small.generate(request)
+      expect(a.stats.waves).toBe(1)
+      expect(b.stats.waves).toBeGreaterThan(1)
+      expect(b.stats.peakBlocks).toBeLessThanOrEqual(24)
+      // seeded sampling depends on (seed, sample, step) only: waves do not change it
+      expect(b.completions).toEqual(a.completions)
+      expect(a.completions).toHaveLength(7)
+      expect(small.kv.tree.stats().liveSequences).toBe(0)
+    } finally {
+      big.destroy()
+      small.destroy()
+      model.weights.destroy()
+    }
+  })
+
+  it("refuses, before any work, a request that can never fit", async () => {
+    const { model } = makeModel(config, 7)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 8 })
+    try {
+      const error = await engine.generate({ tree, sampling: { maxTokens: 64 } }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(EngineCapacityError)
+      expect((error as EngineCapacityError).capacityBlocks).toBe(8)
+      expect((error as EngineCapacityError).neededBlocks).toBeGreaterThan(8)
+      expect(engine.kv.pool.used).toBe(0)
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+
+  it("reuses cached prefixes across requests, and single-level sharing gives the same tokens with more prefill", async () => {
+    const { model } = makeModel(config, 3)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
+    try {
+      const request = { tree, sampling: { temperature: 0, maxTokens: 4 } }
+      const first = await engine.generate(request)
+      const again = await engine.generate(request)
+      expect(first.stats.prefillTokens).toBeGreaterThan(0)
+      expect(again.stats.prefillTokens).toBe(0)
+      expect(again.stats.reusedTokens).toBe(first.stats.prefillTokens + first.stats.reusedTokens)
+      expect(again.completions).toEqual(first.completions)
+      const flat = await engine.generate({ ...request, sharing: "single-level" })
+      expect(flat.completions.map((c) => c.tokens)).toEqual(first.completions.map((c) => c.tokens))
+      // each leaf group prefills its whole prompt once: the few-shot prefix three times instead of once
+      expect(flat.stats.prefillTokens).toBeGreaterThanOrEqual(first.stats.prefillTokens + 2 * few.length)
+      expect(first.stats.sharingFactor).toBeGreaterThan(flat.stats.sharingFactor)
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+
+  it("stops at stop tokens and reports the finish reason", async () => {
+    const { model } = makeModel(config, 3)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
+    try {
+      const free = await engine.generate({ tree, sampling: { temperature: 0, maxTokens: 5 } })
+      const c = free.completions[0]!
+      const stopAt = c.tokens[2]!
+      const stopped = await engine.generate({ tree, sampling: { temperature: 0, maxTokens: 5, stopTokenIds: [stopAt] } })
+      const s = stopped.completions[0]!
+      expect(s.finishReason).toBe("eos")
+      expect(s.tokens).toEqual(c.tokens.slice(0, c.tokens.indexOf(stopAt)))
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+
+  it.each([
+    [{ temperature: -1 }, "temperature"],
+    [{ topP: 0 }, "topP"],
+    [{ maxTokens: 0 }, "maxTokens"],
+    [{ stopTokenIds: [999] }, "stopTokenIds"]
+  ])("rejects bad sampling %j naming the field", async (sampling, field) => {
+    const { model } = makeModel(config, 3)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 64 })
+    try {
+      const error = await engine.generate({ tree, sampling }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(InvalidSampling)
+      expect((error as InvalidSampling).field).toBe(field)
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+
+  it("rejects a tree with out-of-vocabulary tokens or no samples", async () => {
+    const { model } = makeModel(config, 3)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 64 })
+    try {
+      const bad = await engine.generate({ tree: { tokens: [1, 99], samples: 1 } }).catch((e: unknown) => e)
+      expect(bad).toBeInstanceOf(InvalidPromptTree)
+      expect((bad as InvalidPromptTree).problem).toContain("99")
+      const none = await engine.generate({ tree: { tokens: [1, 2] } }).catch((e: unknown) => e)
+      expect(none).toBeInstanceOf(InvalidPromptTree)
+      expect(engine.kv.pool.used).toBe(0)
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+})

@@ -1,7 +1,7 @@
 /**
  * The attention benchmark: for each point, Hydragen tree attention against
  * per-sequence paged decoding on the same block tables, pools and queries,
- * checked to agree, timed in the same run, and set against the roofline.
+ * checked to agree, timed in alternation, and set against the roofline.
  */
 import {
   type AttentionBuffers,
@@ -16,12 +16,12 @@ import {
   relativeError,
   type RooflineFigures,
   rooflineMs,
-  timeGpu,
   type TimeGpuOptions
 } from "@canopy/kernels"
 import { attentionWork } from "./attentionCost.ts"
 import { sharedPrefixWorkload, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
+import { timePaired } from "./pairedTiming.ts"
 
 /** Largest relative difference between the two methods' outputs that counts as agreement. */
 export const AGREEMENT_TOLERANCE = 1e-3
@@ -130,11 +130,15 @@ const measurePoint = async (
     ])
     const maxRelDiff = Math.max(relativeError(hOut, bOut), relativeError(hLse, bLse))
 
-    const hydragen = await timeGpu(device, (e) => methods.hydragen.encode(e, hydragenPlan, hydragenBuffers), options.timing)
-    const baseline = await timeGpu(device, (e) => methods.baseline.encode(e, baselinePlan, baselineBuffers), options.timing)
+    const timing = await timePaired(
+      device,
+      (e) => methods.hydragen.encode(e, hydragenPlan, hydragenBuffers),
+      (e) => methods.baseline.encode(e, baselinePlan, baselineBuffers),
+      options.timing
+    )
     const work = attentionWork(shape, point)
-    const hydragenMs = hydragen.medianMs
-    const baselineMs = baseline.medianMs
+    const hydragenMs = timing.aMs
+    const baselineMs = timing.bMs
     // per ms → per s (×1e3), in 1e9 units (÷1e9)
     const perSecond = (amount: number, ms: number) => amount / (ms * 1e6)
     const result: PointResult = {
@@ -151,7 +155,7 @@ const measurePoint = async (
       ...work,
       maxRelDiff,
       agree: maxRelDiff < AGREEMENT_TOLERANCE,
-      timing: hydragen.source
+      timing: timing.source
     }
     return { kind: "measured", result }
   } catch (e) {

@@ -20,7 +20,7 @@ export const defaultRooflineOptions = (software: boolean): RooflineOptions =>
 export const formatRoofline = (r: RooflineReport): ReadonlyArray<string> => [
   `adapter:    ${r.adapter}${r.software ? ": only ratios mean anything here" : ""}`,
   `bandwidth:  ${r.bandwidth.gbPerSecond.toFixed(1)} GB/s  (vec4 copy of ${(r.bandwidth.bytes / 2 / 2 ** 20).toFixed(0)} MiB, read + written, ${r.bandwidth.ms.toFixed(3)} ms, ${r.bandwidth.timing})`,
-  `f32 matmul: ${r.matmul.gflops.toFixed(1)} GFLOP/s  (tiled ${r.matmul.n}³, ${r.matmul.ms.toFixed(3)} ms, ${r.matmul.timing})`
+  `f32 matmul: ${r.matmul.gflops.toFixed(1)} GFLOP/s  (${r.matmul.variant} variant, ${r.matmul.n}³, ${r.matmul.ms.toFixed(3)} ms, ${r.matmul.timing})`
 ]
 
 const positive = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value) && value > 0

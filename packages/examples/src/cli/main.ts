@@ -7,11 +7,13 @@ import { Command } from "effect/cli"
 import { adapterCommand } from "./adapter.ts"
 import { attentionCommand } from "./attention.ts"
 import { benchCommand } from "./bench/index.ts"
+import { demoCommand } from "./demo.ts"
 import { reportFailure } from "./errors.ts"
+import { sampleCommand } from "./sample.ts"
 
 const canopy = Command.make("canopy").pipe(
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([adapterCommand, attentionCommand, benchCommand])
+  Command.withSubcommands([adapterCommand, attentionCommand, benchCommand, sampleCommand, demoCommand])
 )
 
 const program = canopy.pipe(

@@ -34,7 +34,7 @@ export interface RunStats {
   readonly promptTokens: number
   /** prompt tokens this run prefilled */
   readonly prefillTokens: number
-  /** prompt tokens found already cached, by earlier runs or earlier requests of this one */
+  /** prompt tokens found already cached: by earlier runs, or by nodes of this run that share a prefix */
   readonly reusedTokens: number
   readonly prefillSeconds: number
   readonly decodeSeconds: number

@@ -1,13 +1,14 @@
 /**
- * Measured f32 matrix-product rate of the current adapter: the model's tiled
- * GEMM (`MatmulKernel`, the path prefill takes) on an n×n·n×n problem. It is
- * the compute ceiling the attention benchmarks compare against, since the
- * level kernel turns shared-prefix attention into matrix products of the same
- * kind (f32, workgroup-memory tiles).
+ * Measured f32 matrix-product rate of the current adapter: the model's GEMM
+ * for many rows (`MatmulKernel`, the path prefill takes) on an n×n·n×n
+ * problem, in the device's default variant — workgroup-memory tiles on a GPU,
+ * barrier-free register tiles on a software adapter. It is the compute
+ * ceiling the attention benchmarks compare against, since the level kernel
+ * turns shared-prefix attention into f32 matrix products of the same kind.
  */
 import { createStorageBuffer, maxStorageBytes } from "../gpu/resources.ts"
 import { timeGpu, type GpuTiming } from "../gpu/timing.ts"
-import { createRowCount } from "../model/common.ts"
+import { createRowCount, type KernelVariant } from "../model/common.ts"
 import { FillKernel } from "../model/fill.ts"
 import { GEMV_MAX_ROWS, MatmulKernel } from "../model/matmul.ts"
 
@@ -17,6 +18,7 @@ export interface MatmulFigure {
   readonly ms: number
   /** 2·n³ flops per second, in GFLOP/s (1e9) */
   readonly gflops: number
+  readonly variant: KernelVariant
   readonly timing: GpuTiming["source"]
 }
 
@@ -46,7 +48,7 @@ export const measureMatmulRate = async (device: GPUDevice, n: number): Promise<M
       bound.encode(pass, n)
       pass.end()
     })
-    return { n, ms: timing.medianMs, gflops: (2 * n ** 3) / (timing.medianMs * 1e6), timing: timing.source }
+    return { n, ms: timing.medianMs, gflops: (2 * n ** 3) / (timing.medianMs * 1e6), variant: matmul.variant, timing: timing.source }
   } finally {
     bound.destroy()
     rows.destroy()

@@ -161,10 +161,15 @@ interface LiveSample {
   readonly seq: SeqId
   readonly tokens: Array<number>
   readonly stops: StopMatcher
+  /** the input token's KV is already in the cache (the prompt's last token, prefilled) */
+  kvWritten: boolean
   last: number
 }
 
-/** Rows whose KV another row of the same step already writes get this block (skipped by the append kernel). */
+/**
+ * Rows whose KV is already cached, or written by another row of the same step,
+ * get this block: the append kernel skips them, so a slot's KV is written once.
+ */
 const NO_WRITE = 0xffffffff
 
 export class TreeEngine {
@@ -255,25 +260,24 @@ export class TreeEngine {
         // Prefill: every leaf prompt of the wave, each node's new tokens once.
         const tp = performance.now()
         const promptSeq = new Map<Group, SeqId>()
-        const pending: Array<{ seq: SeqId; position: number; token: number }> = []
         for (const job of wave) {
           const g = job.group
           if (promptSeq.has(g)) continue
           const placed = tree.insert(g.prompt, sharing === "single-level" ? g.index + 1 : 0)
           promptSeq.set(g, placed.seq)
+          // A split's copies read KV written before it, and rows' slots may move
+          // in the next split: each insert is prefilled before the tree changes again.
           if (placed.copies.length > 0) {
-            // A copy may read KV that pending rows are about to write.
-            await this.prefill(pending.splice(0))
             const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
             this.kv.encodeCopies(encoder, placed.copies)
             this.device.queue.submit([encoder.finish()])
           }
-          // The last prompt token is each sample's first decode input.
-          for (let p = placed.newStart; p < g.prompt.length - 1; p++) pending.push({ seq: placed.seq, position: p, token: g.prompt[p]! })
-          prefillTokens += Math.max(0, g.prompt.length - 1 - placed.newStart)
-          reusedTokens += Math.min(placed.newStart, g.prompt.length - 1)
+          const rows = []
+          for (let p = placed.newStart; p < g.prompt.length; p++) rows.push({ seq: placed.seq, position: p, token: g.prompt[p]! })
+          await this.prefill(rows)
+          prefillTokens += rows.length
+          reusedTokens += placed.newStart
         }
-        await this.prefill(pending)
         peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
         const used = new Set<SeqId>()
         for (const job of wave) {
@@ -284,6 +288,7 @@ export class TreeEngine {
             job,
             seq,
             tokens: [],
+            kvWritten: true,
             stops: new StopMatcher(sampling.stop, this.model.tokenizer),
             last: job.group.prompt[job.group.prompt.length - 1]!
           })
@@ -309,7 +314,7 @@ export class TreeEngine {
             const key = block * this.kv.blockSize + slot
             tokens[r] = s.last
             positions[r] = position
-            slots[2 * r] = written.has(key) ? NO_WRITE : block
+            slots[2 * r] = s.kvWritten || written.has(key) ? NO_WRITE : block
             slots[2 * r + 1] = slot
             written.add(key)
             params.push({
@@ -346,6 +351,7 @@ export class TreeEngine {
               events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token })
               copies.push(...tree.append(s.seq, [token]).copies)
               s.last = token
+              s.kvWritten = false
               continue
             }
             if (reason !== "eos") {

@@ -1,0 +1,5 @@
+export * from "./modes.ts"
+export * from "./pipeline.ts"
+export * from "./summary.ts"
+export * from "./tree.ts"
+export * from "./stack.ts"
