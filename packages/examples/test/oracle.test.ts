@@ -77,7 +77,7 @@ const expectClose = (got: ReadonlyArray<number | null>, want: ReadonlyArray<numb
   expect(got.length).toBe(want.length)
   const scale = Math.max(1e-6, ...want.map((x) => Math.abs(x ?? 0)))
   got.forEach((g, i) => {
-    const w = want[i]
+    const w = want[i] as number | null
     if (w === null) expect(g).toBeNull()
     else expect(Math.abs((g as number) - w) / scale).toBeLessThan(1e-4)
   })

@@ -8,12 +8,13 @@ import { adapterCommand } from "./adapter.ts"
 import { attentionCommand } from "./attention.ts"
 import { benchCommand } from "./bench/index.ts"
 import { demoCommand } from "./demo.ts"
+import { generateCommand } from "./generate.ts"
 import { reportFailure } from "./errors.ts"
 import { sampleCommand } from "./sample.ts"
 
 const canopy = Command.make("canopy").pipe(
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([adapterCommand, attentionCommand, benchCommand, sampleCommand, demoCommand])
+  Command.withSubcommands([demoCommand, sampleCommand, generateCommand, attentionCommand, benchCommand, adapterCommand])
 )
 
 const program = canopy.pipe(

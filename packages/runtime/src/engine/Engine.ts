@@ -25,7 +25,12 @@ import { planRows } from "./planRows.ts"
 import { InvalidPromptTree, type PromptTree } from "./PromptTree.ts"
 import { StopMatcher } from "./stops.ts"
 
-export type AttentionMode = "hydragen" | "baseline"
+/**
+ * hydragen: shared nodes attended once per level; baseline: per-sequence paged
+ * decoding; none: attention skipped — meaningless text, only the ceiling a
+ * decode step could reach with free attention (benchmarks).
+ */
+export type AttentionMode = "hydragen" | "baseline" | "none"
 export type SharingMode = "tree" | "single-level"
 
 export interface SamplingOptions {
@@ -41,6 +46,8 @@ export interface SamplingOptions {
   readonly stop: ReadonlyArray<string>
   /** generation stops at these token ids (the model's end-of-sequence ids are added) */
   readonly stopTokenIds: ReadonlyArray<number>
+  /** keep going past end-of-sequence tokens (fixed-length runs for benchmarks) */
+  readonly ignoreEos: boolean
 }
 
 export const DEFAULT_SAMPLING: SamplingOptions = {
@@ -50,7 +57,8 @@ export const DEFAULT_SAMPLING: SamplingOptions = {
   seed: 0,
   maxTokens: 128,
   stop: [],
-  stopTokenIds: []
+  stopTokenIds: [],
+  ignoreEos: false
 }
 
 export interface GenerateRequest {
@@ -182,7 +190,7 @@ export class TreeEngine {
     private readonly device: GPUDevice,
     readonly maxBatch: number,
     readonly maxPrefillRows: number,
-    private readonly current: { attention: TreeAttention; prepared: PreparedAttention | undefined }
+    private readonly current: { attention: TreeAttention | undefined; prepared: PreparedAttention | undefined }
   ) {}
 
   static async create(device: GPUDevice, model: LoadedModel, options: EngineOptions = {}): Promise<TreeEngine> {
@@ -202,7 +210,7 @@ export class TreeEngine {
       owned.push(hydragen)
       const baseline = await createPagedDecode(device, shape)
       owned.push(baseline)
-      const current: { attention: TreeAttention; prepared: PreparedAttention | undefined } = {
+      const current: { attention: TreeAttention | undefined; prepared: PreparedAttention | undefined } = {
         attention: hydragen,
         prepared: undefined
       }
@@ -212,7 +220,7 @@ export class TreeEngine {
         kvPools: kv.pools,
         blockSize,
         numBlocks: kv.numBlocks,
-        attention: (encoder, _layer, buffers) => current.attention.encode(encoder, current.prepared!, buffers)
+        attention: (encoder, _layer, buffers) => current.attention?.encode(encoder, current.prepared!, buffers)
       })
       return new TreeEngine(model, kv, forward, hydragen, baseline, device, maxBatch, maxPrefillRows, current)
     } catch (e) {
@@ -237,7 +245,8 @@ export class TreeEngine {
     const jobs = groups.flatMap((group) => Array.from({ length: group.samples }, (_, sample) => ({ group, sample })))
       .map((j, ordinal): SampleJob => ({ ...j, ordinal }))
     const waveSize = this.waveSize(groups, sampling.maxTokens, sharing)
-    const stopTokenIds = new Set([...sampling.stopTokenIds, ...this.model.config.eosTokenIds, ...this.model.tokenizer.eosIds])
+    const eos = sampling.ignoreEos ? [] : [...this.model.config.eosTokenIds, ...this.model.tokenizer.eosIds]
+    const stopTokenIds = new Set([...sampling.stopTokenIds, ...eos])
 
     const t0 = performance.now()
     let prefillMs = 0
@@ -251,7 +260,7 @@ export class TreeEngine {
     const completions: Array<Completion> = []
     const waves = Math.ceil(jobs.length / waveSize)
     const tree = this.kv.tree
-    this.current.attention = attention === "hydragen" ? this.hydragen : this.baseline
+    this.current.attention = attention === "hydragen" ? this.hydragen : attention === "baseline" ? this.baseline : undefined
 
     for (let w = 0; w < waves; w++) {
       const wave = jobs.slice(w * waveSize, (w + 1) * waveSize)
@@ -461,7 +470,7 @@ export class TreeEngine {
 
   /** One forward over a plan: prepare attention, run, wait, free the plan's buffers. */
   private async run(plan: Parameters<TreeAttention["prepare"]>[0], batch: Parameters<Forward["step"]>[0]): Promise<Uint32Array> {
-    const prepared = this.current.attention.prepare(plan)
+    const prepared = this.current.attention?.prepare(plan)
     this.current.prepared = prepared
     try {
       const sampled = await this.forward.step(batch)
@@ -469,7 +478,7 @@ export class TreeEngine {
       return sampled
     } finally {
       this.current.prepared = undefined
-      prepared.destroy()
+      prepared?.destroy()
     }
   }
 

@@ -3,10 +3,11 @@
  */
 import { Command } from "effect/cli"
 import { benchAttentionCommand } from "./attention.ts"
+import { benchDecodeCommand } from "./decode.ts"
 import { benchPlanCommand } from "./plan.ts"
 import { benchRooflineCommand } from "./roofline.ts"
 
 export const benchCommand = Command.make("bench").pipe(
   Command.withDescription("Benchmarks: plan time, attention (hydragen vs baseline), roofline, decode"),
-  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchRooflineCommand])
+  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchDecodeCommand, benchRooflineCommand])
 )
