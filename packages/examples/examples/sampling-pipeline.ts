@@ -1,7 +1,8 @@
 /**
  * The sampling pipeline as an Effect program: built-in problems under the
- * few-shot prompt, samples evaluated against each problem's tests, the three
- * decoding modes compared, and a report written to the output folder.
+ * few-shot prompt, samples evaluated against each problem's tests, and a
+ * report written to the output folder. `compare: true` would also time the
+ * baseline and single-level modes on the same work (as `canopy demo` does).
  *
  *   node --import tsx examples/sampling-pipeline.ts [out-dir] [model]
  */
@@ -13,11 +14,11 @@ import { modelStack, runPipeline, summaryLines } from "../src/sampling/index.ts"
 const program = runPipeline({
   problems: BUILTIN_PROBLEMS.slice(0, 2),
   fewShot: FEW_SHOT_PROMPT,
-  samplesPerProblem: 3,
-  sampling: { temperature: 0.8, seed: 1, maxTokens: 12 },
+  samplesPerProblem: 2,
+  sampling: { temperature: 0.8, seed: 1, maxTokens: 8 },
   outDir: process.argv[2] ?? "canopy-out/example",
   evaluate: true,
-  compare: true,
+  compare: false,
   progress: "silent"
 }).pipe(Effect.provide(modelStack(process.argv[3] ?? "synthetic:tiny")))
 
