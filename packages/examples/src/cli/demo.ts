@@ -14,7 +14,7 @@ import { defaultOutDir, runAndSummarize } from "./sample.ts"
  * sharing prefills the few-shot prompt once per problem, so the problem count
  * sets the time. Samples per problem are what tree sharing amortizes over.
  */
-export const DEMO = { problems: 3, samplesPerProblem: 8, maxTokens: 16, temperature: 0.8, seed: 0 } as const
+export const DEMO = { problems: 5, samplesPerProblem: 16, maxTokens: 24, temperature: 0.8, seed: 0 } as const
 
 const CLOSING = [
   "",

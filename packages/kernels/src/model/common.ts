@@ -5,7 +5,7 @@
  * stay under the 65535-workgroups-per-dimension limit.
  */
 import { isSoftwareDevice } from "../gpu/device.ts"
-import { wgsl } from "../gpu/resources.ts"
+import { uniformBuffer, wgsl } from "../gpu/resources.ts"
 
 /** PCG hash (O'Neill's pcg-rxs-m-xs 32-bit output) of one u32. */
 export const PCG_WGSL = wgsl`
@@ -48,16 +48,6 @@ export const packParams = (fields: ReadonlyArray<ParamField>): Uint32Array => {
   return words
 }
 
-export const createUniform = (device: GPUDevice, label: string, words: Uint32Array): GPUBuffer => {
-  const buffer = device.createBuffer({
-    label,
-    size: Math.max(16, Math.ceil(words.byteLength / 16) * 16),
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST
-  })
-  device.queue.writeBuffer(buffer, 0, words.buffer, words.byteOffset, words.byteLength)
-  return buffer
-}
-
 /**
  * A uniform holding the number of rows of the current step (u32 at offset 0).
  * Kernels bound once for a maximum row count read the actual count from it, so
@@ -70,7 +60,7 @@ export interface RowCount {
 }
 
 export const createRowCount = (device: GPUDevice, label: string, rows = 0): RowCount => {
-  const buffer = createUniform(device, label, Uint32Array.of(rows, 0, 0, 0))
+  const buffer = uniformBuffer(device, label, Uint32Array.of(rows, 0, 0, 0))
   return {
     buffer,
     set: (rows) => device.queue.writeBuffer(buffer, 0, Uint32Array.of(rows)),

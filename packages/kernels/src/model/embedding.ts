@@ -4,8 +4,8 @@
  * out-of-bounds read. The same kernel gathers hidden rows by row index (the
  * rows that need logits), since that is the same operation on another table.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, packParams, type BoundDispatch } from "./common.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { bindAll, dispatch, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
@@ -52,7 +52,7 @@ export class GatherRowsKernel {
   }
 
   bind(b: GatherBinding): BoundGather {
-    const params = createUniform(this.device, "gather-params", packParams([["u32", b.hidden], ["u32", b.tableRows]]))
+    const params = uniformBuffer(this.device, "gather-params", packParams([["u32", b.hidden], ["u32", b.tableRows]]))
     const bindGroup = bindAll(this.device, this.pipeline, "gather", [params, b.count, b.index, b.table, b.out])
     return new BoundGather({ pipeline: this.pipeline, bindGroup }, params, b.hidden)
   }

@@ -6,8 +6,8 @@
  * bits and scale is rounded to 8, so scale·v is exact in f32 and the result is
  * the same whether or not the compiler fuses the multiply-add.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, grid2, hash4, MAX_GRID, packParams, PCG_WGSL } from "./common.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { bindAll, dispatch, grid2, hash4, MAX_GRID, packParams, PCG_WGSL } from "./common.ts"
 
 const WG = 256
 
@@ -51,7 +51,7 @@ export class FillKernel {
 
   /** Encodes the fill of `count` f32 values of `out`; returns the params buffer to destroy after submit. */
   encode(encoder: GPUCommandEncoder, out: GPUBuffer, count: number, spec: FillSpec): GPUBuffer {
-    const params = createUniform(this.device, "fill-params", packParams([
+    const params = uniformBuffer(this.device, "fill-params", packParams([
       ["u32", spec.seed], ["u32", spec.tensorId], ["u32", count], ["f32", fillScale(spec.scale)], ["f32", spec.offset ?? 0]
     ]))
     const pass = encoder.beginComputePass({ label: "fill" })

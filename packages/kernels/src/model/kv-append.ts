@@ -5,8 +5,8 @@
  * Rows whose block is ≥ numBlocks are skipped, so a stale slot entry can never
  * write outside the pool.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
@@ -59,7 +59,7 @@ export class KvAppendKernel {
 
   bind(b: KvAppendBinding): BoundKvAppend {
     const rowSize = b.kvHeads * b.headDim
-    const params = createUniform(this.device, "kv-append-params", packParams([
+    const params = uniformBuffer(this.device, "kv-append-params", packParams([
       ["u32", rowSize], ["u32", b.blockSize], ["u32", b.numBlocks]
     ]))
     const bindGroup = bindAll(this.device, this.pipeline, "kv-append", [params, b.count, b.slots, b.k, b.v, b.kPool, b.vPool])

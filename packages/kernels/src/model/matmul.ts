@@ -17,9 +17,9 @@
  * prefill 4×4, up to 16 rows per invocation), with vec4 loads along the inner
  * dimension when inDim % 4 = 0 and scalar loads otherwise.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
-  bindAll, createUniform, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
+  bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
   type BoundDispatch
 } from "./common.ts"
 
@@ -251,7 +251,7 @@ export class MatmulKernel {
   }
 
   bind(b: MatmulBinding): BoundMatmul {
-    const params = createUniform(this.device, "matmul-params", packParams([
+    const params = uniformBuffer(this.device, "matmul-params", packParams([
       ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0]
     ]))
     const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y]

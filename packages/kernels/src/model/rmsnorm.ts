@@ -5,9 +5,9 @@
  * The "software" variant (see KernelVariant) gives each row to one invocation,
  * with no barrier, and loads vec4s when dim % 4 = 0.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
-  bindAll, createUniform, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
+  bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
   type BoundDispatch
 } from "./common.ts"
 
@@ -110,7 +110,7 @@ export class RmsNormKernel {
   }
 
   bind(b: RmsNormBinding): BoundRmsNorm {
-    const params = createUniform(this.device, "rmsnorm-params", packParams([["u32", b.dim], ["f32", b.eps]]))
+    const params = uniformBuffer(this.device, "rmsnorm-params", packParams([["u32", b.dim], ["f32", b.eps]]))
     const pipeline = b.dim % 4 === 0 ? this.vec4 : this.scalar
     const bindGroup = bindAll(this.device, pipeline, "rmsnorm", [params, b.count, b.x, b.weight, b.y])
     const rowsPerGroup = this.variant === "software" ? SOFTWARE_WG : 1

@@ -16,8 +16,8 @@
  * it is evaluated per token at sequence length p + 1, so a token's rotation
  * never depends on what it is batched with.
  */
-import { createComputePipeline, createStorageBuffer, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
+import { createComputePipeline, createStorageBuffer, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 export type RopeScaling =
   | { readonly type: "none" }
@@ -220,7 +220,7 @@ export class RopeKernel {
     const { spec } = b
     const { inverse, attentionFactor } = ropeFrequencies(spec)
     const dynamic = spec.scaling.type === "dynamic" ? spec.scaling : undefined
-    const params = createUniform(this.device, "rope-params", packParams([
+    const params = uniformBuffer(this.device, "rope-params", packParams([
       ["u32", b.heads], ["u32", b.kvHeads], ["u32", spec.headDim], ["u32", dynamic ? 1 : 0],
       ["f32", spec.theta], ["f32", dynamic?.factor ?? 1], ["f32", dynamic?.originalMaxPositions ?? 0],
       ["f32", attentionFactor]

@@ -20,9 +20,9 @@
  * summation order (W lane sums over i ≡ l mod W, then the same tree), so both
  * variants choose bit-identical tokens for the same reduction width W.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
-  bindAll, createUniform, defaultVariant, dispatch, grid2, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
+  bindAll, defaultVariant, dispatch, grid2, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
   rowWorkgroupSize, unitOpen, type BoundDispatch
 } from "./common.ts"
 
@@ -299,7 +299,7 @@ export class SamplingKernel {
   }
 
   bind(b: SamplingBinding): BoundSampling {
-    const params = createUniform(this.device, "sampling-params", packParams([["u32", b.vocab]]))
+    const params = uniformBuffer(this.device, "sampling-params", packParams([["u32", b.vocab]]))
     const bindGroup = bindAll(this.device, this.pipeline, "sampling", [params, b.count, b.logits, b.params, b.tokens])
     return new BoundSampling({ pipeline: this.pipeline, bindGroup }, params, this.variant === "software" ? SOFTWARE_WG : 1)
   }

@@ -4,8 +4,8 @@
  * column j and up at column upOffset + j. The fused gate/up matmul output is
  * rowStride = 2·inter, upOffset = inter.
  */
-import { createComputePipeline, wgsl } from "../gpu/resources.ts"
-import { bindAll, createUniform, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
+import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
@@ -49,7 +49,7 @@ export class SwigluKernel {
   }
 
   bind(b: SwigluBinding): BoundSwiglu {
-    const params = createUniform(this.device, "swiglu-params", packParams([
+    const params = uniformBuffer(this.device, "swiglu-params", packParams([
       ["u32", b.inter], ["u32", b.rowStride ?? 2 * b.inter], ["u32", b.upOffset ?? b.inter]
     ]))
     const bindGroup = bindAll(this.device, this.pipeline, "swiglu", [params, b.count, b.gateUp, b.h])

@@ -18,7 +18,7 @@
  *   logits            [logitRows][vocab]          sampled tokens u32 [logitRows]
  */
 import {
-  type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
+  type AttentionBuffers, type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
   type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, MatmulKernel,
   packSamplingParams, readFloat32, readUint32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
   SamplingKernel, type SamplingParams, SwigluKernel
@@ -26,18 +26,6 @@ import {
 import { ropeSpec } from "./config.ts"
 import { ForwardBatchError } from "./errors.ts"
 import type { ModelWeights } from "./weights.ts"
-
-export interface AttentionBuffers {
-  /** f32 [rows][heads][headDim], RoPE applied */
-  readonly q: GPUBuffer
-  /** this layer's pools, f32 [numBlocks][blockSize][kvHeads][headDim]; this step's keys/values already appended */
-  readonly kPool: GPUBuffer
-  readonly vPool: GPUBuffer
-  /** f32 [rows][heads][headDim], to be written */
-  readonly out: GPUBuffer
-  /** f32 [rows][heads], natural-log LSE, to be written (scratch for the caller; the forward does not read it) */
-  readonly lse: GPUBuffer
-}
 
 /** Encodes the attention of `layer` for the current step's rows (no compute pass is open when it is called). */
 export type AttentionCallback = (encoder: GPUCommandEncoder, layer: number, buffers: AttentionBuffers) => void
