@@ -4,8 +4,8 @@
  *
  *   node --import tsx examples/few-shot-tree.ts [model]   (default synthetic:tiny)
  */
-import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "../src/pipeline/prompt.ts"
-import { prompt, runPromise } from "../src/prompt/index.ts"
+import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "@canopy/examples/pipeline"
+import { prompt, runPromise } from "@canopy/examples/prompt"
 
 const root = prompt(FEW_SHOT_PROMPT)
 const sum = root.child("\nQUESTION:\nRead two integers and print their sum.\nANSWER:\n```python\n").sample(4)

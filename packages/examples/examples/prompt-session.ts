@@ -4,8 +4,8 @@
  *
  *   node --import tsx examples/prompt-session.ts [model]   (default synthetic:tiny)
  */
-import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "../src/pipeline/prompt.ts"
-import { openSession, prompt } from "../src/prompt/index.ts"
+import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "@canopy/examples/pipeline"
+import { openSession, prompt } from "@canopy/examples/prompt"
 
 const session = await openSession({ model: process.argv[2] ?? "synthetic:tiny" })
 try {

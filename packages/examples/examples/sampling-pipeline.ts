@@ -6,10 +6,9 @@
  *
  *   node --import tsx examples/sampling-pipeline.ts [out-dir] [model]
  */
+import { BUILTIN_PROBLEMS, FEW_SHOT_PROMPT } from "@canopy/examples/pipeline"
+import { modelStack, runPipeline, summaryLines } from "@canopy/examples/sampling"
 import { Effect } from "effect"
-import { BUILTIN_PROBLEMS } from "../src/pipeline/data/builtin-problems.ts"
-import { FEW_SHOT_PROMPT } from "../src/pipeline/prompt.ts"
-import { modelStack, runPipeline, summaryLines } from "../src/sampling/index.ts"
 
 const program = runPipeline({
   problems: BUILTIN_PROBLEMS.slice(0, 2),

@@ -11,6 +11,11 @@ const INPUT_ERRORS = new Set([
   "InvalidSampling",
   "InvalidFlag",
   "ModelConfigError",
+  "ModelFileError",
+  "SafetensorsError",
+  "UnsupportedDtype",
+  "TensorShapeMismatch",
+  "TokenizerError",
   "ProblemLineError",
   "ProblemFileError",
   "EngineCapacityError"

@@ -98,7 +98,7 @@ export interface GenerateStats {
   readonly promptTokens: number
   /** prompt tokens actually prefilled (each tree node once) */
   readonly prefillTokens: number
-  /** prompt tokens found already cached from earlier requests */
+  /** prompt tokens found already cached: from earlier requests, or prefilled by an earlier leaf of this one */
   readonly reusedTokens: number
   readonly prefillSeconds: number
   readonly decodeSeconds: number

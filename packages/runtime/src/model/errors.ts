@@ -61,7 +61,11 @@ export class ModelFileError extends Data.TaggedError("ModelFileError")<{
 /** tokenizer.json could not be loaded, or text could not be encoded. */
 export class TokenizerError extends Data.TaggedError("TokenizerError")<{
   readonly reason: string
-}> {}
+}> {
+  override get message(): string {
+    return this.reason
+  }
+}
 
 /** A forward batch that does not fit the forward's buffers or is inconsistent. */
 export class ForwardBatchError extends Data.TaggedError("ForwardBatchError")<{
