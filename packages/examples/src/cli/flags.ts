@@ -5,20 +5,20 @@ import { Flag } from "effect/cli"
 
 export const positiveInt = (name: string, fallback: number, description: string) =>
   Flag.Int(name).pipe(
-    Flag.withDescription(description),
+    Flag.withDescription(`${description} (default ${fallback})`),
     Flag.filter((n) => n >= 1, (n) => `--${name} must be at least 1, got ${n}`),
     Flag.withDefault(fallback)
   )
 
 export const modelFlag = Flag.String("model").pipe(
-  Flag.withDescription("synthetic:PRESET (tiny, codellama-7b, codellama-13b), or a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json)"),
+  Flag.withDescription("synthetic:PRESET (tiny, codellama-7b, codellama-13b), or a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json); default synthetic:tiny"),
   Flag.withDefault("synthetic:tiny")
 )
 
 export const samplingFlags = {
-  temperature: Flag.Finite("temperature").pipe(Flag.withDescription("0 is greedy"), Flag.withDefault(0.8)),
-  topK: Flag.Int("top-k").pipe(Flag.withDescription("keep the k likeliest tokens (0: off)"), Flag.withDefault(0)),
-  topP: Flag.Finite("top-p").pipe(Flag.withDescription("nucleus sampling mass (1: off)"), Flag.withDefault(1)),
-  seed: Flag.Int("seed").pipe(Flag.withDescription("sampling seed"), Flag.withDefault(0)),
+  temperature: Flag.Finite("temperature").pipe(Flag.withDescription("0 is greedy (default 0.8)"), Flag.withDefault(0.8)),
+  topK: Flag.Int("top-k").pipe(Flag.withDescription("keep the k likeliest tokens (default 0: off)"), Flag.withDefault(0)),
+  topP: Flag.Finite("top-p").pipe(Flag.withDescription("nucleus sampling mass (default 1: off)"), Flag.withDefault(1)),
+  seed: Flag.Int("seed").pipe(Flag.withDescription("sampling seed (default 0)"), Flag.withDefault(0)),
   maxTokens: positiveInt("max-tokens", 128, "most tokens per sample")
 }

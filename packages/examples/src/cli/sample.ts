@@ -14,6 +14,7 @@ import { FEW_SHOT_PROMPT } from "../pipeline/prompt.ts"
 import { type PipelineOptions, runPipeline } from "../sampling/pipeline.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { summaryLines } from "../sampling/summary.ts"
+import { modelFlag, positiveInt, samplingFlags } from "./flags.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
 export const defaultOutDir = (): string => `canopy-out/${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -23,13 +24,6 @@ export const runAndSummarize = (model: string, options: PipelineOptions) =>
   runPipeline(options).pipe(
     Effect.tap((result) => Console.log(["", ...summaryLines(result)].join("\n"))),
     Effect.provide(modelStack(model))
-  )
-
-const positiveInt = (name: string, fallback: number, description: string) =>
-  Flag.Int(name).pipe(
-    Flag.withDescription(`${description} (default ${fallback})`),
-    Flag.filter((n) => n >= 1, (n) => `--${name} must be at least 1, got ${n}`),
-    Flag.withDefault(fallback)
   )
 
 const loadProblems = (file: Option.Option<string>, limit: Option.Option<number>) =>
@@ -56,15 +50,8 @@ export const sampleCommand = Command.make(
     ),
     fewShot: Flag.String("few-shot").pipe(Flag.withDescription("file holding the few-shot prompt (default: the built-in one)"), Flag.optional),
     samples: positiveInt("samples", 8, "samples per problem"),
-    model: Flag.String("model").pipe(
-      Flag.withDescription("synthetic:tiny, or a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json); default synthetic:tiny"),
-      Flag.withDefault("synthetic:tiny")
-    ),
-    temperature: Flag.Finite("temperature").pipe(Flag.withDescription("0 is greedy (default 0.8)"), Flag.withDefault(0.8)),
-    topK: Flag.Int("top-k").pipe(Flag.withDescription("keep the k likeliest tokens (default 0: off)"), Flag.withDefault(0)),
-    topP: Flag.Finite("top-p").pipe(Flag.withDescription("nucleus sampling mass (default 1: off)"), Flag.withDefault(1)),
-    seed: Flag.Int("seed").pipe(Flag.withDescription("sampling seed (default 0)"), Flag.withDefault(0)),
-    maxTokens: positiveInt("max-tokens", 128, "most tokens per sample"),
+    model: modelFlag,
+    ...samplingFlags,
     out: Flag.String("out").pipe(Flag.withDescription("output folder (default: canopy-out/<timestamp>)"), Flag.optional),
     evaluate: Flag.Boolean("evaluate").pipe(Flag.withDescription("run each sample on the problem's tests; report pass@k"), Flag.withDefault(false)),
     compare: Flag.Boolean("compare").pipe(
