@@ -21,6 +21,8 @@ export interface AttentionBenchOptions {
   readonly roofline?: RooflineFigures | undefined
   /** timed runs per method and point (default 7); the median is reported */
   readonly repeats?: number
+  /** where Hydragen attends suffix nodes: the decode kernel (default) or the level kernel */
+  readonly suffixKernel?: "decode" | "level"
   /** progress on standard error (default true) */
   readonly progress?: boolean
 }
@@ -44,6 +46,7 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
       shape: options.shape,
       points: options.points,
       roofline,
+      ...(options.suffixKernel !== undefined ? { suffixKernel: options.suffixKernel } : {}),
       timing: sweepTiming(gpu.adapter.software, options.repeats ?? 7),
       onProgress: (index, total, point, outcome) => {
         const at = `[${index + 1}/${total}]`

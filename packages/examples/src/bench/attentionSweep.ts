@@ -57,6 +57,8 @@ export interface AttentionSweepOptions {
   readonly shape: BenchShape
   readonly points: ReadonlyArray<SweepPoint>
   readonly roofline: RooflineFigures
+  /** where Hydragen attends suffix nodes (one sequence each): the decode kernel (default) or the level kernel */
+  readonly suffixKernel?: "decode" | "level"
   readonly timing?: TimeGpuOptions
   /** called before each point starts and after it ends */
   readonly onProgress?: (index: number, total: number, point: SweepPoint, outcome?: PointOutcome) => void
@@ -169,7 +171,7 @@ const measurePoint = async (
 
 export const runAttentionSweep = async (device: GPUDevice, options: AttentionSweepOptions): Promise<AttentionSweep> => {
   const kernelOptions = { ...options.shape }
-  const hydragen = await createTreeAttention(device, kernelOptions)
+  const hydragen = await createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1 })
   const baseline = await createPagedDecode(device, kernelOptions)
   const fill = await FillKernel.create(device)
   const points: Array<PointResult> = []

@@ -36,6 +36,10 @@ export const benchAttentionCommand = Command.make(
     kvHeads: int("kv-heads", 1, "KV heads (heads must be a multiple)"),
     headDim: int("head-dim", 64, "head dimension (a multiple of 8)"),
     blockSize: int("block-size", 16, "tokens per KV block"),
+    suffixKernel: Flag.Literals("suffix-kernel", ["decode", "level"]).pipe(
+      Flag.withDescription("where Hydragen attends each sequence's own suffix: the decode kernel, or the level kernel with one-row tiles"),
+      Flag.withDefault("decode")
+    ),
     repeats: int("repeats", 7, "timed runs per method and point, at most (the median is reported)"),
     roofline: file("roofline", "roofline JSON from `canopy bench roofline --json` (measured now when absent)"),
     json: file("json", "write the report as JSON here (and the chart beside it, .svg)"),
@@ -60,6 +64,7 @@ export const benchAttentionCommand = Command.make(
             shape,
             points: gridPoints(flags.batch, flags.prefix, flags.suffix),
             roofline,
+            suffixKernel: flags.suffixKernel,
             repeats: flags.repeats
           }),
         // the shape passed the flag checks but not the device's limits
