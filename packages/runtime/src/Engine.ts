@@ -4,7 +4,7 @@
  * request are reused by the next while memory allows.
  */
 import type { BlockPoolExhausted } from "@canopy/tree-cache"
-import type { GpuValidationError } from "@canopy/kernels"
+import type { GpuDeviceLost, GpuValidationError } from "@canopy/kernels"
 import { Context, Data, Effect, Layer, Semaphore } from "effect"
 import { Gpu } from "./Gpu.ts"
 import { type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, TreeEngine } from "./engine/Engine.ts"
@@ -27,10 +27,11 @@ export type EngineError =
   | BlockPoolExhausted
   | ForwardBatchError
   | GpuValidationError
+  | GpuDeviceLost
   | EngineFailure
 
 const KNOWN = new Set([
-  "InvalidPromptTree", "InvalidSampling", "EngineCapacityError", "BlockPoolExhausted", "ForwardBatchError", "GpuValidationError"
+  "InvalidPromptTree", "InvalidSampling", "EngineCapacityError", "BlockPoolExhausted", "ForwardBatchError", "GpuValidationError", "GpuDeviceLost"
 ])
 
 const toEngineError = (e: unknown): EngineError =>

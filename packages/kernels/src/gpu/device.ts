@@ -103,6 +103,15 @@ const hasGpuDeviceNode = (): boolean => {
 /** The adapter each device opened by openGpu came from, so kernels can tune for it. */
 const adapters = new WeakMap<GPUDevice, GpuAdapterSummary>()
 
+/** Devices that were lost while in use, with the reason the driver gave. */
+const lostDevices = new WeakMap<GPUDevice, GpuDeviceLost>()
+
+/** Throws GpuDeviceLost (with the driver's reason) when the device was lost; work on it is void. */
+export const checkDeviceAlive = (device: GPUDevice): void => {
+  const lost = lostDevices.get(device)
+  if (lost !== undefined) throw lost
+}
+
 /** The adapter of a device opened by openGpu (undefined for devices made elsewhere). */
 export const adapterOf = (device: GPUDevice): GpuAdapterSummary | undefined => adapters.get(device)
 
@@ -175,12 +184,9 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
   const summary = summarize(adapter.info)
   adapters.set(device, summary)
   let closed = false
-  const lost = device.lost.then((info) => {
-    if (!closed && info.reason !== "destroyed") {
-      throw new GpuDeviceLost({ reason: info.reason, message: info.message })
-    }
+  void device.lost.then((info) => {
+    if (!closed && info.reason !== "destroyed") lostDevices.set(device, new GpuDeviceLost({ reason: info.reason, message: info.message }))
   })
-  lost.catch(() => {})
   return {
     device,
     adapter: summary,

@@ -14,7 +14,7 @@
  *      runs in waves; one that can never fit is refused before any work.
  */
 import {
-  createPagedDecode, createTreeAttention, type PreparedAttention, type SamplingParams, type TreeAttention
+  checkDeviceAlive, createPagedDecode, createTreeAttention, type PreparedAttention, type SamplingParams, type TreeAttention
 } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { Forward } from "../model/forward.ts"
@@ -470,11 +470,16 @@ export class TreeEngine {
 
   /** One forward over a plan: prepare attention, run, wait, free the plan's buffers. */
   private async run(plan: Parameters<TreeAttention["prepare"]>[0], batch: Parameters<Forward["step"]>[0]): Promise<Uint32Array> {
+    checkDeviceAlive(this.device)
     const prepared = this.current.attention?.prepare(plan)
     this.current.prepared = prepared
     try {
-      const sampled = await this.forward.step(batch)
+      const sampled = await this.forward.step(batch).catch((e: unknown) => {
+        checkDeviceAlive(this.device) // a read-back fails when the device is lost: say why
+        throw e
+      })
       if (batch.logitRows.length === 0) await this.device.queue.onSubmittedWorkDone()
+      checkDeviceAlive(this.device)
       return sampled
     } finally {
       this.current.prepared = undefined
