@@ -1,20 +1,23 @@
 /**
  * Entry for a GPU machine (bundled by ../shared/gpu/pack.sh; it reads no files
  * next to its sources): the roofline, then the attention sweeps of Hydragen's
- * microbenchmarks, each written as JSON + SVG into the folder given as the
- * first argument.
+ * microbenchmarks, then decode throughput of a CodeLlama-7b-shaped synthetic
+ * model (4 of its 32 layers) for Hydragen, the baseline and the attention-free
+ * ceiling, each written as JSON + SVG into the folder given as the first argument.
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|smoke ...]   (default: 13b gqa)
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|decode|smoke ...]   (default: 13b gqa decode)
  *
  * Exit code 1 when any point's methods disagree.
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import { describeAdapter, measureRoofline, openGpu } from "@canopy/kernels"
+import { describeAdapter, type GpuHandle, measureRoofline, openGpu } from "@canopy/kernels"
+import { loadModel, PRESETS, TreeEngine } from "@canopy/runtime"
 import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
 import { formatAttentionTable } from "./attentionReport.ts"
 import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
+import { decodeChartSvg, type DecodeReport, formatDecodeTable, runDecodeBench } from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 
 interface Sweep {
@@ -47,14 +50,43 @@ const SWEEPS: Record<string, Sweep> = {
     points: gridPoints([2, 4], [64], [8])
   }
 }
-const DEFAULT_SWEEPS = ["13b", "gqa"]
+const DEFAULT_SWEEPS = ["13b", "gqa", "decode"]
+
+/** Decode tokens/s on 4 layers of a CodeLlama-7b shape: per-layer costs as in the full model, in minutes. */
+const runDecode = async (gpu: GpuHandle, outDir: string): Promise<void> => {
+  const config = { ...PRESETS["codellama-7b"], numLayers: 4 }
+  const model = await loadModel(gpu.device, { kind: "synthetic", model: config, seed: 0 })
+  const engine = await TreeEngine.create(gpu.device, model, { maxBatch: 512, kvMemoryBytes: 16 * 2 ** 30 })
+  try {
+    const points = await runDecodeBench(engine, {
+      batches: [64, 256, 512],
+      prefixes: [1024, 4096, 8192],
+      tokens: 32,
+      modes: ["hydragen", "baseline", "none"],
+      onPoint: (text) => console.log(text)
+    })
+    const report: DecodeReport = {
+      adapter: describeAdapter(gpu.adapter),
+      model: "synthetic codellama-7b shape, 4 of 32 layers",
+      tokens: 32,
+      points
+    }
+    console.log("\ndecode")
+    for (const line of formatDecodeTable(report)) console.log(line)
+    await writeFile(join(outDir, "decode.json"), `${JSON.stringify(report, null, 2)}\n`)
+    await writeFile(join(outDir, "decode.svg"), decodeChartSvg(report))
+  } finally {
+    engine.destroy()
+    model.weights.destroy()
+  }
+}
 
 const main = async (): Promise<number> => {
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => !(n in SWEEPS))
+  const unknown = chosen.filter((n) => !(n in SWEEPS) && n !== "decode")
   if (outDir === undefined || unknown.length > 0) {
-    console.error(`usage: gpu-entry OUT_DIR [${Object.keys(SWEEPS).join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
+    console.error(`usage: gpu-entry OUT_DIR [${[...Object.keys(SWEEPS), "decode"].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
     return 2
   }
   await mkdir(outDir, { recursive: true })
@@ -66,6 +98,10 @@ const main = async (): Promise<number> => {
     await writeFile(join(outDir, "roofline.json"), `${JSON.stringify(rooflineReport, null, 2)}\n`)
     let wrong = 0
     for (const name of chosen) {
+      if (name === "decode") {
+        await runDecode(gpu, outDir)
+        continue
+      }
       const sweep = SWEEPS[name]!
       const report = await runAttentionBench(gpu, { ...sweep, roofline })
       console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}`)
