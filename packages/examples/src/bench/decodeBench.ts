@@ -97,15 +97,15 @@ export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> =
 
 export const decodeChartSvg = (report: DecodeReport): string =>
   lineChartSvg({
-    title: `Decode throughput, ${report.model} (${report.adapter})`,
+    title: `Decode tokens/s by shared prefix P${report.adapter.includes("(software)") ? " (software adapter)" : ""}`,
     xLabel: "batch size (samples decoding together)",
     yLabel: "tokens/s",
     logX: true,
     series: [...new Set(report.points.map((p) => `${p.mode}:${p.prefix}`))].map((key) => {
       const [mode, prefix] = key.split(":") as [AttentionMode, string]
-      const name = mode === "none" ? "attention-free ceiling" : mode
+      const name = mode === "none" ? "no attention" : mode
       return {
-        name: `${name}, prefix ${prefix}`,
+        name: `${name}, P=${prefix}`,
         points: report.points.filter((p) => p.mode === mode && p.prefix === Number(prefix)).map((p) => [p.batch, p.tokensPerSecond] as const)
       }
     })
