@@ -14,7 +14,7 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import type { DecodeTile } from "./tiling.ts"
-import { ATTENTION_PARAMS_WGSL, WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+import { ATTENTION_IO_WGSL } from "./workItem.wgsl.ts"
 
 /** Only what fixes array sizes and the thread layout is compiled in; the rest comes from `params`. */
 export interface DecodeAttentionSpec {
@@ -36,21 +36,7 @@ const PER_LANE: u32 = ${vec4s / lanes}u;
 const SLOTS: u32 = ${keySlots}u;
 const PER_THREAD: u32 = ${tokensPerThread}u;
 const STEP: u32 = ${keySlots * tokensPerThread}u;
-const NEG: f32 = -1e30;
-const NEG_HALF: f32 = -5e29;
-${WORK_ITEM_WGSL}
-${ATTENTION_PARAMS_WGSL}
-@group(0) @binding(0) var<storage, read> items: array<WorkItem>;
-@group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
-@group(0) @binding(2) var<storage, read> entries: array<vec2u>;
-@group(0) @binding(3) var<storage, read> q: array<vec4f>;
-@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
-@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
-@group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
-@group(0) @binding(8) var<uniform> params: AttentionParams;
-
-var<workgroup> item: WorkItem;
+${ATTENTION_IO_WGSL}
 var<workgroup> dots: array<f32, ${tokensPerThread * keySlots * group * lanes}>;
 var<workgroup> slotMax: array<f32, ${keySlots * group}>;
 var<workgroup> slotSum: array<f32, ${keySlots * group}>;

@@ -12,7 +12,7 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import type { LevelTile } from "./tiling.ts"
-import { ATTENTION_PARAMS_WGSL, WORK_ITEM_WGSL } from "./workItem.wgsl.ts"
+import { ATTENTION_IO_WGSL } from "./workItem.wgsl.ts"
 
 /** Only what fixes array sizes is compiled in; heads, block size and scale come from `params`. */
 export interface LevelAttentionSpec {
@@ -35,21 +35,7 @@ const WG: u32 = ${workgroupSize}u;
 const ACC: u32 = ${accumulators}u;
 const ROW_STRIDE: u32 = ${rowStride}u;
 const ROWS_PER_THREAD: u32 = ${rowsPerThread}u;
-const NEG: f32 = -1e30;
-const NEG_HALF: f32 = -5e29;
-${WORK_ITEM_WGSL}
-${ATTENTION_PARAMS_WGSL}
-@group(0) @binding(0) var<storage, read> items: array<WorkItem>;
-@group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
-@group(0) @binding(2) var<storage, read> entries: array<vec2u>;
-@group(0) @binding(3) var<storage, read> q: array<vec4f>;
-@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
-@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
-@group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
-@group(0) @binding(8) var<uniform> params: AttentionParams;
-
-var<workgroup> item: WorkItem;
+${ATTENTION_IO_WGSL}
 var<workgroup> qs: array<vec4f, ${rows * vec4s}>;
 var<workgroup> ks: array<vec4f, ${keys * vec4s}>;
 var<workgroup> vs: array<vec4f, ${keys * vec4s}>;

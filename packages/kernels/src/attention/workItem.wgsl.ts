@@ -1,6 +1,7 @@
 /**
- * Records shared by the level and decode kernels. The work-item record shared by the level and decode kernels and built on the
- * CPU by `schedule.ts` (8 u32 words per item).
+ * What the level and decode kernels share: the work-item record built on the
+ * CPU by `schedule.ts` (8 u32 words per item), the run-time shape parameters,
+ * and their bindings (the host binds both kernels the same way).
  */
 import { wgsl } from "../gpu/resources.ts"
 
@@ -28,4 +29,23 @@ struct AttentionParams {
   blockSize: u32,
   scale: f32,
 }
+`
+
+/** Both kernels' bindings and the finite stand-in for −∞ (WGSL may assume no infinities occur). */
+export const ATTENTION_IO_WGSL = wgsl`
+const NEG: f32 = -1e30;
+const NEG_HALF: f32 = -5e29;
+${WORK_ITEM_WGSL}
+${ATTENTION_PARAMS_WGSL}
+@group(0) @binding(0) var<storage, read> items: array<WorkItem>;
+@group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
+@group(0) @binding(2) var<storage, read> entries: array<vec2u>;
+@group(0) @binding(3) var<storage, read> q: array<vec4f>;
+@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
+@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
+@group(0) @binding(8) var<uniform> params: AttentionParams;
+
+var<workgroup> item: WorkItem;
 `
