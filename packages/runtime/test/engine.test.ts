@@ -319,6 +319,28 @@ describe("TreeEngine requests", () => {
     }
   })
 
+  it("leaves nothing locked when a request fails midway, and stays usable", async () => {
+    const { model } = makeModel(config, 3)
+    const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
+    try {
+      const request = { tree, sampling: { temperature: 0, maxTokens: 4 } }
+      const failure = new Error("a consumer gave up")
+      const error = await engine.generate(request, { onStep: ({ step }) => { if (step === 2) throw failure } }).catch((e: unknown) => e)
+      expect(error).toBe(failure)
+      expect(engine.kv.tree.stats().liveSequences).toBe(0)
+      // every block is back in the pool or held by an unlocked (evictable) cached node
+      const held = engine.kv.pool.used
+      expect(held).toBeGreaterThan(0)
+      expect(engine.kv.tree.evict(engine.kv.numBlocks)).toBe(held)
+      expect(engine.kv.pool.used).toBe(0)
+      const after = await engine.generate(request)
+      expect(after.completions).toHaveLength(7)
+    } finally {
+      engine.destroy()
+      model.weights.destroy()
+    }
+  })
+
   it("stops at stop tokens and reports the finish reason", async () => {
     const { model } = makeModel(config, 3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })

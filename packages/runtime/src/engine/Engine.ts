@@ -265,10 +265,10 @@ export class TreeEngine {
     for (let w = 0; w < waves; w++) {
       const wave = jobs.slice(w * waveSize, (w + 1) * waveSize)
       const live: Array<LiveSample> = []
+      const promptSeq = new Map<Group, SeqId>()
       try {
         // Prefill: every leaf prompt of the wave, each node's new tokens once.
         const tp = performance.now()
-        const promptSeq = new Map<Group, SeqId>()
         for (const job of wave) {
           const g = job.group
           if (promptSeq.has(g)) continue
@@ -399,7 +399,7 @@ export class TreeEngine {
         decodeMs += performance.now() - td
       } finally {
         // On failure, nothing stays locked: the cache remains usable.
-        for (const s of live) if (tree.isLive(s.seq)) tree.release(s.seq)
+        for (const seq of [...promptSeq.values(), ...live.map((s) => s.seq)]) if (tree.isLive(seq)) tree.release(seq)
       }
     }
 
