@@ -8,4 +8,5 @@ demo: setup
 	@pnpm --silent canopy demo
 
 test: setup
+	@pnpm --silent typecheck
 	@pnpm --silent test
