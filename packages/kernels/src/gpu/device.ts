@@ -9,16 +9,9 @@
  */
 import { existsSync, readdirSync } from "node:fs"
 import { createRequire } from "node:module"
+import { type GpuAdapterSummary, rememberAdapter, rememberLost } from "./adapters.ts"
 import { GpuDeviceLost, GpuNoAdapter } from "./errors.ts"
 
-export interface GpuAdapterSummary {
-  readonly vendor: string
-  readonly architecture: string
-  readonly device: string
-  readonly description: string
-  /** true for SwiftShader (or any CPU adapter): only ratios of timings mean anything there */
-  readonly software: boolean
-}
 
 export interface GpuHandle {
   readonly device: GPUDevice
@@ -100,27 +93,6 @@ const hasGpuDeviceNode = (): boolean => {
   }
 }
 
-/** The adapter each device opened by openGpu came from, so kernels can tune for it. */
-const adapters = new WeakMap<GPUDevice, GpuAdapterSummary>()
-
-/** Devices that were lost while in use, with the reason the driver gave. */
-const lostDevices = new WeakMap<GPUDevice, GpuDeviceLost>()
-
-/** Throws GpuDeviceLost (with the driver's reason) when the device was lost; work on it is void. */
-export const checkDeviceAlive = (device: GPUDevice): void => {
-  const lost = lostDevices.get(device)
-  if (lost !== undefined) throw lost
-}
-
-/** The adapter of a device opened by openGpu (undefined for devices made elsewhere). */
-export const adapterOf = (device: GPUDevice): GpuAdapterSummary | undefined => adapters.get(device)
-
-/**
- * True on a software adapter. There every workgroup barrier switches between
- * the invocations' fibers on the CPU, so barrier-free kernel variants win.
- */
-export const isSoftwareDevice = (device: GPUDevice): boolean => adapters.get(device)?.software ?? false
-
 const findSwiftShader = (): string | undefined => SWIFTSHADER_ICD_PATHS.find((p) => existsSync(p))
 
 const tryAdapter = async (instance: GPU): Promise<GPUAdapter | null> => {
@@ -182,10 +154,10 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
     requiredLimits: adapterLimits(adapter)
   })
   const summary = summarize(adapter.info)
-  adapters.set(device, summary)
+  rememberAdapter(device, summary)
   let closed = false
   void device.lost.then((info) => {
-    if (!closed && info.reason !== "destroyed") lostDevices.set(device, new GpuDeviceLost({ reason: info.reason, message: info.message }))
+    if (!closed && info.reason !== "destroyed") rememberLost(device, new GpuDeviceLost({ reason: info.reason, message: info.message }))
   })
   return {
     device,

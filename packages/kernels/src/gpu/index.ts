@@ -1,3 +1,4 @@
+export * from "./adapters.ts"
 export * from "./device.ts"
 export * from "./errors.ts"
 export * from "./resources.ts"

@@ -4,7 +4,7 @@
  * packing of uniform parameter blocks, the row-count uniform, and grids that
  * stay under the 65535-workgroups-per-dimension limit.
  */
-import { isSoftwareDevice } from "../gpu/device.ts"
+import { isSoftwareDevice } from "../gpu/adapters.ts"
 import { uniformBuffer, wgsl } from "../gpu/resources.ts"
 
 /** PCG hash (O'Neill's pcg-rxs-m-xs 32-bit output) of one u32. */
