@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@pnpm --silent canopy demo
+	@pnpm canopy demo
 
 test: setup
 	@pnpm --silent typecheck
