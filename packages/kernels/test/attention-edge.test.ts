@@ -35,13 +35,13 @@ const options = (spec: CaseSpec, extra: Partial<TreeAttentionOptions> = {}): Tre
 })
 
 /** Runs the case through hydragen (default split and level kernel only) and the baseline. */
-const expectAllMatch = async (spec: CaseSpec): Promise<void> => {
+const expectAllMatch = async (spec: CaseSpec, extra: Partial<TreeAttentionOptions> = {}): Promise<void> => {
   const built = buildCase(spec)
   const reference = referenceTreeAttention(built.tree)
   const variants = [
-    ["hydragen", await createTreeAttention(gpu.device, options(spec))],
-    ["hydragen, level kernel only", await createTreeAttention(gpu.device, options(spec, { decodeMaxEntries: 0 }))],
-    ["baseline", await createPagedDecode(gpu.device, options(spec))]
+    ["hydragen", await createTreeAttention(gpu.device, options(spec, extra))],
+    ["hydragen, level kernel only", await createTreeAttention(gpu.device, options(spec, { ...extra, decodeMaxEntries: 0 }))],
+    ["baseline", await createPagedDecode(gpu.device, options(spec, extra))]
   ] as const
   for (const [name, kernels] of variants) {
     try {
@@ -55,6 +55,15 @@ const expectAllMatch = async (spec: CaseSpec): Promise<void> => {
 }
 
 describe("attention edge cases (hydragen, level-only and baseline)", () => {
+  it("pools in 2 and 4 shards (bound one at a time) give the same answers", async () => {
+    const spec = { ...base, kvHeads: 4, group: 2, parents: [null, 0, 0, 1], lengths: [70, 9, 33, 5], queries: [{ node: 3 }, { node: 2 }, { node: 1 }, { node: 3 }] }
+    for (const poolShards of [2, 4]) await expectAllMatch(spec, { poolShards })
+  })
+
+  it("refuses a shard count that does not divide the KV heads", async () => {
+    await expect(createTreeAttention(gpu.device, options({ ...base, kvHeads: 4 }, { poolShards: 3 }))).rejects.toThrow(/poolShards/)
+  })
+
   it("a path with no tokens gives out = 0 and lse = −∞", async () => {
     const spec = { ...base, parents: [null, 0, null], lengths: [0, 0, 5], queries: [{ node: 1 }, { node: 2 }, { node: 0 }] }
     await expectAllMatch(spec)

@@ -43,10 +43,10 @@ var<workgroup> slotSum: array<f32, ${keySlots * group}>;
 var<workgroup> slotO: array<vec4f, ${keySlots * group * vec4s}>;
 
 // element of token t's K or V row for this KV head, at vec4 c
-fn tokenBase(t: u32, kvh: u32) -> u32 {
+fn tokenBase(t: u32, poolHead: u32) -> u32 {
   let p = item.startSlot + t;
   let block = params.blockSize;
-  return ((blockIndices[item.tableOffset + p / block] * block + p % block) * params.kvHeads + kvh) * D4;
+  return ((blockIndices[item.tableOffset + p / block] * block + p % block) * params.poolHeads + poolHead) * D4;
 }
 
 @compute @workgroup_size(${workgroupSize})
@@ -54,7 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
         @builtin(local_invocation_index) tid: u32) {
   let index = wid.x + wid.y * groups.x;
   if (index >= arrayLength(&items)) { return; }
-  let kvh = wid.z;
+  // wid.z: the KV head within the bound pool shard; kvh: among all KV heads
+  let kvh = params.headBase + wid.z;
   let heads = params.heads;
   let scale = params.scale;
   if (tid == 0u) { item = items[index]; }
@@ -83,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
         let t = t0 + k + u * SLOTS;
         var s = 0.0;
         if (t < end) {
-          let base = tokenBase(t, kvh) + l;
+          let base = tokenBase(t, wid.z) + l;
           bases[u] = base;
           for (var v = 0u; v < PER_LANE; v++) { s += dot(qv[v], kPool[base + v * LANES]); }
         }

@@ -8,3 +8,4 @@ export { decodeAttentionWgsl, type DecodeAttentionSpec } from "./decodeAttention
 export { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 export { WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
 export * from "./layoutCase.ts"
+export * from "./poolLayout.ts"

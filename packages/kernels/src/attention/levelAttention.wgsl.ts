@@ -50,9 +50,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
         @builtin(local_invocation_index) tid: u32) {
   let index = wid.x + wid.y * groups.x;
   if (index >= arrayLength(&items)) { return; }
-  let kvh = wid.z;
+  // wid.z: the KV head within the bound pool shard; kvh: among all KV heads
+  let kvh = params.headBase + wid.z;
   let heads = params.heads;
-  let kvHeads = params.kvHeads;
+  let poolHeads = params.poolHeads;
   let group = params.group;
   let block = params.blockSize;
   let scale = params.scale;
@@ -89,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
       var vv = vec4f(0.0);
       if (t < it.tokenEnd) {
         let p = it.startSlot + t;
-        let at = ((blockIndices[it.tableOffset + p / block] * block + p % block) * kvHeads + kvh) * D4 + i % D4;
+        let at = ((blockIndices[it.tableOffset + p / block] * block + p % block) * poolHeads + wid.z) * D4 + i % D4;
         kv = kPool[at];
         vv = vPool[at];
       }

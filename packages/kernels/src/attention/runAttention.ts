@@ -1,10 +1,12 @@
 /**
  * Upload, run, read back: one attention call from CPU arrays, for tests, the
- * attention oracle and benchmarks. Outputs are filled with NaN first, so an
+ * attention oracle and benchmarks. Pools come in the one-shard layout and are
+ * re-laid in the kernels' shards. Outputs are filled with NaN first, so an
  * element the kernels never wrote shows up as NaN.
  */
 import type { LevelPlan } from "@canopy/tree-cache"
 import { readFloat32, uploadBuffer } from "../gpu/resources.ts"
+import { shardPool } from "./poolLayout.ts"
 import type { PooledInputs } from "./reference.ts"
 import type { AttentionKernels } from "./treeAttention.ts"
 
@@ -32,8 +34,9 @@ export const runTreeAttention = async (
   }
   try {
     const q = own(uploadBuffer(device, "q", inputs.q))
-    const kPool = own(uploadBuffer(device, "k pool", inputs.kPool))
-    const vPool = own(uploadBuffer(device, "v pool", inputs.vPool))
+    const { kvHeads, poolShards = 1 } = attention.config
+    const kPool = own(uploadBuffer(device, "k pool", shardPool(inputs.kPool, kvHeads, headDim, poolShards)))
+    const vPool = own(uploadBuffer(device, "v pool", shardPool(inputs.vPool, kvHeads, headDim, poolShards)))
     const out = own(uploadBuffer(device, "out", new Float32Array(Math.max(outCount, 1)).fill(NaN)))
     const lse = own(uploadBuffer(device, "lse", new Float32Array(Math.max(lseCount, 1)).fill(NaN)))
     const prepared = own(attention.prepare(plan))

@@ -12,12 +12,19 @@ import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
 import { scheduleAttention, workItemCount } from "./schedule.ts"
-import { WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
+import { ATTENTION_PARAM_WORDS, WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
 import { chooseDecodeTile, chooseLevelTile, type DecodeTile, type LevelTile } from "./tiling.ts"
 
 export interface TreeAttentionConfig extends AttentionShape {
   /** tokens per KV block of the pools (must equal the plans' blockSize) */
   readonly blockSize: number
+  /**
+   * Shards of each pool buffer (default 1; must divide kvHeads). Shard s holds
+   * KV heads [s·kvHeads/S, (s+1)·kvHeads/S) as [block][slot][kvHeads/S][headDim],
+   * at byte offset s·size/S: pools larger than one storage binding (2 GiB on
+   * many GPUs) are bound a shard at a time.
+   */
+  readonly poolShards?: number
 }
 
 export interface TreeAttentionOptions extends TreeAttentionConfig {
@@ -99,15 +106,24 @@ const dispatchItems = (pass: GPUComputePassEncoder, count: number, depth: number
 const bindSized = (
   device: GPUDevice,
   pipeline: GPUComputePipeline,
-  entries: ReadonlyArray<readonly [GPUBuffer, number?]>
+  entries: ReadonlyArray<readonly [GPUBuffer, number?, number?]>
 ): GPUBindGroup =>
   device.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),
-    entries: entries.map(([buffer, size], binding) => ({
+    entries: entries.map(([buffer, size, offset], binding) => ({
       binding,
-      resource: size === undefined ? { buffer } : { buffer, size }
+      resource: { buffer, ...(size === undefined ? {} : { size }), ...(offset === undefined ? {} : { offset }) }
     }))
   })
+
+/** Bytes of one shard of a pool buffer of `shards` shards (see TreeAttentionConfig.poolShards). */
+export const poolShardBytes = (pool: GPUBuffer, shards: number): number => {
+  const bytes = pool.size / shards
+  if (shards > 1 && (!Number.isInteger(bytes) || bytes % 256 !== 0)) {
+    throw new RangeError(`a pool of ${shards} shards must be a multiple of ${256 * shards} bytes, got ${pool.size}`)
+  }
+  return shards === 1 ? pool.size : bytes
+}
 
 const validate = (config: TreeAttentionConfig): void => {
   const { heads, kvHeads, headDim, blockSize } = config
@@ -117,6 +133,10 @@ const validate = (config: TreeAttentionConfig): void => {
   }
   if (!(Number.isInteger(headDim) && headDim >= 8 && headDim % 8 === 0)) problems.push(`headDim (${headDim}) must be a multiple of 8`)
   if (!(Number.isInteger(blockSize) && blockSize >= 1)) problems.push(`blockSize (${blockSize}) must be a positive integer`)
+  const shards = config.poolShards ?? 1
+  if (!(Number.isInteger(shards) && shards >= 1 && kvHeads % shards === 0)) {
+    problems.push(`poolShards (${shards}) must divide kvHeads (${kvHeads})`)
+  }
   if (problems.length > 0) throw new RangeError(`attention: ${problems.join("; ")}`)
 }
 
@@ -127,7 +147,8 @@ const createAttention = async (
 ): Promise<AttentionKernels> => {
   validate(options)
   const { heads, kvHeads, headDim, blockSize } = options
-  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options) }
+  const poolShards = options.poolShards ?? 1
+  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options), poolShards }
   const group = heads / kvHeads
   const usesLevel = decodeMaxEntries !== Infinity
   const levelTile = usesLevel ? chooseLevelTile(headDim, device.limits) : null
@@ -137,10 +158,15 @@ const createAttention = async (
   const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile }))
   const mergePipeline = await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
 
-  const words = new Uint32Array(5)
-  words.set([heads, kvHeads, group, blockSize])
-  new Float32Array(words.buffer).set([config.scale!], 4)
-  const params = uniformBuffer(device, "attention params", words)
+  // one parameter block per pool shard: its first KV head and head count
+  const poolHeads = kvHeads / poolShards
+  const shardParams = Array.from({ length: poolShards }, (_, s) => {
+    const words = new Uint32Array(ATTENTION_PARAM_WORDS)
+    words.set([heads, kvHeads, group, blockSize])
+    new Float32Array(words.buffer).set([config.scale!], 4)
+    words.set([poolHeads, s * poolHeads], 5)
+    return uniformBuffer(device, `attention params, pool shard ${s}`, words)
+  })
   const mergeParams = uniformBuffer(device, "merge params", Uint32Array.of(heads, headDim / 4))
 
   const owner = {}
@@ -208,24 +234,27 @@ const createAttention = async (
     if (p.owner !== owner) throw new Error("attention: prepared by another attention object")
     if (p.destroyed()) throw new Error("attention: prepared plan was destroyed")
     if (partialO === null || partialLse === null) throw new Error("attention: encode after destroy")
+    const shardBytes = poolShardBytes(buffers.kPool, poolShards)
     const pass = encoder.beginComputePass({ label: "tree attention" })
     const attend = (pipeline: GPUComputePipeline, items: GPUBuffer): void => {
       pass.setPipeline(pipeline)
-      pass.setBindGroup(
-        0,
-        bindSized(device, pipeline, [
-          [items],
-          [p.blockIndices],
-          [p.entries],
-          [buffers.q],
-          [buffers.kPool],
-          [buffers.vPool],
-          [partialO!],
-          [partialLse!],
-          [params]
-        ])
-      )
-      dispatchItems(pass, items.size / (WORK_ITEM_WORDS * 4), kvHeads)
+      shardParams.forEach((params, s) => {
+        pass.setBindGroup(
+          0,
+          bindSized(device, pipeline, [
+            [items],
+            [p.blockIndices],
+            [p.entries],
+            [buffers.q],
+            [buffers.kPool, shardBytes, s * shardBytes],
+            [buffers.vPool, shardBytes, s * shardBytes],
+            [partialO!],
+            [partialLse!],
+            [params]
+          ])
+        )
+        dispatchItems(pass, items.size / (WORK_ITEM_WORDS * 4), poolHeads)
+      })
     }
     if (p.tileItems !== null && levelPipeline !== null) attend(levelPipeline, p.tileItems)
     if (p.decodeItems !== null) attend(decodePipeline, p.decodeItems)
@@ -261,7 +290,7 @@ const createAttention = async (
       partialO?.destroy()
       partialLse?.destroy()
       partialO = partialLse = null
-      params.destroy()
+      for (const params of shardParams) params.destroy()
       mergeParams.destroy()
     }
   }

@@ -20,7 +20,11 @@ struct WorkItem {
 }
 `
 
-/** Shape values read at run time, so one compiled pipeline serves every head count, block size and scale. */
+/**
+ * Shape values read at run time, so one compiled pipeline serves every head
+ * count, block size and scale. The bound pools are one shard: KV heads
+ * [headBase, headBase + poolHeads) laid out [block][slot][poolHeads][headDim].
+ */
 export const ATTENTION_PARAMS_WGSL = wgsl`
 struct AttentionParams {
   heads: u32,
@@ -28,8 +32,13 @@ struct AttentionParams {
   group: u32,
   blockSize: u32,
   scale: f32,
+  poolHeads: u32,
+  headBase: u32,
 }
 `
+
+/** Words of AttentionParams, in order (the uniform is padded to 16 bytes). */
+export const ATTENTION_PARAM_WORDS = 7
 
 /** Both kernels' bindings and the finite stand-in for −∞ (WGSL may assume no infinities occur). */
 export const ATTENTION_IO_WGSL = wgsl`
