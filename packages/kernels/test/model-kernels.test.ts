@@ -1,4 +1,5 @@
 import fc from "fast-check"
+import { shardPool } from "../src/attention/poolLayout.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../src/gpu/resources.ts"
@@ -161,7 +162,7 @@ describe("model kernels against float64 references", () => {
       }), { numRuns: 20, seed: 5 })
   })
 
-  it("KV append writes rows at (block, slot) and skips out-of-pool entries", async () => {
+  it("KV append writes rows at (block, slot) and skips out-of-pool entries, into one pool or one shard per KV head", async () => {
     const kernel = await KvAppendKernel.create(device)
     await fc.assert(fc.asyncProperty(
       fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(4, 8, 32),
@@ -176,16 +177,19 @@ describe("model kernels against float64 references", () => {
         const k = floats(n * rowSize, seed)
         const v = floats(n * rowSize, seed + 1)
         const pool0 = floats(capacity * rowSize, seed + 2)
+        const poolShards = seed % 2 === 0 ? 1 : kvHeads
+        const laid = (pool: ArrayLike<number>) => shardPool(Float32Array.from(pool), kvHeads, headDim, poolShards)
         const bufs = {
           slots: uploadBuffer(device, "slots", slots), k: uploadBuffer(device, "k", k), v: uploadBuffer(device, "v", v),
-          kPool: uploadBuffer(device, "kp", pool0), vPool: uploadBuffer(device, "vp", pool0)
+          kPool: uploadBuffer(device, "kp", laid(pool0)), vPool: uploadBuffer(device, "vp", laid(pool0))
         }
-        const gotK = await run(n, bufs.kPool, pool0.length, (pass, count) =>
-          kernel.bind({ ...bufs, count, kvHeads, headDim, blockSize, numBlocks }).encode(pass, n))
-        const gotV = await readFloat32(device, bufs.vPool, pool0.length)
+        const size = laid(pool0).length
+        const gotK = await run(n, bufs.kPool, size, (pass, count) =>
+          kernel.bind({ ...bufs, count, kvHeads, headDim, blockSize, numBlocks, poolShards }).encode(pass, n))
+        const gotV = await readFloat32(device, bufs.vPool, size)
         const base = Float64Array.from(pool0)
-        expect(Array.from(gotK)).toEqual(Array.from(referenceKvAppend(base, k, slots, rowSize, blockSize)))
-        expect(Array.from(gotV)).toEqual(Array.from(referenceKvAppend(base, v, slots, rowSize, blockSize)))
+        expect(Array.from(gotK)).toEqual(Array.from(laid(referenceKvAppend(base, k, slots, rowSize, blockSize))))
+        expect(Array.from(gotV)).toEqual(Array.from(laid(referenceKvAppend(base, v, slots, rowSize, blockSize))))
         for (const b of Object.values(bufs)) b.destroy()
       }), runs)
   })

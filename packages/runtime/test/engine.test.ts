@@ -117,13 +117,13 @@ describe("prefill through the level machinery", () => {
         fc.integer({ min: 1, max: 8 }),
         async (config, seed, tokens, blockSize) => {
           const { host, model } = makeModel(config, seed)
-          const kv = KvCache.create(gpu.device, config, { blockSize, numBlocks: 64 })
+          const kv = KvCache.create(gpu.device, config, { blockSize, numBlocks: 64, shards: seed % 2 === 1 ? config.numKvHeads : 1 })
           const attention = await createTreeAttention(gpu.device, {
-            heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize
+            heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize, poolShards: kv.shards
           })
           const current: { plan?: ReturnType<typeof attention.prepare> } = {}
           const forward = await Forward.create(gpu.device, model.weights, {
-            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks,
+            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks, poolShards: kv.shards,
             attention: (encoder, _l, b) => attention.encode(encoder, current.plan!, b)
           })
           try {
@@ -180,7 +180,9 @@ describe("TreeEngine", () => {
         fc.integer({ min: 1, max: 16 }),
         async ([config, tree], seed, blockSize) => {
           const { host, model } = makeModel(config, seed)
-          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32 })
+          // odd seeds keep each KV head's pools in a shard of its own
+          const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32, kvShards })
           try {
             const maxTokens = 4
             const hydragen = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "hydragen" })
@@ -210,7 +212,8 @@ describe("TreeEngine", () => {
         fc.constantFrom("hydragen" as const, "baseline" as const),
         async ([config, tree], seed, attention) => {
           const { host, model } = makeModel(config, seed)
-          const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32 })
+          const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32, kvShards })
           const generated = new Map<string, Array<number>>()
           const key = (path: ReadonlyArray<number>, sample: number) => `${path.join(".")}#${sample}`
           let checked = 0
@@ -263,13 +266,15 @@ describe("TreeEngine requests", () => {
   it("runs a request larger than the KV pool in waves, with the same tokens", async () => {
     const { model } = makeModel(config, 7)
     const big = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 256 })
-    const small = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 24 })
+    // the small pool also keeps each KV head in a shard of its own
+    const small = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 24, kvShards: 2 })
     try {
       const request = { tree, sampling: { temperature: 0.7, seed: 11, maxTokens: 6 } }
       const a = await big.generate(request)
       const b = await small.generate(request)
       expect(a.stats.waves).toBe(1)
       expect(b.stats.waves).toBeGreaterThan(1)
+      expect(small.kv.shards).toBe(2)
       expect(b.stats.peakBlocks).toBeLessThanOrEqual(24)
       // seeded sampling depends on (seed, sample, step) only: waves do not change it
       expect(b.completions).toEqual(a.completions)

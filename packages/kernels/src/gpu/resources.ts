@@ -62,6 +62,18 @@ export const createStorageBuffer = (
   })
 }
 
+/**
+ * A storage buffer that may be larger than one binding (up to the device's
+ * maxBufferSize); it is bound in windows (pool shards).
+ */
+export const createLargeStorageBuffer = (device: GPUDevice, label: string, bytes: number): GPUBuffer => {
+  const size = Math.max(16, Math.ceil(bytes / 16) * 16)
+  if (size > device.limits.maxBufferSize) {
+    throw new GpuBufferTooLarge({ label, askedBytes: bytes, allowedBytes: device.limits.maxBufferSize })
+  }
+  return device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC })
+}
+
 /** A storage buffer holding `data`. */
 export const uploadBuffer = (
   device: GPUDevice,

@@ -1,17 +1,19 @@
 /**
  * KV append: for each row r with destination (block b_r, slot s_r),
  *   kPool[b_r][s_r][h][i] = k[r][h][i],  vPool[b_r][s_r][h][i] = v[r][h][i]
- * with the paged pools f32 [numBlocks][blockSize][kvHeads][headDim].
+ * with the paged pools f32 [numBlocks][blockSize][kvHeads][headDim], or — a
+ * pool in S shards (see TreeAttentionConfig.poolShards) — into shard
+ * ⌊h / (kvHeads/S)⌋, one dispatch per shard bound on its own.
  * Rows whose block is ≥ numBlocks are skipped, so a stale slot entry can never
  * write outside the pool.
  */
 import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
-import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
+import { dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
 const code = wgsl`
-struct Params { rowSize: u32, blockSize: u32, numBlocks: u32 }
+struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
 @group(0) @binding(2) var<storage, read> slots: array<vec2u>;
@@ -23,14 +25,16 @@ struct Params { rowSize: u32, blockSize: u32, numBlocks: u32 }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
-  let r = id / params.rowSize;
+  // shardSize: this shard's heads × headDim; rowOffset: its first head's element in a row
+  let r = id / params.shardSize;
   if (r >= count.x) { return; }
-  let e = id % params.rowSize;
+  let e = id % params.shardSize;
   let dst = slots[r];
   if (dst.x >= params.numBlocks || dst.y >= params.blockSize) { return; }
-  let at = (dst.x * params.blockSize + dst.y) * params.rowSize + e;
-  kPool[at] = k[id];
-  vPool[at] = v[id];
+  let at = (dst.x * params.blockSize + dst.y) * params.shardSize + e;
+  let src = r * params.rowSize + params.rowOffset + e;
+  kPool[at] = k[src];
+  vPool[at] = v[src];
 }
 `
 
@@ -48,6 +52,8 @@ export interface KvAppendBinding {
   readonly headDim: number
   readonly blockSize: number
   readonly numBlocks: number
+  /** shards of the pools (default 1; divides kvHeads): shard s at byte offset s·size/S */
+  readonly poolShards?: number
 }
 
 export class KvAppendKernel {
@@ -58,24 +64,46 @@ export class KvAppendKernel {
   }
 
   bind(b: KvAppendBinding): BoundKvAppend {
-    const rowSize = b.kvHeads * b.headDim
-    const params = uniformBuffer(this.device, "kv-append-params", packParams([
-      ["u32", rowSize], ["u32", b.blockSize], ["u32", b.numBlocks]
-    ]))
-    const bindGroup = bindAll(this.device, this.pipeline, "kv-append", [params, b.count, b.slots, b.k, b.v, b.kPool, b.vPool])
-    return new BoundKvAppend({ pipeline: this.pipeline, bindGroup }, params, rowSize)
+    const shards = b.poolShards ?? 1
+    const shardHeads = b.kvHeads / shards
+    const shardSize = shardHeads * b.headDim
+    const shardBytes = b.kPool.size / shards
+    const dispatches = Array.from({ length: shards }, (_, s) => {
+      const params = uniformBuffer(this.device, `kv-append-params-${s}`, packParams([
+        ["u32", shardSize], ["u32", b.blockSize], ["u32", b.numBlocks], ["u32", b.kvHeads * b.headDim], ["u32", s * shardSize]
+      ]))
+      const window = (buffer: GPUBuffer) => ({ buffer, offset: s * shardBytes, size: shardBytes })
+      const bindGroup = this.device.createBindGroup({
+        label: `kv-append-${s}`,
+        layout: this.pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: params } },
+          { binding: 1, resource: { buffer: b.count } },
+          { binding: 2, resource: { buffer: b.slots } },
+          { binding: 3, resource: { buffer: b.k } },
+          { binding: 4, resource: { buffer: b.v } },
+          { binding: 5, resource: window(b.kPool) },
+          { binding: 6, resource: window(b.vPool) }
+        ]
+      })
+      return { dispatch: { pipeline: this.pipeline, bindGroup }, params }
+    })
+    return new BoundKvAppend(dispatches, shardSize)
   }
 }
 
 export class BoundKvAppend {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowSize: number) {}
+  constructor(
+    private readonly shards: ReadonlyArray<{ readonly dispatch: BoundDispatch; readonly params: GPUBuffer }>,
+    private readonly shardSize: number
+  ) {}
   encode(pass: GPUComputePassEncoder, rows: number): void {
     if (rows === 0) return
-    const [x, y] = grid2(Math.ceil((rows * this.rowSize) / WG))
-    dispatch(pass, this.d, x, y)
+    const [x, y] = grid2(Math.ceil((rows * this.shardSize) / WG))
+    for (const s of this.shards) dispatch(pass, s.dispatch, x, y)
   }
   destroy(): void {
-    this.params.destroy()
+    for (const s of this.shards) s.params.destroy()
   }
 }
 

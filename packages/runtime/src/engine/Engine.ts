@@ -144,6 +144,8 @@ export interface EngineOptions {
   readonly kvBlocks?: number
   /** bytes for all KV pools when kvBlocks is not given (default 256 MiB) */
   readonly kvMemoryBytes?: number
+  /** shards per KV pool; default: the fewest that keep each within one storage binding */
+  readonly kvShards?: number
   /** most samples decoding at once (default 256) */
   readonly maxBatch?: number
   /** most prompt tokens per prefill forward (default 256) */
@@ -198,12 +200,13 @@ export class TreeEngine {
     const blockSize = options.blockSize ?? 16
     const maxBatch = options.maxBatch ?? 256
     const maxPrefillRows = options.maxPrefillRows ?? 256
-    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize }
     const kv = KvCache.create(device, c, {
       blockSize,
       ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
-      ...(options.kvMemoryBytes !== undefined ? { memoryBytes: options.kvMemoryBytes } : {})
+      ...(options.kvMemoryBytes !== undefined ? { memoryBytes: options.kvMemoryBytes } : {}),
+      ...(options.kvShards !== undefined ? { shards: options.kvShards } : {})
     })
+    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize, poolShards: kv.shards }
     const owned: Array<{ destroy(): void }> = [kv]
     try {
       const hydragen = await createTreeAttention(device, shape)
@@ -220,6 +223,7 @@ export class TreeEngine {
         kvPools: kv.pools,
         blockSize,
         numBlocks: kv.numBlocks,
+        poolShards: kv.shards,
         attention: (encoder, _layer, buffers) => current.attention?.encode(encoder, current.prepared!, buffers)
       })
       return new TreeEngine(model, kv, forward, hydragen, baseline, device, maxBatch, maxPrefillRows, current)

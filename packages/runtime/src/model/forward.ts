@@ -42,6 +42,8 @@ export interface ForwardOptions {
   readonly kvPools: ReadonlyArray<KvPools>
   readonly blockSize: number
   readonly numBlocks: number
+  /** shards of each pool buffer (default 1), as in the KvCache and the attention kernels */
+  readonly poolShards?: number
   readonly attention: AttentionCallback
 }
 
@@ -157,7 +159,8 @@ export class Forward {
         rope: keep(rope.bind({ positions: inputs.positions, q, k, count: rows, heads: c.numHeads, kvHeads: c.numKvHeads, spec })),
         append: keep(append.bind({
           slots: inputs.slots, k, v, kPool: options.kvPools[l]!.k, vPool: options.kvPools[l]!.v, count: rows,
-          kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks
+          kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks,
+          poolShards: options.poolShards ?? 1
         })),
         o: keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
         norm2: keep(norm.bind({ x, weight: w.postNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
