@@ -6,6 +6,7 @@
 import {
   type AttentionBuffers,
   type AttentionKernels,
+  createLargeStorageBuffer,
   createPagedDecode,
   createStorageBuffer,
   createTreeAttention,
@@ -16,6 +17,7 @@ import {
   relativeError,
   type RooflineFigures,
   rooflineMs,
+  shardBytesFor,
   type TimeGpuOptions
 } from "@canopy/kernels"
 import { attentionWork } from "./attentionCost.ts"
@@ -72,8 +74,8 @@ export interface AttentionSweep {
 const F32 = 4
 
 interface Methods {
-  readonly hydragen: AttentionKernels
-  readonly baseline: AttentionKernels
+  /** both methods' kernels for pools in `shards` shards (made on first use) */
+  readonly forShards: (shards: number) => Promise<{ readonly hydragen: AttentionKernels; readonly baseline: AttentionKernels }>
   readonly fill: FillKernel
 }
 
@@ -86,11 +88,17 @@ const measurePoint = async (
   const { shape, roofline } = options
   const { heads, kvHeads, headDim, blockSize } = shape
   const { plan, poolBlocks } = sharedPrefixWorkload(point, blockSize)
-  const poolBytes = poolBlocks * blockSize * kvHeads * headDim * F32
-  if (poolBytes > maxStorageBytes(device)) {
-    const reason = `a KV pool of ${(poolBytes / 2 ** 30).toFixed(2)} GiB exceeds the device's storage binding (${(maxStorageBytes(device) / 2 ** 30).toFixed(2)} GiB)`
+  // a pool larger than one storage binding is laid out in shards of KV heads, bound one at a time
+  const tokens = poolBlocks * blockSize
+  const binding = maxStorageBytes(device)
+  const shards = Array.from({ length: kvHeads }, (_, i) => i + 1)
+    .find((s) => kvHeads % s === 0 && shardBytesFor(tokens, kvHeads / s, headDim) <= binding)
+  if (shards === undefined) {
+    const reason = `one KV head's pool (${(shardBytesFor(tokens, 1, headDim) / 2 ** 30).toFixed(2)} GiB) exceeds the device's storage binding (${(binding / 2 ** 30).toFixed(2)} GiB)`
     return { kind: "skipped", skipped: { ...point, reason } }
   }
+  const poolBytes = shards === 1 ? tokens * kvHeads * headDim * F32 : shards * shardBytesFor(tokens, kvHeads / shards, headDim)
+  const { hydragen, baseline } = await methods.forShards(shards)
   const owned: Array<{ destroy(): void }> = []
   const own = <T extends { destroy(): void }>(x: T): T => {
     owned.push(x)
@@ -99,8 +107,8 @@ const measurePoint = async (
   try {
     const rowValues = point.batch * heads * headDim
     const q = own(createStorageBuffer(device, "bench q", rowValues * F32))
-    const kPool = own(createStorageBuffer(device, "bench k pool", poolBytes))
-    const vPool = own(createStorageBuffer(device, "bench v pool", poolBytes))
+    const kPool = own(createLargeStorageBuffer(device, "bench k pool", poolBytes))
+    const vPool = own(createLargeStorageBuffer(device, "bench v pool", poolBytes))
     const output = (name: string): Pick<AttentionBuffers, "out" | "lse"> => ({
       out: own(createStorageBuffer(device, `bench ${name} out`, rowValues * F32)),
       lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * heads * F32))
@@ -116,13 +124,13 @@ const measurePoint = async (
     }
     device.queue.submit([fillEncoder.finish()])
 
-    const hydragenPlan = own(methods.hydragen.prepare(plan))
-    const baselinePlan = own(methods.baseline.prepare(plan))
+    const hydragenPlan = own(hydragen.prepare(plan))
+    const baselinePlan = own(baseline.prepare(plan))
 
     // One run of each, compared before timing: a fast wrong kernel is no result.
     const checkEncoder = device.createCommandEncoder()
-    methods.hydragen.encode(checkEncoder, hydragenPlan, hydragenBuffers)
-    methods.baseline.encode(checkEncoder, baselinePlan, baselineBuffers)
+    hydragen.encode(checkEncoder, hydragenPlan, hydragenBuffers)
+    baseline.encode(checkEncoder, baselinePlan, baselineBuffers)
     device.queue.submit([checkEncoder.finish()])
     const [hOut, bOut, hLse, bLse] = await Promise.all([
       readFloat32(device, hydragenBuffers.out, rowValues),
@@ -134,8 +142,8 @@ const measurePoint = async (
 
     const timing = await timePaired(
       device,
-      (e) => methods.hydragen.encode(e, hydragenPlan, hydragenBuffers),
-      (e) => methods.baseline.encode(e, baselinePlan, baselineBuffers),
+      (e) => hydragen.encode(e, hydragenPlan, hydragenBuffers),
+      (e) => baseline.encode(e, baselinePlan, baselineBuffers),
       options.timing
     )
     const work = attentionWork(shape, point)
@@ -170,9 +178,18 @@ const measurePoint = async (
 }
 
 export const runAttentionSweep = async (device: GPUDevice, options: AttentionSweepOptions): Promise<AttentionSweep> => {
-  const kernelOptions = { ...options.shape }
-  const hydragen = await createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1 })
-  const baseline = await createPagedDecode(device, kernelOptions)
+  const made = new Map<number, { hydragen: AttentionKernels; baseline: AttentionKernels }>()
+  const forShards = async (poolShards: number) => {
+    const known = made.get(poolShards)
+    if (known !== undefined) return known
+    const kernelOptions = { ...options.shape, poolShards }
+    const kernels = {
+      hydragen: await createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1 }),
+      baseline: await createPagedDecode(device, kernelOptions)
+    }
+    made.set(poolShards, kernels)
+    return kernels
+  }
   const fill = await FillKernel.create(device)
   const points: Array<PointResult> = []
   const skipped: Array<SkippedPoint> = []
@@ -180,14 +197,16 @@ export const runAttentionSweep = async (device: GPUDevice, options: AttentionSwe
     const total = options.points.length
     for (const [index, point] of options.points.entries()) {
       options.onProgress?.(index, total, point)
-      const outcome = await measurePoint(device, { hydragen, baseline, fill }, options, point)
+      const outcome = await measurePoint(device, { forShards, fill }, options, point)
       if (outcome.kind === "measured") points.push(outcome.result)
       else skipped.push(outcome.skipped)
       options.onProgress?.(index, total, point, outcome)
     }
   } finally {
-    hydragen.destroy()
-    baseline.destroy()
+    for (const kernels of made.values()) {
+      kernels.hydragen.destroy()
+      kernels.baseline.destroy()
+    }
   }
   return { points, skipped }
 }

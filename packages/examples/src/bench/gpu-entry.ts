@@ -29,7 +29,7 @@ const SWEEPS: Record<string, Sweep> = {
   // One CodeLlama-13b attention layer, as in Hydragen's end-to-end figures.
   // Pools are sized per point (prefix once + each suffix): batch 1024 × 128
   // suffix tokens × 40 KV heads is 2.7 GB per pool, above the 2 GiB storage
-  // binding, so those points report themselves as skipped.
+  // binding, so those pools are laid out in shards of KV heads.
   "13b": {
     shape: { heads: 40, kvHeads: 40, headDim: 128, blockSize: 16 },
     points: gridPoints([32, 64, 128, 256, 512, 1024], [1024, 2048, 4096, 8192, 16384], [128])
