@@ -1,6 +1,7 @@
 /**
  * Flags several commands share: the model and the sampling parameters.
  */
+import { Option } from "effect"
 import { Flag } from "effect/cli"
 
 export const positiveInt = (name: string, fallback: number, description: string) =>
@@ -14,6 +15,17 @@ export const modelFlag = Flag.String("model").pipe(
   Flag.withDescription("synthetic:PRESET (tiny, codellama-7b, codellama-13b), or a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json); default synthetic:tiny"),
   Flag.withDefault("synthetic:tiny")
 )
+
+/** KV cache size; the engine's default is 256 MiB on a software adapter and 4 GiB on a GPU. */
+export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
+  Flag.withDescription("MiB for the KV cache, all layers (default: 4096 on a GPU, 256 on a software adapter)"),
+  Flag.filter((n) => n >= 1, (n) => `--kv-memory must be at least 1 MiB, got ${n}`),
+  Flag.optional
+)
+
+/** Engine options from --kv-memory. */
+export const kvMemoryOption = (mib: Option.Option<number>): { readonly kvMemoryBytes?: number } =>
+  Option.match(mib, { onNone: () => ({}), onSome: (n) => ({ kvMemoryBytes: n * 2 ** 20 }) })
 
 export const samplingFlags = {
   temperature: Flag.Finite("temperature").pipe(Flag.withDescription("0 is greedy (default 0.8)"), Flag.withDefault(0.8)),

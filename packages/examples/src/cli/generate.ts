@@ -12,7 +12,7 @@ import { Command, Flag } from "effect/cli"
 import { createProgress } from "../pipeline/progress.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { InvalidFlag } from "./errors.ts"
-import { modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
 
 const readTree = (path: string) =>
   Effect.tryPromise({
@@ -36,6 +36,7 @@ export const generateCommand = Command.make(
     ...samplingFlags,
     stop: Flag.String("stop").pipe(Flag.withDescription("stop string (repeat the flag for several)"), Flag.atLeast(0)),
     batch: positiveInt("max-batch", 256, "most samples decoding at once"),
+    kvMemory: kvMemoryFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false))
   },
   (flags) =>
@@ -86,6 +87,6 @@ export const generateCommand = Command.make(
           `each cached KV token served ${s.sharingFactor.toFixed(1)} samples per step`
       )
     }).pipe(
-      Effect.provide(Layer.unwrap(Effect.sync(() => Engine.layer({ maxBatch: flags.batch }).pipe(Layer.provideMerge(modelStack(flags.model))))))
+      Effect.provide(Layer.unwrap(Effect.sync(() => Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory) }).pipe(Layer.provideMerge(modelStack(flags.model))))))
     )
 ).pipe(Command.withDescription("Sample completions of a prompt tree (JSON file) with the engine"))

@@ -14,7 +14,7 @@ import { FEW_SHOT_PROMPT } from "../pipeline/prompt.ts"
 import { type PipelineOptions, runPipeline } from "../sampling/pipeline.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { summaryLines } from "../sampling/summary.ts"
-import { modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
 export const defaultOutDir = (): string => `canopy-out/${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -58,6 +58,7 @@ export const sampleCommand = Command.make(
       Flag.withDescription("also run baseline attention and single-level sharing on the same work and compare times"),
       Flag.withDefault(false)
     ),
+    kvMemory: kvMemoryFlag,
     quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false))
   },
   (flags) =>
@@ -79,6 +80,7 @@ export const sampleCommand = Command.make(
         outDir: Option.getOrElse(flags.out, defaultOutDir),
         evaluate: flags.evaluate,
         compare: flags.compare,
+        engine: kvMemoryOption(flags.kvMemory),
         progress
       })
     })

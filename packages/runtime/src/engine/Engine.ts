@@ -142,7 +142,7 @@ export interface EngineOptions {
   readonly blockSize?: number
   /** KV blocks per pool; default: what kvMemoryBytes allows */
   readonly kvBlocks?: number
-  /** bytes for all KV pools when kvBlocks is not given (default 256 MiB) */
+  /** bytes for all KV pools when kvBlocks is not given (default 4 GiB on a GPU, 256 MiB on a software adapter) */
   readonly kvMemoryBytes?: number
   /** shards per KV pool; default: the fewest that keep each within one storage binding */
   readonly kvShards?: number
@@ -532,7 +532,7 @@ export class TreeEngine {
         neededBlocks: largest + perSample,
         capacityBlocks: capacity,
         blockSize: bs,
-        reason: `one prompt (${largest} blocks) and one sample of ${maxTokens} tokens (${perSample} blocks) exceed the KV pool`
+        reason: `one prompt (${largest} blocks) and one sample of ${maxTokens} tokens (${perSample} blocks) exceed the KV pool (give the cache more memory: kvMemoryBytes, or --kv-memory on the command line)`
       })
     }
     const all = promptBlocks(groups.map((g) => g.prompt))

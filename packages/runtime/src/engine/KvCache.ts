@@ -5,7 +5,9 @@
  * than one storage binding allows, it is laid out in S shards of kvHeads/S
  * heads each (see TreeAttentionConfig.poolShards), every shard bound on its own.
  */
-import { createLargeStorageBuffer, createStorageBuffer, GpuBufferTooLarge, maxStorageBytes, shardBytesFor } from "@canopy/kernels"
+import {
+  createLargeStorageBuffer, createStorageBuffer, GpuBufferTooLarge, isSoftwareDevice, maxStorageBytes, shardBytesFor
+} from "@canopy/kernels"
 import { BlockPool, type BlockCopy, PrefixTree } from "@canopy/tree-cache"
 import type { ModelConfig } from "../model/config.ts"
 import type { KvPools } from "../model/forward.ts"
@@ -14,7 +16,7 @@ export interface KvCacheOptions {
   readonly blockSize: number
   /** blocks per pool; default: what `memoryBytes` allows */
   readonly numBlocks?: number
-  /** total bytes for all pools when numBlocks is not given (default 256 MiB) */
+  /** total bytes for all pools when numBlocks is not given (default 4 GiB on a GPU, 256 MiB on a software adapter) */
   readonly memoryBytes?: number
   /** shards per pool; default: the fewest that keep each shard within one storage binding */
   readonly shards?: number
@@ -44,7 +46,7 @@ export class KvCache {
     const { numKvHeads: kvHeads, headDim } = config
     const bs = options.blockSize
     const blockBytes = bs * kvHeads * headDim * 4
-    const budget = options.memoryBytes ?? 256 * 2 ** 20
+    const budget = options.memoryBytes ?? (isSoftwareDevice(device) ? 256 * 2 ** 20 : 4 * 2 ** 30)
     const binding = maxStorageBytes(device)
     // the most blocks a pool can hold: one shard per KV head, each within a binding, all within a buffer
     const most = Math.min(
