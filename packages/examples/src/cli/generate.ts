@@ -35,7 +35,7 @@ export const generateCommand = Command.make(
     ),
     ...samplingFlags,
     stop: Flag.String("stop").pipe(Flag.withDescription("stop string (repeat the flag for several)"), Flag.atLeast(0)),
-    batch: positiveInt("max-batch", 256, "most samples decoding at once"),
+    batch: positiveInt("max-batch", 1024, "most samples decoding at once"),
     kvMemory: kvMemoryFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false))
   },

@@ -146,7 +146,7 @@ export interface EngineOptions {
   readonly kvMemoryBytes?: number
   /** shards per KV pool; default: the fewest that keep each within one storage binding */
   readonly kvShards?: number
-  /** most samples decoding at once (default 256) */
+  /** most samples decoding at once (default 1024; more wait for a later wave) */
   readonly maxBatch?: number
   /** most prompt tokens per prefill forward (default 256) */
   readonly maxPrefillRows?: number
@@ -198,7 +198,7 @@ export class TreeEngine {
   static async create(device: GPUDevice, model: LoadedModel, options: EngineOptions = {}): Promise<TreeEngine> {
     const c = model.config
     const blockSize = options.blockSize ?? 16
-    const maxBatch = options.maxBatch ?? 256
+    const maxBatch = options.maxBatch ?? 1024
     const maxPrefillRows = options.maxPrefillRows ?? 256
     const kv = KvCache.create(device, c, {
       blockSize,
