@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { describeAdapter, openGpu, type GpuHandle } from "../src/gpu/device.ts"
-import { bindBuffers, createComputePipeline, createStorageBuffer, readFloat32, uploadBuffer, wgsl } from "../src/gpu/resources.ts"
-import { ShaderCompileError } from "../src/gpu/errors.ts"
+import {
+  bindBuffers, createComputePipeline, createLargeStorageBuffer, createStorageBuffer, maxStorageBytes, readFloat32, uploadBuffer, wgsl
+} from "../src/gpu/resources.ts"
+import { GpuBufferTooLarge, ShaderCompileError } from "../src/gpu/errors.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -42,5 +44,27 @@ describe("WebGPU smoke test", () => {
     expect(error).toBeInstanceOf(ShaderCompileError)
     expect((error as ShaderCompileError).kernel).toBe("broken-kernel")
     expect((error as ShaderCompileError).wgslMessage.length).toBeGreaterThan(0)
+  })
+})
+
+describe("buffer limits", () => {
+  it("refuses a storage buffer above the binding limit, saying asked and allowed", () => {
+    const allowed = maxStorageBytes(gpu.device)
+    const error = (() => {
+      try {
+        createStorageBuffer(gpu.device, "too big", allowed + 64)
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(error).toBeInstanceOf(GpuBufferTooLarge)
+    expect((error as GpuBufferTooLarge).askedBytes).toBe(allowed + 64)
+    expect((error as GpuBufferTooLarge).allowedBytes).toBe(allowed)
+    expect((error as GpuBufferTooLarge).message).toContain("too big")
+  })
+
+  it("refuses a large (sharded) buffer above the device's buffer size", () => {
+    const allowed = gpu.device.limits.maxBufferSize
+    expect(() => createLargeStorageBuffer(gpu.device, "pool", allowed + 16)).toThrow(GpuBufferTooLarge)
   })
 })
