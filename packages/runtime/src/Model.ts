@@ -5,7 +5,7 @@
 import { Context, Effect, Layer } from "effect"
 import { Gpu } from "./Gpu.ts"
 import { ModelConfigError, type ModelLoadError } from "./model/errors.ts"
-import { type LoadedModel, loadModel, type ModelSource } from "./model/model.ts"
+import { type LoadedModel, loadModel, type LoadModelOptions, type ModelSource } from "./model/model.ts"
 import { isPresetName, PRESET_NAMES } from "./model/synthetic.ts"
 
 /** `synthetic:PRESET` or a Hugging Face model folder. */
@@ -29,14 +29,14 @@ const isModelLoadError = (e: unknown): e is ModelLoadError =>
     .includes((e as { _tag: string })._tag)
 
 export class Model extends Context.Service<Model, LoadedModel & { readonly source: ModelSource }>()("@canopy/runtime/Model") {
-  static readonly layer = (source: ModelSource): Layer.Layer<Model, ModelLoadError, Gpu> =>
+  static readonly layer = (source: ModelSource, options: LoadModelOptions = {}): Layer.Layer<Model, ModelLoadError, Gpu> =>
     Layer.effect(
       Model,
       Effect.gen(function*() {
         const gpu = yield* Gpu
         const model = yield* Effect.acquireRelease(
           Effect.tryPromise({
-            try: () => loadModel(gpu.device, source),
+            try: () => loadModel(gpu.device, source, options),
             catch: (e) => (isModelLoadError(e) ? e : new ModelConfigError({ field: "model", reason: String(e) }))
           }),
           (m) => Effect.sync(() => m.weights.destroy())

@@ -11,7 +11,7 @@ import { type AttentionReport, formatPointLine, speedupChartSvg } from "./attent
 import { runAttentionSweep } from "./attentionSweep.ts"
 import type { SweepPoint } from "./attentionWorkload.ts"
 import { type BenchShape, shapeProblems } from "./benchShape.ts"
-import { progressLine } from "./progressLine.ts"
+import { progressLine } from "../terminal/progressLine.ts"
 import { defaultRooflineOptions } from "./rooflineReport.ts"
 
 export interface AttentionBenchOptions {

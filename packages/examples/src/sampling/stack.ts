@@ -1,14 +1,32 @@
 /**
  * The GPU and the model a pipeline runs on, as one layer. A bad model spec
- * fails as a typed ModelConfigError when the layer is built.
+ * fails as a typed ModelConfigError when the layer is built. Reading a model
+ * folder (gigabytes) shows its progress on standard error.
  */
 import { Gpu, Model, ModelConfigError, parseModelSource } from "@canopy/runtime"
 import { Effect, Layer } from "effect"
+import { progressLine } from "../terminal/progressLine.ts"
+
+/** "loading weights: 120/291 tensors", rewritten on a terminal, every tenth elsewhere. */
+const weightsProgress = (): ((loaded: number, total: number) => void) => {
+  const line = progressLine()
+  let shownTenth = -1
+  return (loaded, total) => {
+    const tenth = Math.floor((10 * loaded) / total)
+    if (process.stderr.isTTY || tenth > shownTenth) line.update(`loading weights: ${loaded}/${total} tensors`)
+    shownTenth = tenth
+    if (loaded === total) line.end()
+  }
+}
 
 export const modelStack = (model: string, modelSeed = 0) =>
   Layer.unwrap(
     Effect.try({
       try: () => parseModelSource(model, modelSeed),
       catch: (e) => (e instanceof ModelConfigError ? e : new ModelConfigError({ field: "--model", reason: String(e) }))
-    }).pipe(Effect.map((source) => Model.layer(source).pipe(Layer.provideMerge(Gpu.layer()))))
+    }).pipe(
+      Effect.map((source) =>
+        Model.layer(source, source.kind === "folder" ? { onProgress: weightsProgress() } : {}).pipe(Layer.provideMerge(Gpu.layer()))
+      )
+    )
   )

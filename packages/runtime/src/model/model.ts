@@ -18,10 +18,15 @@ export interface LoadedModel {
   readonly tokenizer: TextTokenizer
 }
 
-export const loadModel = async (device: GPUDevice, source: ModelSource): Promise<LoadedModel> => {
+export interface LoadModelOptions {
+  /** while a folder's tensors are read: how many of how many are on the GPU */
+  readonly onProgress?: (loaded: number, total: number) => void
+}
+
+export const loadModel = async (device: GPUDevice, source: ModelSource, options: LoadModelOptions = {}): Promise<LoadedModel> => {
   if (source.kind === "folder") {
     const tokenizer = await loadTokenizer(source.dir)
-    const weights = await loadWeights(device, source.dir)
+    const weights = await loadWeights(device, source.dir, options.onProgress)
     return { config: weights.config, weights, tokenizer }
   }
   const { model } = source

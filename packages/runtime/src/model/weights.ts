@@ -150,7 +150,12 @@ export const readConfig = async (dir: string): Promise<ModelConfig> => {
  * GPU, converting f16/bf16 to f32. Every header and shape is checked before any
  * tensor data is read.
  */
-export const loadWeights = async (device: GPUDevice, dir: string): Promise<ModelWeights> => {
+export const loadWeights = async (
+  device: GPUDevice,
+  dir: string,
+  /** after each tensor: how many of how many are on the GPU */
+  onProgress?: (loaded: number, total: number) => void
+): Promise<ModelWeights> => {
   const config = await readConfig(dir)
   const source = await openTensorSource(dir)
   try {
@@ -159,7 +164,10 @@ export const loadWeights = async (device: GPUDevice, dir: string): Promise<Model
     const weights = allocate(device, config, (name, buffer, offset) => targets.push([name, buffer, offset]))
     try {
       // One tensor at a time: host memory holds a single tensor, not the model.
-      for (const [name, buffer, offset] of targets) write(device, buffer, offset, await source.readF32(name))
+      for (const [i, [name, buffer, offset]] of targets.entries()) {
+        write(device, buffer, offset, await source.readF32(name))
+        onProgress?.(i + 1, targets.length)
+      }
     } catch (e) {
       weights.destroy()
       throw e

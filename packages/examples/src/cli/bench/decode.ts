@@ -11,7 +11,7 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { decodeChartSvg, type DecodeReport, formatDecodeTable, runDecodeBench } from "../../bench/decodeBench.ts"
 import { parseIntList } from "../../bench/lists.ts"
-import { progressLine } from "../../bench/progressLine.ts"
+import { progressLine } from "../../terminal/progressLine.ts"
 import { positiveInt } from "../flags.ts"
 
 const list = (name: string, fallback: string, description: string) =>
