@@ -33,7 +33,10 @@ export const exitCodeOf = (e: unknown): number => (INPUT_ERRORS.has(tagOf(e) ?? 
 
 const describe = (e: unknown): string => {
   const tag = tagOf(e)
-  const message = e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+  const text = e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+  // errors about a line of an input file say where it is
+  const where = typeof e === "object" && e !== null && "source" in e && "line" in e ? `${String(e.source)}:${String(e.line)}: ` : ""
+  const message = where + text
   return tag !== undefined && !["InvalidFlag", "InvalidAttentionCase"].includes(tag) ? `${tag}: ${message}` : message
 }
 
