@@ -5,9 +5,11 @@
  */
 import type { BlockPoolExhausted } from "@canopy/tree-cache"
 import type { GpuDeviceLost, GpuValidationError } from "@canopy/kernels"
-import { Context, Data, Effect, Layer, Semaphore } from "effect"
+import { Context, Data, Effect, Layer, Queue, Semaphore, Stream } from "effect"
 import { Gpu } from "./Gpu.ts"
-import { type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, TreeEngine } from "./engine/Engine.ts"
+import {
+  type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type StepProgress, TreeEngine
+} from "./engine/Engine.ts"
 import type { EngineCapacityError, InvalidSampling } from "./engine/errors.ts"
 import type { InvalidPromptTree } from "./engine/PromptTree.ts"
 import type { ForwardBatchError } from "./model/errors.ts"
@@ -37,9 +39,18 @@ const KNOWN = new Set([
 const toEngineError = (e: unknown): EngineError =>
   typeof e === "object" && e !== null && KNOWN.has((e as { _tag?: string })._tag ?? "") ? (e as EngineError) : new EngineFailure({ cause: e })
 
+/** What a generation stream carries, in order: tokens and steps as they happen, completions as samples end, then the result. */
+export type GenerateEvent =
+  | { readonly _tag: "Token"; readonly path: ReadonlyArray<number>; readonly sample: number; readonly token: number }
+  | { readonly _tag: "Step"; readonly progress: StepProgress }
+  | { readonly _tag: "Completion"; readonly completion: Completion }
+  | { readonly _tag: "Done"; readonly result: GenerateResult }
+
 export interface EngineService {
   readonly engine: TreeEngine
   generate(request: GenerateRequest, events?: GenerateEvents): Effect.Effect<GenerateResult, EngineError>
+  /** The same run as a stream of events, ending with the result. */
+  stream(request: GenerateRequest): Stream.Stream<GenerateEvent, EngineError>
 }
 
 export class Engine extends Context.Service<Engine, EngineService>()("@canopy/runtime/Engine") {
@@ -55,10 +66,25 @@ export class Engine extends Context.Service<Engine, EngineService>()("@canopy/ru
         )
         // One request at a time: the engine's GPU buffers serve one step at a time.
         const lock = yield* Semaphore.make(1)
+        const generate = (request: GenerateRequest, events?: GenerateEvents) =>
+          lock.withPermits(1)(Effect.tryPromise({ try: () => engine.generate(request, events), catch: toEngineError }))
         return Engine.of({
           engine,
-          generate: (request, events) =>
-            lock.withPermits(1)(Effect.tryPromise({ try: () => engine.generate(request, events), catch: toEngineError }))
+          generate,
+          stream: (request) =>
+            Stream.callback<GenerateEvent, EngineError>((queue) =>
+              Effect.forkScoped(
+                generate(request, {
+                  onToken: (e) => void Queue.offerUnsafe(queue, { _tag: "Token", ...e }),
+                  onStep: (progress) => void Queue.offerUnsafe(queue, { _tag: "Step", progress }),
+                  onCompletion: (completion) => void Queue.offerUnsafe(queue, { _tag: "Completion", completion })
+                }).pipe(
+                  Effect.flatMap((result) => Queue.offer(queue, { _tag: "Done", result })),
+                  Effect.andThen(Queue.end(queue)),
+                  Effect.catch((error) => Queue.fail(queue, error))
+                )
+              )
+            )
         })
       })
     )
