@@ -3,7 +3,7 @@
  * prefill and of every decode step, and greedy tokens with hydragen, the
  * baseline and the reference on random tiny models and random prompt trees.
  */
-import { createTreeAttention, type GpuHandle, openGpu } from "@canopy/kernels"
+import { bf16ToF32, createTreeAttention, f32ToBf16, type GpuHandle, openGpu, type WeightType } from "@canopy/kernels"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { TreeEngine } from "../src/engine/Engine.ts"
@@ -54,9 +54,13 @@ const configArbitrary: fc.Arbitrary<ModelConfig> = fc
     eosTokenIds: []
   }))
 
-const makeModel = (config: ModelConfig, seed: number) => {
-  const host = synthesizeHostWeights(config, seed)
-  const model: LoadedModel = { config, weights: uploadWeights(gpu.device, config, host), tokenizer: byteTokenizer(config.vocabSize) }
+/** A model on the GPU and the host values it holds (matrices rounded to bf16 when held as bf16). */
+const makeModel = (config: ModelConfig, seed: number, weightType: WeightType = "f32") => {
+  const synthetic = synthesizeHostWeights(config, seed)
+  const weights = uploadWeights(gpu.device, config, synthetic, weightType)
+  const host = weights.weightType === "f32" ? synthetic : new Map([...synthetic].map(([name, values]) =>
+    [name, /(norm|bias)/.test(name) ? values : values.map((v) => bf16ToF32(f32ToBf16(v)))]))
+  const model: LoadedModel = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
   return { host, model }
 }
 
@@ -210,8 +214,9 @@ describe("TreeEngine", () => {
         configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
         fc.integer({ min: 1, max: 1000 }),
         fc.constantFrom("hydragen" as const, "baseline" as const),
-        async ([config, tree], seed, attention) => {
-          const { host, model } = makeModel(config, seed)
+        fc.constantFrom<WeightType>("f32", "bf16"),
+        async ([config, tree], seed, attention, weightType) => {
+          const { host, model } = makeModel(config, seed, weightType)
           const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
           const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32, kvShards })
           const generated = new Map<string, Array<number>>()

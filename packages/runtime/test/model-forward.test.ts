@@ -154,8 +154,15 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     const loaded = await loadHostWeights(folder)
     expect(loaded.config).toEqual(c)
     const weights = await loadWeights(gpu.device, folder)
+    // a bf16 checkpoint stays bf16 on the GPU, exactly (bf16 widens to f32 without rounding)
+    expect(weights.weightType).toBe("bf16")
     await checkSingleTokens(c, weights, loaded.weights, [1, 100, 257, 42, 7], [9, 0, 123456, 17, 2047])
     weights.destroy()
+    const f32Folder = join(dir, "qwen-f32")
+    await saveModel(f32Folder, c, synthesizeHostWeights(c, 9), { dtype: "F16" })
+    const widened = await loadWeights(gpu.device, f32Folder)
+    expect(widened.weightType).toBe("f32")
+    widened.destroy()
   })
 
   it("rejects a batch that does not fit its buffers or disagrees with itself", async () => {

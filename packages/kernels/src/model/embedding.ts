@@ -5,16 +5,17 @@
  * rows that need logits), since that is the same operation on another table.
  */
 import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { type WeightType, weightArrayWgsl } from "./weightType.ts"
 import { bindAll, dispatch, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
-const code = wgsl`
+const codeFor = (tableWgsl: string): string => wgsl`
 struct Params { hidden: u32, tableRows: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
 @group(0) @binding(2) var<storage, read> index: array<u32>;
-@group(0) @binding(3) var<storage, read> table: array<f32>;
+${tableWgsl}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(${WG})
@@ -25,7 +26,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let t = index[r];
   for (var j = wg.x * ${WG}u + lid.x; j < params.hidden; j += groups.x * ${WG}u) {
     var value = 0.0;
-    if (t < params.tableRows) { value = table[t * params.hidden + j]; }
+    if (t < params.tableRows) { value = loadTable(t * params.hidden + j); }
     out[r * params.hidden + j] = value;
   }
 }
@@ -34,7 +35,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 export interface GatherBinding {
   /** u32 [rows] row indices into the table */
   readonly index: GPUBuffer
-  /** f32 [tableRows][hidden] */
+  /** [tableRows][hidden], of the kernel's table type */
   readonly table: GPUBuffer
   /** f32 [rows][hidden] */
   readonly out: GPUBuffer
@@ -47,8 +48,10 @@ export interface GatherBinding {
 export class GatherRowsKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
-  static async create(device: GPUDevice): Promise<GatherRowsKernel> {
-    return new GatherRowsKernel(device, await createComputePipeline(device, "embedding-gather", code))
+  /** `table`: how the table is held (an embedding may be bf16; hidden rows are f32) */
+  static async create(device: GPUDevice, table: WeightType = "f32"): Promise<GatherRowsKernel> {
+    const code = codeFor(weightArrayWgsl(table, 3, "table", "loadTable", false))
+    return new GatherRowsKernel(device, await createComputePipeline(device, `embedding-gather-${table}`, code))
   }
 
   bind(b: GatherBinding): BoundGather {

@@ -18,6 +18,7 @@
  * dimension when inDim % 4 = 0 and scalar loads otherwise.
  */
 import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { type WeightType, weightArrayWgsl } from "./weightType.ts"
 import {
   bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
   type BoundDispatch
@@ -28,12 +29,12 @@ export const GEMV_MAX_ROWS = 8
 const BK = 16
 const LANES = 32
 
-const headerOf = (element: "f32" | "vec4f"): string => wgsl`
+const headerOf = (weights: WeightType, vec4: boolean): string => wgsl`
 struct Params { inDim: u32, outDim: u32, hasBias: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
-@group(0) @binding(2) var<storage, read> x: array<${element}>;
-@group(0) @binding(3) var<storage, read> w: array<${element}>;
+@group(0) @binding(2) var<storage, read> x: array<${vec4 ? "vec4f" : "f32"}>;
+${weightArrayWgsl(weights, 3, "w", "loadW", vec4)}
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
@@ -45,11 +46,9 @@ fn finish(r: u32, o: u32, dot: f32) {
   y[at] = v;
 }
 `
-const header = headerOf("f32")
-
-const tiledCode = (t: number): string => {
+const tiledCode = (t: number, weights: WeightType): string => {
   const side = t / 4
-  return wgsl`${header}
+  return wgsl`${headerOf(weights, false)}
 var<workgroup> xs: array<f32, ${t * BK}>;
 var<workgroup> ws: array<f32, ${t * BK}>;
 
@@ -68,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       var xv = 0.0;
       var wv = 0.0;
       if (row0 + m < rows && k0 + k < params.inDim) { xv = x[(row0 + m) * params.inDim + k0 + k]; }
-      if (col0 + m < params.outDim && k0 + k < params.inDim) { wv = w[(col0 + m) * params.inDim + k0 + k]; }
+      if (col0 + m < params.outDim && k0 + k < params.inDim) { wv = loadW((col0 + m) * params.inDim + k0 + k); }
       xs[k * ${t}u + m] = xv;
       ws[k * ${t}u + m] = wv;
     }
@@ -97,9 +96,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `
 }
 
-const gemvCode = (wg: number): string => {
+const gemvCode = (wg: number, weights: WeightType): string => {
   const groups = wg / LANES
-  return wgsl`${header}
+  return wgsl`${headerOf(weights, false)}
 var<workgroup> partial: array<f32, ${wg * GEMV_MAX_ROWS}>;
 
 @compute @workgroup_size(${wg})
@@ -112,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   if (o < params.outDim) {
     let wRow = o * params.inDim;
     for (var k = lane; k < params.inDim; k += ${LANES}u) {
-      let wv = w[wRow + k];
+      let wv = loadW(wRow + k);
       for (var r = 0u; r < rows; r++) { acc[r] += x[r * params.inDim + k] * wv; }
     }
   }
@@ -145,13 +144,13 @@ const SOFTWARE_WG = 16
  * Invocation id = rowGroup · ⌈outDim/CB⌉ + colBlock. Rows and columns past the
  * end are clamped for loading (a few redundant products) and skipped on store.
  */
-const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean): string => {
+const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean, weights: WeightType): string => {
   const width = vec ? 4 : 1
   const I = Array.from({ length: rb }, (_, i) => i)
   const J = Array.from({ length: cb }, (_, j) => j)
   const each = (f: (i: number, j: number) => string): string => I.flatMap((i) => J.map((j) => f(i, j))).join("\n      ")
   const total = (a: string): string => (vec ? `${a}.x + ${a}.y + ${a}.z + ${a}.w` : a)
-  return wgsl`${headerOf(vec ? "vec4f" : "f32")}
+  return wgsl`${headerOf(weights, vec)}
 @compute @workgroup_size(${SOFTWARE_WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
   let id = (wid.y * ${MAX_GRID}u + wid.x) * ${SOFTWARE_WG}u + li;
@@ -167,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     ${each((i, j) => `var a${i}${j} = ${vec ? "vec4f" : "f32"}();`)}
     for (var k = 0u; k < n; k++) {
       ${I.map((i) => `let xv${i} = x[x${i} + k];`).join("\n      ")}
-      ${J.map((j) => `let wv${j} = w[w${j} + k];`).join("\n      ")}
+      ${J.map((j) => `let wv${j} = loadW(w${j} + k);`).join("\n      ")}
       ${each((i, j) => `a${i}${j} += xv${i} * wv${j};`)}
     }
     ${I.flatMap((i) => J.map((j) =>
@@ -181,7 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 export interface MatmulBinding {
   /** f32 [rows][inDim] */
   readonly x: GPUBuffer
-  /** f32 [outDim][inDim] */
+  /** [outDim][inDim], of the kernel's weight type */
   readonly w: GPUBuffer
   /** f32 [outDim], or undefined for none */
   readonly bias?: GPUBuffer | undefined
@@ -220,14 +219,20 @@ export class MatmulKernel {
     private readonly noBias: GPUBuffer
   ) {}
 
-  static async create(device: GPUDevice, variant: KernelVariant = defaultVariant(device)): Promise<MatmulKernel> {
+  static async create(
+    device: GPUDevice,
+    variant: KernelVariant = defaultVariant(device),
+    /** how W is held: f32, or bf16 two to a word (see weightType.ts) */
+    weights: WeightType = "f32"
+  ): Promise<MatmulKernel> {
+    const name = (label: string) => (weights === "f32" ? label : `${label}-${weights}`)
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
     if (variant === "software") {
       const [decode4, prefill4, decode1, prefill1] = await Promise.all([
-        createComputePipeline(device, "matmul-software-decode-vec4", registerCode(DECODE_TILE, true)),
-        createComputePipeline(device, "matmul-software-prefill-vec4", registerCode(PREFILL_TILE, true)),
-        createComputePipeline(device, "matmul-software-decode", registerCode(DECODE_TILE, false)),
-        createComputePipeline(device, "matmul-software-prefill", registerCode(PREFILL_TILE, false))
+        createComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
+        createComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
+        createComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
+        createComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
       ])
       return new MatmulKernel(device, variant,
         { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) },
@@ -239,8 +244,8 @@ export class MatmulKernel {
     const tile = big ? 64 : 32
     const wg = rowWorkgroupSize(device)
     const [tiled, gemv] = await Promise.all([
-      createComputePipeline(device, `matmul-tiled-${tile}`, tiledCode(tile)),
-      createComputePipeline(device, "matmul-gemv", gemvCode(wg))
+      createComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
+      createComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
     ])
     // The GPU kernels load scalars: one set of paths serves every inDim.
     const paths: MatmulPaths = {

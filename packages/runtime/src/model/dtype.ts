@@ -44,17 +44,9 @@ export const f32ToF16 = (value: number): number => {
   return sign | h
 }
 
-export const bf16ToF32 = (b: number): number => {
-  u32[0] = (b & 0xffff) << 16
-  return f32[0]!
-}
-
-export const f32ToBf16 = (value: number): number => {
-  f32[0] = value
-  const x = u32[0]!
-  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return ((x >>> 16) | 0x40) & 0xffff
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff
-}
+// bf16 conversions are shared with the kernels, which hold bf16 weights on the GPU.
+export { bf16ToF32, f32ToBf16 } from "@canopy/kernels"
+import { bf16ToF32, f32ToBf16 } from "@canopy/kernels"
 
 /** Decodes little-endian `bytes` of `dtype` into f32. */
 export const decodeToF32 = (dtype: Dtype, bytes: Uint8Array): Float32Array => {

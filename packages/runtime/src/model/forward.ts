@@ -105,8 +105,10 @@ export class Forward {
     if (options.kvPools.length !== c.numLayers) {
       throw new ForwardBatchError({ reason: `kvPools has ${options.kvPools.length} layers; the model has ${c.numLayers}` })
     }
-    const [gather, norm, matmul, rope, append, swiglu, sampling] = await Promise.all([
-      GatherRowsKernel.create(device), RmsNormKernel.create(device), MatmulKernel.create(device),
+    // The embedding and the projections are read as the weights are held; hidden rows are f32.
+    const [embedGather, gather, norm, matmul, rope, append, swiglu, sampling] = await Promise.all([
+      GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), RmsNormKernel.create(device),
+      MatmulKernel.create(device, undefined, weights.weightType),
       RopeKernel.create(device), KvAppendKernel.create(device), SwigluKernel.create(device), SamplingKernel.create(device)
     ])
     const R = options.maxRows
@@ -149,7 +151,7 @@ export class Forward {
       const rows = rowCount.buffer
       const keep = <T extends { destroy(): void }>(d: T): T => (owned.push(d), d)
 
-      const embed = keep(gather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
+      const embed = keep(embedGather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
       const spec = ropeSpec(c)
       const layers = weights.layers.map((w, l): LayerDispatches => ({
         norm1: keep(norm.bind({ x, weight: w.inputNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),

@@ -1,8 +1,9 @@
 /**
- * ModelWeights: the model's tensors as f32 GPU buffers, loaded from a
+ * ModelWeights: the model's tensors as GPU buffers, loaded from a
  * safetensors folder, uploaded from host arrays, or synthesized on the GPU.
  *
- * Layouts (all row-major f32):
+ * Layouts (row-major; matrices f32, or bf16 two to a word when the checkpoint
+ * is bf16 — see ModelWeights.weightType; norms and biases always f32):
  *   embedding   [vocab][hidden]            lmHead [vocab][hidden] (the same buffer when tied)
  *   q           [heads·headDim][hidden]    qBias [heads·headDim]
  *   k, v        [kvHeads·headDim][hidden]  kBias, vBias [kvHeads·headDim]
@@ -11,13 +12,13 @@
  *   down        [hidden][inter]
  *   norms       [hidden]
  */
-import { createStorageBuffer, FillKernel, referenceFill } from "@canopy/kernels"
+import { createStorageBuffer, FillKernel, packBf16, referenceFill, weightBytes, type WeightType } from "@canopy/kernels"
 import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { type ModelConfig, parseModelConfig } from "./config.ts"
 import { ModelFileError, TensorShapeMismatch } from "./errors.ts"
 import { openTensorSource } from "./safetensors.ts"
-import { elementCount, layerPrefix, syntheticScale, tensorSpecs } from "./tensors.ts"
+import { elementCount, layerPrefix, syntheticScale, type TensorSpec, tensorSpecs } from "./tensors.ts"
 
 export interface LayerWeights {
   readonly inputNorm: GPUBuffer
@@ -39,31 +40,46 @@ export interface ModelWeights {
   readonly layers: ReadonlyArray<LayerWeights>
   readonly finalNorm: GPUBuffer
   readonly lmHead: GPUBuffer
+  /** how the matrices are held (embedding, projections, lm_head); norms and biases are f32 */
+  readonly weightType: WeightType
   destroy(): void
 }
 
 /** Host tensors by Hugging Face name (f32 or f64 values). */
 export type HostWeights = ReadonlyMap<string, ArrayLike<number>>
 
+/** Matrices may be held as bf16; norms and biases stay f32 (small, and read as f32 everywhere). */
+const isMatrix = (spec: TensorSpec): boolean => spec.role !== "norm" && spec.role !== "bias"
+
 /**
- * Allocates the weight buffers and hands each tensor to `fill(name, buffer, byteOffset)`;
- * gate and up share the gateUp buffer, up at byte offset inter·hidden·4.
+ * The weight type a model can be held in: bf16 packs two values to a word, so
+ * every matrix (and gate/up's split point) must hold an even number of values.
+ */
+export const supportedWeightType = (c: ModelConfig, wanted: WeightType): WeightType =>
+  wanted === "bf16" && tensorSpecs(c).every((spec) => !isMatrix(spec) || elementCount(spec.shape) % 2 === 0) ? "bf16" : "f32"
+
+/**
+ * Allocates the weight buffers and hands each tensor to `fill(name, buffer,
+ * byteOffset, type)` to write it as `type`; gate and up share the gateUp
+ * buffer, up after gate's inter·hidden values.
  */
 const allocate = (
   device: GPUDevice,
   c: ModelConfig,
-  fill: (name: string, buffer: GPUBuffer, byteOffset: number) => void
+  weightType: WeightType,
+  fill: (name: string, buffer: GPUBuffer, byteOffset: number, type: WeightType) => void
 ): ModelWeights => {
   const all: Array<GPUBuffer> = []
-  const sizes = new Map(tensorSpecs(c).map((s) => [s.name, elementCount(s.shape)]))
-  const make = (name: string, elements = sizes.get(name)!): GPUBuffer => {
-    const buffer = createStorageBuffer(device, name, elements * 4)
+  const specs = new Map(tensorSpecs(c).map((s) => [s.name, s]))
+  const typeOf = (name: string): WeightType => (isMatrix(specs.get(name)!) ? weightType : "f32")
+  const make = (name: string, elements = elementCount(specs.get(name)!.shape), type = typeOf(name)): GPUBuffer => {
+    const buffer = createStorageBuffer(device, name, weightBytes(type, elements))
     all.push(buffer)
     return buffer
   }
   const tensor = (name: string): GPUBuffer => {
     const buffer = make(name)
-    fill(name, buffer, 0)
+    fill(name, buffer, 0, typeOf(name))
     return buffer
   }
   try {
@@ -71,9 +87,9 @@ const allocate = (
     const layers = Array.from({ length: c.numLayers }, (_, l): LayerWeights => {
       const p = layerPrefix(l)
       const bias = (name: string): GPUBuffer | undefined => (c.attentionBias ? tensor(`${p}self_attn.${name}.bias`) : undefined)
-      const gateUp = make(`${p}mlp.gate_up`, 2 * c.intermediateSize * c.hiddenSize)
-      fill(`${p}mlp.gate_proj.weight`, gateUp, 0)
-      fill(`${p}mlp.up_proj.weight`, gateUp, c.intermediateSize * c.hiddenSize * 4)
+      const gateUp = make(`${p}mlp.gate_up`, 2 * c.intermediateSize * c.hiddenSize, weightType)
+      fill(`${p}mlp.gate_proj.weight`, gateUp, 0, weightType)
+      fill(`${p}mlp.up_proj.weight`, gateUp, weightBytes(weightType, c.intermediateSize * c.hiddenSize), weightType)
       return {
         inputNorm: tensor(`${p}input_layernorm.weight`),
         q: tensor(`${p}self_attn.q_proj.weight`),
@@ -92,7 +108,7 @@ const allocate = (
     const lmHead = c.tieWordEmbeddings ? embedding : tensor("lm_head.weight")
     let destroyed = false
     return {
-      config: c, embedding, layers, finalNorm, lmHead,
+      config: c, embedding, layers, finalNorm, lmHead, weightType,
       destroy() {
         if (destroyed) return
         destroyed = true
@@ -105,8 +121,8 @@ const allocate = (
   }
 }
 
-const write = (device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values: ArrayLike<number>): void => {
-  const data = values instanceof Float32Array ? values : Float32Array.from(values)
+const write = (device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values: ArrayLike<number>, type: WeightType): void => {
+  const data = type === "bf16" ? packBf16(values) : values instanceof Float32Array ? values : Float32Array.from(values)
   device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength)
 }
 
@@ -120,15 +136,15 @@ export const checkShapes = (c: ModelConfig, shapes: ReadonlyMap<string, Readonly
   }
 }
 
-/** Uploads host tensors (checked against the config first). */
-export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeights): ModelWeights => {
+/** Uploads host tensors (checked against the config first), matrices as `weightType` where the shapes allow. */
+export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeights, weightType: WeightType = "f32"): ModelWeights => {
   const shapes = new Map<string, ReadonlyArray<number>>()
   for (const spec of tensorSpecs(c)) {
     const values = host.get(spec.name)
     if (values !== undefined) shapes.set(spec.name, values.length === elementCount(spec.shape) ? spec.shape : [values.length])
   }
   checkShapes(c, shapes)
-  return allocate(device, c, (name, buffer, offset) => write(device, buffer, offset, host.get(name)!))
+  return allocate(device, c, supportedWeightType(c, weightType), (name, buffer, offset, type) => write(device, buffer, offset, host.get(name)!, type))
 }
 
 export const readConfig = async (dir: string): Promise<ModelConfig> => {
@@ -147,8 +163,9 @@ export const readConfig = async (dir: string): Promise<ModelConfig> => {
 
 /**
  * Loads config.json and the safetensors of a Hugging Face model folder onto the
- * GPU, converting f16/bf16 to f32. Every header and shape is checked before any
- * tensor data is read.
+ * GPU. Matrices stored as bf16 stay bf16 (exactly, at half the memory of f32);
+ * anything else is widened to f32. Every header and shape is checked before
+ * any tensor data is read.
  */
 export const loadWeights = async (
   device: GPUDevice,
@@ -160,12 +177,14 @@ export const loadWeights = async (
   const source = await openTensorSource(dir)
   try {
     checkShapes(config, new Map([...source.tensors].map(([name, info]) => [name, info.shape])))
-    const targets: Array<readonly [string, GPUBuffer, number]> = []
-    const weights = allocate(device, config, (name, buffer, offset) => targets.push([name, buffer, offset]))
+    const allBf16 = tensorSpecs(config).every((spec) => !isMatrix(spec) || source.tensors.get(spec.name)?.dtype === "BF16")
+    const targets: Array<readonly [string, GPUBuffer, number, WeightType]> = []
+    const weights = allocate(device, config, supportedWeightType(config, allBf16 ? "bf16" : "f32"),
+      (name, buffer, offset, type) => targets.push([name, buffer, offset, type]))
     try {
       // One tensor at a time: host memory holds a single tensor, not the model.
-      for (const [i, [name, buffer, offset]] of targets.entries()) {
-        write(device, buffer, offset, await source.readF32(name))
+      for (const [i, [name, buffer, offset, type]] of targets.entries()) {
+        write(device, buffer, offset, await source.readF32(name), type)
         onProgress?.(i + 1, targets.length)
       }
     } catch (e) {
@@ -212,7 +231,8 @@ export const synthesizeWeights = async (device: GPUDevice, c: ModelConfig, seed:
     encoder = device.createCommandEncoder()
     queued = 0
   }
-  const weights = allocate(device, c, (name, buffer, offset) => {
+  // The fill kernel writes f32: synthetic matrices are held as f32.
+  const weights = allocate(device, c, "f32", (name, buffer, offset) => {
     const spec = bySpec.get(name)!
     const count = elementCount(spec.shape)
     const params = { seed, tensorId: ids.get(name)!, ...syntheticScale(c, spec) }
