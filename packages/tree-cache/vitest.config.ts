@@ -1,5 +1,5 @@
 import { defineProject } from "vitest/config"
 
 export default defineProject({
-  test: { name: "tree-cache", include: ["test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 }
+  test: { name: "tree-cache", include: ["test/**/*.test.ts"], setupFiles: ["../../vitest.setup.ts"], testTimeout: 120_000, hookTimeout: 120_000 }
 })
