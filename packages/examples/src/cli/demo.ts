@@ -22,7 +22,7 @@ const CLOSING = [
   "",
   "The synthetic tiny model has random weights: its text is meaningless, and only the timings and the plumbing are real.",
   "For real samples, point --model at a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json):",
-  "  canopy sample --model /path/to/folder --evaluate",
+  "  pnpm canopy sample --model /path/to/folder --evaluate",
   "and add --compare to time the three decoding modes on that model."
 ]
 
