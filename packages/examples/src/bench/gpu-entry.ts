@@ -5,14 +5,14 @@
  * model (4 of its 32 layers) for Hydragen, the baseline and the attention-free
  * ceiling, each written as JSON + SVG into the folder given as the first argument.
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|decode|smoke ...]   (default: 13b gqa decode)
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|decode|smoke|decode-smoke ...]   (default: 13b gqa decode)
  *
  * Exit code 1 when any point's methods disagree.
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { describeAdapter, type GpuHandle, measureRoofline, openGpu } from "@canopy/kernels"
-import { loadModel, PRESETS, TreeEngine } from "@canopy/runtime"
+import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
 import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
 import { formatAttentionTable } from "./attentionReport.ts"
 import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
@@ -52,29 +52,53 @@ const SWEEPS: Record<string, Sweep> = {
 }
 const DEFAULT_SWEEPS = ["13b", "gqa", "decode"]
 
-/** Decode tokens/s on 4 layers of a CodeLlama-7b shape: per-layer costs as in the full model, in minutes. */
-const runDecode = async (gpu: GpuHandle, outDir: string): Promise<void> => {
-  const config = { ...PRESETS["codellama-7b"], numLayers: 4 }
-  const model = await loadModel(gpu.device, { kind: "synthetic", model: config, seed: 0 })
-  const engine = await TreeEngine.create(gpu.device, model, { maxBatch: 512, kvMemoryBytes: 16 * 2 ** 30 })
+interface DecodeSweep {
+  readonly model: ModelConfig
+  readonly label: string
+  readonly batches: ReadonlyArray<number>
+  readonly prefixes: ReadonlyArray<number>
+  readonly tokens: number
+  readonly kvMemoryBytes: number
+}
+
+const DECODE_SWEEPS: Record<string, DecodeSweep> = {
+  // 4 layers of a CodeLlama-7b shape: per-layer costs as in the full model, in minutes
+  decode: {
+    model: { ...PRESETS["codellama-7b"], numLayers: 4 },
+    label: "synthetic codellama-7b shape, 4 of 32 layers",
+    batches: [64, 256, 512],
+    prefixes: [1024, 4096, 8192],
+    tokens: 32,
+    kvMemoryBytes: 16 * 2 ** 30
+  },
+  // seconds anywhere: checks the engine runs in the bundle
+  "decode-smoke": {
+    model: PRESETS.tiny,
+    label: "synthetic tiny",
+    batches: [4],
+    prefixes: [64],
+    tokens: 4,
+    kvMemoryBytes: 2 ** 26
+  }
+}
+
+/** Decode tokens/s for Hydragen, the baseline and the attention-free ceiling, into OUT/<name>.{json,svg}. */
+const runDecode = async (gpu: GpuHandle, outDir: string, name: string, sweep: DecodeSweep): Promise<void> => {
+  const model = await loadModel(gpu.device, { kind: "synthetic", model: sweep.model, seed: 0 })
+  const engine = await TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...sweep.batches), kvMemoryBytes: sweep.kvMemoryBytes })
   try {
     const points = await runDecodeBench(engine, {
-      batches: [64, 256, 512],
-      prefixes: [1024, 4096, 8192],
-      tokens: 32,
+      batches: sweep.batches,
+      prefixes: sweep.prefixes,
+      tokens: sweep.tokens,
       modes: ["hydragen", "baseline", "none"],
       onPoint: (text) => console.log(text)
     })
-    const report: DecodeReport = {
-      adapter: describeAdapter(gpu.adapter),
-      model: "synthetic codellama-7b shape, 4 of 32 layers",
-      tokens: 32,
-      points
-    }
-    console.log("\ndecode")
+    const report: DecodeReport = { adapter: describeAdapter(gpu.adapter), model: sweep.label, tokens: sweep.tokens, points }
+    console.log(`\n${name}`)
     for (const line of formatDecodeTable(report)) console.log(line)
-    await writeFile(join(outDir, "decode.json"), `${JSON.stringify(report, null, 2)}\n`)
-    await writeFile(join(outDir, "decode.svg"), decodeChartSvg(report))
+    await writeFile(join(outDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`)
+    await writeFile(join(outDir, `${name}.svg`), decodeChartSvg(report))
   } finally {
     engine.destroy()
     model.weights.destroy()
@@ -84,9 +108,9 @@ const runDecode = async (gpu: GpuHandle, outDir: string): Promise<void> => {
 const main = async (): Promise<number> => {
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => !(n in SWEEPS) && n !== "decode")
+  const unknown = chosen.filter((n) => !(n in SWEEPS) && !(n in DECODE_SWEEPS))
   if (outDir === undefined || unknown.length > 0) {
-    console.error(`usage: gpu-entry OUT_DIR [${[...Object.keys(SWEEPS), "decode"].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
+    console.error(`usage: gpu-entry OUT_DIR [${[...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS)].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
     return 2
   }
   await mkdir(outDir, { recursive: true })
@@ -98,8 +122,9 @@ const main = async (): Promise<number> => {
     await writeFile(join(outDir, "roofline.json"), `${JSON.stringify(rooflineReport, null, 2)}\n`)
     let wrong = 0
     for (const name of chosen) {
-      if (name === "decode") {
-        await runDecode(gpu, outDir)
+      const decode = DECODE_SWEEPS[name]
+      if (decode !== undefined) {
+        await runDecode(gpu, outDir, name, decode)
         continue
       }
       const sweep = SWEEPS[name]!
