@@ -3,16 +3,21 @@
  * (`{"text": "...", "children": [{"text": "...", "samples": 4}, ...]}`; nodes
  * nest, `"tokens": [...]` may replace `"text"`). Completions stream to standard
  * error as they finish; with `--json` the result goes to standard output as
- * `{"completions": [{"path", "sample", "tokens", "text", "finishReason"}], "stats": {...}}`.
+ * `{"completions": [{"path", "sample", "tokens", "text", "finishReason"}], "stats": {...}}`;
+ * with `--stream`, one JSON line per event as it happens:
+ * `{"event": "token", "path", "sample", "token"}`, `{"event": "completion", ...}`,
+ * and last `{"event": "done", "stats": {...}}`.
  */
-import { Engine, Model, parsePromptTree } from "@canopy/runtime"
+import { type Completion, Engine, Model, parsePromptTree } from "@canopy/runtime"
 import { readFile } from "node:fs/promises"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect, Layer, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import { createProgress } from "../pipeline/progress.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { InvalidFlag } from "./errors.ts"
 import { kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+
+const completionJson = (c: Completion) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })
 
 const readTree = (path: string) =>
   Effect.tryPromise({
@@ -37,7 +42,11 @@ export const generateCommand = Command.make(
     stop: Flag.String("stop").pipe(Flag.withDescription("stop string (repeat the flag for several)"), Flag.atLeast(0)),
     batch: positiveInt("max-batch", 1024, "most samples decoding at once"),
     kvMemory: kvMemoryFlag,
-    json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false))
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false)),
+    stream: Flag.Boolean("stream").pipe(
+      Flag.withDescription("print each token, completion and the final stats as JSON lines on standard output, as they happen"),
+      Flag.withDefault(false)
+    )
   },
   (flags) =>
     Effect.gen(function*() {
@@ -45,22 +54,39 @@ export const generateCommand = Command.make(
       const model = yield* Model
       const tree = yield* Effect.try({ try: () => parsePromptTree(json, model.config.vocabSize), catch: (e) => e })
       const engine = yield* Engine
+      const request = {
+        tree,
+        attention: flags.attention,
+        sharing: flags.sharing,
+        sampling: {
+          temperature: flags.temperature,
+          topK: flags.topK,
+          topP: flags.topP,
+          seed: flags.seed,
+          maxTokens: flags.maxTokens,
+          stop: flags.stop
+        }
+      }
+      if (flags.stream) {
+        return yield* engine.stream(request).pipe(
+          Stream.runForEach((e) => {
+            switch (e._tag) {
+              case "Token":
+                return Console.log(JSON.stringify({ event: "token", path: e.path, sample: e.sample, token: e.token }))
+              case "Completion":
+                return Console.log(JSON.stringify({ event: "completion", ...completionJson(e.completion) }))
+              case "Done":
+                return Console.log(JSON.stringify({ event: "done", stats: e.result.stats }))
+              case "Step":
+                return Effect.void
+            }
+          })
+        )
+      }
       const progress = createProgress({ mode: flags.json ? "silent" : "auto" })
       let tokens = 0
       const result = yield* engine.generate(
-        {
-          tree,
-          attention: flags.attention,
-          sharing: flags.sharing,
-          sampling: {
-            temperature: flags.temperature,
-            topK: flags.topK,
-            topP: flags.topP,
-            seed: flags.seed,
-            maxTokens: flags.maxTokens,
-            stop: flags.stop
-          }
-        },
+        request,
         {
           onStep: (p) => {
             if (p.step === 1) progress.start({ problems: 0, samples: p.totalSamples })
@@ -75,7 +101,7 @@ export const generateCommand = Command.make(
       ).pipe(Effect.ensuring(Effect.sync(() => progress.stop())))
       if (flags.json) {
         return yield* Console.log(JSON.stringify({
-          completions: result.completions.map((c) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })),
+          completions: result.completions.map(completionJson),
           stats: result.stats
         }))
       }

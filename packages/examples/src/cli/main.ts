@@ -17,6 +17,12 @@ const canopy = Command.make("canopy").pipe(
   Command.withSubcommands([demoCommand, sampleCommand, generateCommand, attentionCommand, benchCommand, adapterCommand])
 )
 
+// A reader that stops early (`| head`) closes the pipe: stop quietly, as Unix tools do.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
 const program = canopy.pipe(
   Command.run({ version: "0.1.0" }),
   reportFailure,
