@@ -67,7 +67,19 @@ export class Engine extends Context.Service<Engine, EngineService>()("@canopy/ru
         // One request at a time: the engine's GPU buffers serve one step at a time.
         const lock = yield* Semaphore.make(1)
         const generate = (request: GenerateRequest, events?: GenerateEvents) =>
-          lock.withPermits(1)(Effect.tryPromise({ try: () => engine.generate(request, events), catch: toEngineError }))
+          lock.withPermits(1)(
+            Effect.suspend(() => {
+              const controller = new AbortController()
+              const running = engine.generate(request, events, controller.signal)
+              return Effect.tryPromise({ try: () => running, catch: toEngineError }).pipe(
+                // An interruption stops the run between two steps, and waits for
+                // that step to end: the next request must not share the GPU buffers with it.
+                Effect.onInterrupt(() =>
+                  Effect.sync(() => controller.abort()).pipe(Effect.andThen(Effect.promise(() => running.then(() => {}, () => {}))))
+                )
+              )
+            })
+          )
         return Engine.of({
           engine,
           generate,

@@ -50,3 +50,28 @@ describe("the Engine service", () => {
     }
   })
 })
+
+describe("interrupting a run", () => {
+  it("stops the engine between steps and releases every sequence", async () => {
+    const live = await Effect.runPromise(
+      Effect.gen(function*() {
+        const engine = yield* Engine
+        let steps = 0
+        const run = engine.generate({ tree, sampling: { maxTokens: 1000, ignoreEos: true } }, { onStep: () => void steps++ })
+        // give up once a few steps have run
+        const outcome = yield* run.pipe(Effect.timeout("1500 millis"), Effect.exit)
+        expect(outcome._tag).toBe("Failure")
+        expect(steps).toBeGreaterThan(0)
+        // the interruption returned once the engine had stopped: no step runs after it
+        const after = steps
+        yield* Effect.sleep("300 millis")
+        expect(steps).toBe(after)
+        // and it is usable again
+        const again = yield* engine.generate({ tree, sampling: { maxTokens: 3 } })
+        expect(again.completions).toHaveLength(3)
+        return engine.engine.kv.tree.stats().liveSequences
+      }).pipe(Effect.provide(stack))
+    )
+    expect(live).toBe(0)
+  })
+})

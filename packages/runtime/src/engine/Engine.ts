@@ -240,8 +240,12 @@ export class TreeEngine {
     this.kv.destroy()
   }
 
-  /** Runs a request to completion; events report progress and stream tokens. */
-  async generate(request: GenerateRequest, events: GenerateEvents = {}): Promise<GenerateResult> {
+  /**
+   * Runs a request to completion; events report progress and stream tokens.
+   * An aborted `signal` stops it between steps (rejecting with the signal's
+   * reason), with every sequence released.
+   */
+  async generate(request: GenerateRequest, events: GenerateEvents = {}, signal?: AbortSignal): Promise<GenerateResult> {
     const sampling = resolveSampling(request.sampling ?? {}, this.model.config.vocabSize)
     const attention = request.attention ?? "hydragen"
     const sharing = request.sharing ?? "tree"
@@ -276,6 +280,7 @@ export class TreeEngine {
         for (const job of wave) {
           const g = job.group
           if (promptSeq.has(g)) continue
+          signal?.throwIfAborted()
           const placed = tree.insert(g.prompt, sharing === "single-level" ? g.index + 1 : 0)
           promptSeq.set(g, placed.seq)
           // A split's copies read KV written before it, and rows' slots may move
@@ -311,6 +316,7 @@ export class TreeEngine {
         // Decode: all live samples of the wave as one batch per step.
         const td = performance.now()
         while (live.length > 0) {
+          signal?.throwIfAborted()
           const seqs = live.map((s) => s.seq)
           const plan = planLevels(tree, seqs)
           sharingSum += sharingFactor(plan)
