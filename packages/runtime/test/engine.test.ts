@@ -318,6 +318,12 @@ describe("TreeEngine requests", () => {
       expect(again.stats.prefillTokens).toBe(0)
       expect(again.stats.reusedTokens).toBe(first.stats.prefillTokens + first.stats.reusedTokens)
       expect(again.completions).toEqual(first.completions)
+      const held = engine.kv.pool.used
+      expect(engine.clearCache()).toBe(held)
+      expect(engine.kv.pool.used).toBe(0)
+      const cleared = await engine.generate(request)
+      expect(cleared.stats.prefillTokens).toBe(first.stats.prefillTokens)
+      expect(cleared.completions).toEqual(first.completions)
       const flat = await engine.generate({ ...request, sharing: "single-level" })
       expect(flat.completions.map((c) => c.tokens)).toEqual(first.completions.map((c) => c.tokens))
       // each leaf group prefills its whole prompt once: the few-shot prefix three times instead of once

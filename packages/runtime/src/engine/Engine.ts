@@ -233,6 +233,14 @@ export class TreeEngine {
     }
   }
 
+  /**
+   * Drops every cached prefix no running request holds, returning its KV blocks
+   * to the pool (the next request prefills from scratch). Returns the blocks freed.
+   */
+  clearCache(): number {
+    return this.kv.tree.evict(this.kv.numBlocks)
+  }
+
   destroy(): void {
     this.forward.destroy()
     this.hydragen.destroy()
