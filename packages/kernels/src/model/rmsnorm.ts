@@ -7,8 +7,7 @@
  */
 import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
-  bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
-  type BoundDispatch
+  bindAll, BoundRowGroups, defaultVariant, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize
 } from "./common.ts"
 
 const code = (wg: number): string => wgsl`
@@ -114,21 +113,12 @@ export class RmsNormKernel {
     const pipeline = b.dim % 4 === 0 ? this.vec4 : this.scalar
     const bindGroup = bindAll(this.device, pipeline, "rmsnorm", [params, b.count, b.x, b.weight, b.y])
     const rowsPerGroup = this.variant === "software" ? SOFTWARE_WG : 1
-    return new BoundRmsNorm({ pipeline, bindGroup }, params, rowsPerGroup)
+    return new BoundRowGroups({ pipeline, bindGroup }, params, rowsPerGroup)
   }
 }
 
-export class BoundRmsNorm {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowsPerGroup: number) {}
-  encode(pass: GPUComputePassEncoder, rows: number): void {
-    if (rows === 0) return
-    const [x, y] = grid2(Math.ceil(rows / this.rowsPerGroup))
-    dispatch(pass, this.d, x, y)
-  }
-  destroy(): void {
-    this.params.destroy()
-  }
-}
+/** RMSNorm bound to its buffers: one dispatch over groups of rows. */
+export type BoundRmsNorm = BoundRowGroups
 
 export const referenceRmsNorm = (
   x: ArrayLike<number>,

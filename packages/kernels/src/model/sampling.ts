@@ -22,8 +22,8 @@
  */
 import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
-  bindAll, defaultVariant, dispatch, grid2, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
-  rowWorkgroupSize, unitOpen, type BoundDispatch
+  bindAll, BoundRowGroups, defaultVariant, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
+  rowWorkgroupSize, unitOpen
 } from "./common.ts"
 
 export interface SamplingParams {
@@ -301,21 +301,12 @@ export class SamplingKernel {
   bind(b: SamplingBinding): BoundSampling {
     const params = uniformBuffer(this.device, "sampling-params", packParams([["u32", b.vocab]]))
     const bindGroup = bindAll(this.device, this.pipeline, "sampling", [params, b.count, b.logits, b.params, b.tokens])
-    return new BoundSampling({ pipeline: this.pipeline, bindGroup }, params, this.variant === "software" ? SOFTWARE_WG : 1)
+    return new BoundRowGroups({ pipeline: this.pipeline, bindGroup }, params, this.variant === "software" ? SOFTWARE_WG : 1)
   }
 }
 
-export class BoundSampling {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowsPerGroup: number) {}
-  encode(pass: GPUComputePassEncoder, rows: number): void {
-    if (rows === 0) return
-    const [x, y] = grid2(Math.ceil(rows / this.rowsPerGroup))
-    dispatch(pass, this.d, x, y)
-  }
-  destroy(): void {
-    this.params.destroy()
-  }
-}
+/** Sampling bound to its buffers: one dispatch over groups of rows. */
+export type BoundSampling = BoundRowGroups
 
 /** The set of token ids that survive temperature, top-k and top-p, and their probabilities (float64). */
 export const referenceSamplingDistribution = (logits: ArrayLike<number>, p: SamplingParams): Float64Array => {
