@@ -20,7 +20,7 @@
 import {
   type AttentionBuffers, type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
   type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, MatmulKernel,
-  packSamplingParams, readFloat32, readUint32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
+  packSamplingParams, readFloat32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
   SamplingKernel, type SamplingParams, SwigluKernel
 } from "@canopy/kernels"
 import { ropeSpec } from "./config.ts"
@@ -90,6 +90,8 @@ export class Forward {
     readonly logits: GPUBuffer,
     /** u32 [maxLogitRows] */
     readonly sampled: GPUBuffer,
+    /** MAP_READ staging for `sampled` */
+    private readonly readback: GPUBuffer,
     private readonly rowCount: RowCount,
     private readonly logitCount: RowCount,
     private readonly embed: BoundGather,
@@ -145,6 +147,8 @@ export class Forward {
       const xln = buffer("fwd-xn-logit-rows", L * hd * 4)
       const logits = buffer("fwd-logits", L * c.vocabSize * 4)
       const sampled = buffer("fwd-sampled", L * 4)
+      const readback = device.createBuffer({ label: "fwd-sampled-readback", size: Math.max(16, L * 4), usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ })
+      owned.push(readback)
       const rowCount = createRowCount(device, "fwd-rows")
       const logitCount = createRowCount(device, "fwd-logit-rows-count")
       owned.push(rowCount, logitCount)
@@ -180,7 +184,7 @@ export class Forward {
       const error = await device.popErrorScope()
       if (error !== null) throw new GpuValidationError({ operation: "binding the forward pass", wgpuMessage: error.message })
       return new Forward(
-        weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, rowCount, logitCount, embed, layers, tail, owned
+        weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, readback, rowCount, logitCount, embed, layers, tail, owned
       )
     } catch (e) {
       if (!(e instanceof GpuValidationError)) await device.popErrorScope()
@@ -242,8 +246,17 @@ export class Forward {
   async step(batch: ForwardBatch): Promise<Uint32Array> {
     const encoder = this.device.createCommandEncoder({ label: "forward-step" })
     this.encode(encoder, batch)
+    const n = batch.logitRows.length
+    // The sampled ids ride back in the step's own submission, through one staging buffer kept for it.
+    if (n > 0) encoder.copyBufferToBuffer(this.sampled, 0, this.readback, 0, n * 4)
     this.device.queue.submit([encoder.finish()])
-    return batch.logitRows.length === 0 ? new Uint32Array(0) : readUint32(this.device, this.sampled, batch.logitRows.length)
+    if (n === 0) return new Uint32Array(0)
+    await this.readback.mapAsync(GPUMapMode.READ, 0, n * 4)
+    try {
+      return new Uint32Array(this.readback.getMappedRange(0, n * 4).slice(0))
+    } finally {
+      this.readback.unmap()
+    }
   }
 
   /** Reads the logits of the last step's first `rows` logit rows. */
