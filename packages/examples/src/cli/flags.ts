@@ -3,12 +3,25 @@
  */
 import { Option } from "effect"
 import { Flag } from "effect/cli"
+import { parseIntList } from "../bench/lists.ts"
 
 export const positiveInt = (name: string, fallback: number, description: string) =>
   Flag.Int(name).pipe(
     Flag.withDescription(`${description} (default ${fallback})`),
     Flag.filter((n) => n >= 1, (n) => `--${name} must be at least 1, got ${n}`),
     Flag.withDefault(fallback)
+  )
+
+/** An integer flag with a default. */
+export const intFlag = (name: string, fallback: number, description: string) =>
+  Flag.Int(name).pipe(Flag.withDescription(description), Flag.withDefault(fallback))
+
+/** A comma-separated list of integers ≥ `min` (`--batch 8,32,64`). */
+export const intListFlag = (name: string, fallback: string, min: number, description: string) =>
+  Flag.String(name).pipe(
+    Flag.withDescription(`${description} (comma-separated)`),
+    Flag.withDefault(fallback),
+    Flag.mapTryCatch((text) => parseIntList(text, min), (e) => (e instanceof Error ? e.message : String(e)))
   )
 
 export const modelFlag = Flag.String("model").pipe(

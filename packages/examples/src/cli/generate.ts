@@ -113,6 +113,6 @@ export const generateCommand = Command.make(
           `each cached KV token served ${s.sharingFactor.toFixed(1)} samples per step`
       )
     }).pipe(
-      Effect.provide(Layer.unwrap(Effect.sync(() => Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory) }).pipe(Layer.provideMerge(modelStack(flags.model))))))
+      Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory) }).pipe(Layer.provideMerge(modelStack(flags.model))))
     )
 ).pipe(Command.withDescription("Sample completions of a prompt tree (JSON file) with the engine"))

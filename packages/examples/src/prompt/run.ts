@@ -25,22 +25,12 @@ export interface RunOptions {
   readonly events?: RunEvents
 }
 
-/** Totals over the run's engine requests (one per distinct sampling setting). */
-export interface RunStats {
+/** Totals over the run's engine requests (one per distinct sampling setting); rates over the summed times. */
+export interface RunStats extends Pick<GenerateStats,
+  | "samples" | "generatedTokens" | "promptTokens" | "prefillTokens" | "reusedTokens"
+  | "prefillSeconds" | "decodeSeconds" | "totalSeconds" | "tokensPerSecond" | "decodeTokensPerSecond"
+> {
   readonly requests: number
-  readonly samples: number
-  readonly generatedTokens: number
-  /** prompt tokens summed over samples: what a runtime without sharing would prefill */
-  readonly promptTokens: number
-  /** prompt tokens this run prefilled */
-  readonly prefillTokens: number
-  /** prompt tokens found already cached: by earlier runs, or by nodes of this run that share a prefix */
-  readonly reusedTokens: number
-  readonly prefillSeconds: number
-  readonly decodeSeconds: number
-  readonly totalSeconds: number
-  readonly tokensPerSecond: number
-  readonly decodeTokensPerSecond: number
 }
 
 export interface PromptRun {

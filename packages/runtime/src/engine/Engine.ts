@@ -304,6 +304,8 @@ export class TreeEngine {
           prefillTokens += rows.length
           reusedTokens += placed.newStart
         }
+        // Prefill forwards queue up without waiting; the phase's time ends when the GPU is done.
+        await this.device.queue.onSubmittedWorkDone()
         peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
         const used = new Set<SeqId>()
         for (const job of wave) {
@@ -496,7 +498,6 @@ export class TreeEngine {
         checkDeviceAlive(this.device) // a read-back fails when the device is lost: say why
         throw e
       })
-      if (batch.logitRows.length === 0) await this.device.queue.onSubmittedWorkDone()
       checkDeviceAlive(this.device)
       return sampled
     } finally {

@@ -10,37 +10,27 @@ import { disagreements, runAttentionBench, writeAttentionReport } from "../../be
 import { chartPathFor, formatAttentionTable } from "../../bench/attentionReport.ts"
 import { gridPoints } from "../../bench/attentionWorkload.ts"
 import { shapeProblems } from "../../bench/benchShape.ts"
-import { parseIntList } from "../../bench/lists.ts"
 import { parseRooflineJson } from "../../bench/rooflineReport.ts"
 import { InvalidFlag } from "../errors.ts"
-
-const list = (name: string, fallback: string, min: number, description: string) =>
-  Flag.String(name).pipe(
-    Flag.withDescription(`${description} (comma-separated)`),
-    Flag.withDefault(fallback),
-    Flag.mapTryCatch((text) => parseIntList(text, min), (e) => (e instanceof Error ? e.message : String(e)))
-  )
-
-const int = (name: string, fallback: number, description: string) =>
-  Flag.Int(name).pipe(Flag.withDescription(description), Flag.withDefault(fallback))
+import { intFlag, intListFlag } from "../flags.ts"
 
 const file = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
 
 export const benchAttentionCommand = Command.make(
   "attention",
   {
-    batch: list("batch", "8,32,64", 1, "sequences sharing the prefix"),
-    prefix: list("prefix", "256,1024", 1, "shared prefix tokens"),
-    suffix: list("suffix", "32", 0, "tokens of each sequence's own suffix"),
-    heads: int("heads", 8, "query heads"),
-    kvHeads: int("kv-heads", 1, "KV heads (heads must be a multiple)"),
-    headDim: int("head-dim", 64, "head dimension (a multiple of 8)"),
-    blockSize: int("block-size", 16, "tokens per KV block"),
+    batch: intListFlag("batch", "8,32,64", 1, "sequences sharing the prefix"),
+    prefix: intListFlag("prefix", "256,1024", 1, "shared prefix tokens"),
+    suffix: intListFlag("suffix", "32", 0, "tokens of each sequence's own suffix"),
+    heads: intFlag("heads", 8, "query heads"),
+    kvHeads: intFlag("kv-heads", 1, "KV heads (heads must be a multiple)"),
+    headDim: intFlag("head-dim", 64, "head dimension (a multiple of 8)"),
+    blockSize: intFlag("block-size", 16, "tokens per KV block"),
     suffixKernel: Flag.Literals("suffix-kernel", ["decode", "level"]).pipe(
       Flag.withDescription("where Hydragen attends each sequence's own suffix: the decode kernel, or the level kernel with one-row tiles"),
       Flag.withDefault("decode")
     ),
-    repeats: int("repeats", 7, "timed runs per method and point, at most (the median is reported)"),
+    repeats: intFlag("repeats", 7, "timed runs per method and point, at most (the median is reported)"),
     roofline: file("roofline", "roofline JSON from `canopy bench roofline --json` (measured now when absent)"),
     json: file("json", "write the report as JSON here (and the chart beside it, .svg)"),
     svg: file("svg", "write the speed-up chart here")

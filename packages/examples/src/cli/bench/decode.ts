@@ -10,16 +10,8 @@ import { writeFile } from "node:fs/promises"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { decodeChartSvg, type DecodeReport, formatDecodeTable, runDecodeBench } from "../../bench/decodeBench.ts"
-import { parseIntList } from "../../bench/lists.ts"
 import { progressLine } from "../../terminal/progressLine.ts"
-import { positiveInt } from "../flags.ts"
-
-const list = (name: string, fallback: string, description: string) =>
-  Flag.String(name).pipe(
-    Flag.withDescription(`${description} (comma-separated)`),
-    Flag.withDefault(fallback),
-    Flag.mapTryCatch((text) => parseIntList(text, 1), (e) => (e instanceof Error ? e.message : String(e)))
-  )
+import { intListFlag, positiveInt } from "../flags.ts"
 
 /** A preset, optionally with fewer layers so a large shape fits a machine's memory and time. */
 const syntheticModel = (preset: string, layers: Option.Option<number>): ModelConfig => {
@@ -35,8 +27,8 @@ export const benchDecodeCommand = Command.make(
   {
     preset: Flag.String("preset").pipe(Flag.withDescription(`synthetic model: ${PRESET_NAMES.join(", ")}`), Flag.withDefault("tiny")),
     layers: Flag.Int("layers").pipe(Flag.withDescription("use only this many layers of the preset (scale a large shape down)"), Flag.optional),
-    batch: list("batch", "8,32,64", "samples decoding together"),
-    prefix: list("prefix", "256,1024", "shared prefix tokens"),
+    batch: intListFlag("batch", "8,32,64", 1, "samples decoding together"),
+    prefix: intListFlag("prefix", "256,1024", 1, "shared prefix tokens"),
     tokens: positiveInt("tokens", 16, "tokens decoded per sample"),
     json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional)
   },

@@ -6,20 +6,18 @@
 import { benchPlan } from "@canopy/tree-cache"
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-
-const int = (name: string, fallback: number, description: string) =>
-  Flag.Int(name).pipe(Flag.withDescription(description), Flag.withDefault(fallback))
+import { intFlag } from "../flags.ts"
 
 export const benchPlanCommand = Command.make(
   "plan",
   {
-    prefix: int("prefix", 2000, "few-shot prefix tokens (level 0)"),
-    problems: int("problems", 8, "problems under the prefix (level 1)"),
-    problemTokens: int("problem-tokens", 300, "tokens per problem statement"),
-    samples: int("samples", 128, "live samples per problem (level 2)"),
-    sampleTokens: int("sample-tokens", 100, "tokens decoded per sample so far"),
-    blockSize: int("block-size", 16, "tokens per KV block"),
-    iterations: int("iterations", 2000, "plans timed"),
+    prefix: intFlag("prefix", 2000, "few-shot prefix tokens (level 0)"),
+    problems: intFlag("problems", 8, "problems under the prefix (level 1)"),
+    problemTokens: intFlag("problem-tokens", 300, "tokens per problem statement"),
+    samples: intFlag("samples", 128, "live samples per problem (level 2)"),
+    sampleTokens: intFlag("sample-tokens", 100, "tokens decoded per sample so far"),
+    blockSize: intFlag("block-size", 16, "tokens per KV block"),
+    iterations: intFlag("iterations", 2000, "plans timed"),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the figures as JSON"), Flag.withDefault(false))
   },
   (flags) =>
