@@ -3,7 +3,7 @@ import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { createStorageBuffer, readUint32, uploadBuffer } from "../src/gpu/resources.ts"
 import { createRowCount, type KernelVariant } from "../src/model/common.ts"
 import {
-  packSamplingParams, referenceSample, referenceSamplingDistribution, SamplingKernel, type SamplingParams
+  NON_FINITE_TOKEN, packSamplingParams, referenceSample, referenceSamplingDistribution, SamplingKernel, type SamplingParams
 } from "../src/model/sampling.ts"
 
 const variants: ReadonlyArray<KernelVariant> = ["gpu", "software"]
@@ -54,6 +54,25 @@ const repeat = (row: ArrayLike<number>, times: number): Float32Array => {
 }
 
 describe("GPU sampling", () => {
+  it.each(variants)("marks a row with a NaN or infinite logit as NON_FINITE_TOKEN, greedy or not, leaving other rows alone (%s variant)", async (variant) => {
+    const vocab = 300
+    const poison = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN]
+    const rows = 2 * poison.length + 1
+    const logits = new Float32Array(rows * vocab)
+    for (let i = 0; i < logits.length; i++) logits[i] = Math.cos(i * 0.37) * 4
+    // Poison at a different position of each row (first, last, inside), for both greedy and sampled rows.
+    poison.forEach((v, j) => {
+      logits[j * vocab + [0, vocab - 1, 123, 7][j]!] = v
+      logits[(poison.length + j) * vocab + [vocab - 1, 0, 7, 123][j]!] = v
+    })
+    const base = { topK: 0, topP: 1, seed: 3, step: 0 }
+    const params = Array.from({ length: rows }, (_, r): SamplingParams =>
+      ({ ...base, sequence: r, temperature: r < poison.length || r === rows - 1 ? 0 : 0.9, topP: r % 2 === 0 ? 1 : 0.8 }))
+    const got = await sample(logits, vocab, params, wide(variant))
+    for (let r = 0; r < rows - 1; r++) expect(got[r], `row ${r}`).toBe(NON_FINITE_TOKEN)
+    expect(got[rows - 1]).toBe(referenceSample(logits.subarray((rows - 1) * vocab), params[rows - 1]!))
+  })
+
   it.each(variants)("is greedy (lowest index on ties) for temperature 0 and for top-k = 1 (%s variant)", async (variant) => {
     const vocab = 1000
     const logits = new Float32Array(3 * vocab)

@@ -310,12 +310,25 @@ export class PrefixTree {
     return { seq, length: s.length, newStart: g.newStart, newBlocks: g.newBlocks, newSlots: g.newSlots, copies: g.copies }
   }
 
-  /** Ends a sequence. Its nodes stay cached (evictable once no one else locks them). */
-  release(seq: SeqId): void {
+  /**
+   * Ends a sequence. Its nodes stay cached (evictable once no one else locks
+   * them) — all but the tokens at positions ≥ `written`. A sequence stopped
+   * between placing tokens and the forward that writes their KV (an abort, a
+   * failed step) passes how many of its tokens have KV: the rest are dropped
+   * from the tree and their blocks freed, so that no later match trusts KV
+   * that was never written. Tokens another live sequence still holds stay: that
+   * holder writes them, or drops them when it ends the same way.
+   */
+  release(seq: SeqId, written?: number): void {
     const s = this.get(seq)
+    const keep = written ?? s.length
+    if (!Number.isInteger(keep) || keep < 0 || keep > s.length) {
+      throw new RangeError(`written ${keep} outside sequence ${seq} of length ${s.length}`)
+    }
     this.seqs.delete(seq)
     this.touch(s.end)
     this.decRef(s.end)
+    if (keep < s.length) this.dropUnwritten(s.end, s.length, keep)
   }
 
   /** Pins the path root → node against eviction and in-place growth (e.g. a shared system prompt). */
@@ -496,6 +509,28 @@ export class PrefixTree {
     parent.children.set(this.childKey(parent, namespace, tokens[0]!), n)
     this.byId.set(n.id, n)
     return n
+  }
+
+  /**
+   * Drops positions ≥ keep from the path ending at `end` (whose last token is
+   * at position endLength − 1), bottom up, while its nodes are unlocked leaves.
+   */
+  private dropUnwritten(end: TreeNode, endLength: number, keep: number): void {
+    let n = end
+    let nodeEnd = endLength
+    while (n !== this.root && nodeEnd > keep && n.lockRef === 0 && n.children.size === 0) {
+      const start = nodeEnd - n.length
+      if (start < keep) {
+        // The node keeps its written head: shrink it in place, freeing the blocks past it.
+        n.tokens.length = keep - start
+        for (const b of n.blocks.splice(Math.ceil((n.startSlot + n.length) / this.blockSize))) this.pool.release(b)
+        return
+      }
+      const parent = n.parent!
+      this.remove(n)
+      n = parent
+      nodeEnd = start
+    }
   }
 
   /** n blocks, evicting first when the pool is short */

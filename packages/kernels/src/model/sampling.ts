@@ -15,6 +15,11 @@
  * 32 passes that count (top-k) or sum the softmax mass (top-p) of the logits at
  * or above a candidate key. All reductions run in a fixed order.
  *
+ * A row with a NaN or infinite logit gets the token NON_FINITE_TOKEN instead
+ * (0xffffffff, never a vocabulary id): a broken model must not read as a
+ * stream of valid tokens, and the caller turns it into a typed error. The
+ * test is on the bits, since WGSL lets a compiler assume floats are finite.
+ *
  * The "software" variant (see KernelVariant) gives each row to one invocation
  * and runs the searches serially, with no barrier. It keeps the gpu variant's
  * summation order (W lane sums over i ≡ l mod W, then the same tree), so both
@@ -39,6 +44,10 @@ export interface SamplingParams {
   /** the decoding step (or position), so each step of a sequence draws fresh noise */
   readonly step: number
 }
+
+/** The token a row with a NaN or infinite logit gets: not a vocabulary id. */
+export const NON_FINITE_TOKEN = 0xffffffff
+const NON_FINITE = NON_FINITE_TOKEN
 
 /** Words per row in the parameter buffer: temperature f32, topK u32, topP f32, seed, sequence, step, 2 pad. */
 export const SAMPLING_PARAM_WORDS = 8
@@ -68,6 +77,9 @@ struct Row { temperature: f32, topK: u32, topP: f32, seed: u32, sequence: u32, s
 @group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
 
 ${PCG_WGSL}
+
+// NaN or ±∞: all exponent bits set.
+fn nonFinite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }
 
 // Order-preserving map f32 → u32: a < b ⇔ key(a) < key(b).
 fn key(v: f32) -> u32 {
@@ -124,9 +136,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
   var bestValue = -3.4028234663852886e38;
   var bestIndex = 0xffffffffu;
+  var bad = 0.0;
   for (var i = li; i < vocab; i += ${wg}u) {
     let v = logits[base + i];
+    if (nonFinite(v)) { bad = 1.0; }
     if (v > bestValue || bestIndex == 0xffffffffu) { bestValue = v; bestIndex = i; }
+  }
+  if (sumReduce(li, bad) > 0.0) {
+    if (li == 0u) { tokens[r] = ${NON_FINITE}u; }
+    return;
   }
   let top = argmaxReduce(li, bestValue, bestIndex);
   if (row.temperature <= 0.0 || row.topK == 1u) {
@@ -220,8 +238,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
   // Strict > in increasing i: the lowest index among the maxima.
   var top = 0u;
+  var bad = nonFinite(logits[base]);
   for (var i = 1u; i < vocab; i++) {
+    if (nonFinite(logits[base + i])) { bad = true; }
     if (logits[base + i] > logits[base + top]) { top = i; }
+  }
+  if (bad) {
+    tokens[r] = ${NON_FINITE}u;
+    return;
   }
   if (row.temperature <= 0.0 || row.topK == 1u) {
     tokens[r] = top;
