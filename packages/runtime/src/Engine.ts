@@ -4,13 +4,16 @@
  * request are reused by the next while memory allows.
  */
 import type { BlockPoolExhausted } from "@canopy/tree-cache"
-import type { GpuDeviceLost, GpuValidationError } from "@canopy/kernels"
+import type { GpuBufferTooLarge, GpuDeviceLost, GpuValidationError } from "@canopy/kernels"
 import { Context, Data, Effect, Layer, Queue, Semaphore, Stream } from "effect"
 import { Gpu } from "./Gpu.ts"
 import {
-  type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type StepProgress, TreeEngine
+  type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type StepProgress, type TokenEvent,
+  TreeEngine
 } from "./engine/Engine.ts"
-import type { EngineCapacityError, InvalidSampling } from "./engine/errors.ts"
+import type {
+  ContextTooLong, EngineCapacityError, InvalidEngineOptions, InvalidSampling, KvCacheOutOfMemory, NonFiniteLogits
+} from "./engine/errors.ts"
 import type { InvalidPromptTree } from "./engine/PromptTree.ts"
 import type { ForwardBatchError } from "./model/errors.ts"
 import { Model } from "./Model.ts"
@@ -26,22 +29,33 @@ export type EngineError =
   | InvalidPromptTree
   | InvalidSampling
   | EngineCapacityError
+  | ContextTooLong
+  | NonFiniteLogits
   | BlockPoolExhausted
   | ForwardBatchError
   | GpuValidationError
   | GpuDeviceLost
-  | EngineFailure
+  | EngineSetupError
 
 const KNOWN = new Set([
-  "InvalidPromptTree", "InvalidSampling", "EngineCapacityError", "BlockPoolExhausted", "ForwardBatchError", "GpuValidationError", "GpuDeviceLost"
+  "InvalidPromptTree", "InvalidSampling", "EngineCapacityError", "ContextTooLong", "NonFiniteLogits", "BlockPoolExhausted", "ForwardBatchError",
+  "GpuValidationError", "GpuDeviceLost"
 ])
 
-const toEngineError = (e: unknown): EngineError =>
-  typeof e === "object" && e !== null && KNOWN.has((e as { _tag?: string })._tag ?? "") ? (e as EngineError) : new EngineFailure({ cause: e })
+const tagOf = (e: unknown): string => (typeof e === "object" && e !== null ? (e as { _tag?: string })._tag ?? "" : "")
+
+const toEngineError = (e: unknown): EngineError => KNOWN.has(tagOf(e)) ? (e as EngineError) : new EngineFailure({ cause: e })
+
+/** What building the engine can fail with: options out of range, or a KV cache the device cannot hold. */
+export type EngineSetupError = InvalidEngineOptions | KvCacheOutOfMemory | GpuBufferTooLarge | EngineFailure
+
+const SETUP = new Set(["InvalidEngineOptions", "KvCacheOutOfMemory", "GpuBufferTooLarge"])
+
+const toSetupError = (e: unknown): EngineSetupError => SETUP.has(tagOf(e)) ? (e as EngineSetupError) : new EngineFailure({ cause: e })
 
 /** What a generation stream carries, in order: tokens and steps as they happen, completions as samples end, then the result. */
 export type GenerateEvent =
-  | { readonly _tag: "Token"; readonly path: ReadonlyArray<number>; readonly sample: number; readonly token: number }
+  | ({ readonly _tag: "Token" } & TokenEvent)
   | { readonly _tag: "Step"; readonly progress: StepProgress }
   | { readonly _tag: "Completion"; readonly completion: Completion }
   | { readonly _tag: "Done"; readonly result: GenerateResult }
@@ -54,14 +68,14 @@ export interface EngineService {
 }
 
 export class Engine extends Context.Service<Engine, EngineService>()("@canopy/runtime/Engine") {
-  static readonly layer = (options: EngineOptions = {}): Layer.Layer<Engine, EngineFailure, Gpu | Model> =>
+  static readonly layer = (options: EngineOptions = {}): Layer.Layer<Engine, EngineSetupError, Gpu | Model> =>
     Layer.effect(
       Engine,
       Effect.gen(function*() {
         const gpu = yield* Gpu
         const model = yield* Model
         const engine = yield* Effect.acquireRelease(
-          Effect.tryPromise({ try: () => TreeEngine.create(gpu.device, model, options), catch: (cause) => new EngineFailure({ cause }) }),
+          Effect.tryPromise({ try: () => TreeEngine.create(gpu.device, model, options), catch: toSetupError }),
           (e) => Effect.sync(() => e.destroy())
         )
         // One request at a time: the engine's GPU buffers serve one step at a time.

@@ -1,5 +1,5 @@
-import { Effect, Layer, Stream } from "effect"
-import { describe, expect, it } from "vitest"
+import { Deferred, Effect, Exit, Fiber, Layer, ManagedRuntime, Stream } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
 import { Engine, type GenerateEvent } from "../src/Engine.ts"
 import { Gpu } from "../src/Gpu.ts"
 import { Model } from "../src/Model.ts"
@@ -8,18 +8,21 @@ const stack = Engine.layer({ blockSize: 8, kvBlocks: 256 }).pipe(
   Layer.provideMerge(Model.layer({ kind: "synthetic", model: "tiny", seed: 3 })),
   Layer.provideMerge(Gpu.layer())
 )
+// One device, model and engine for the file: building them (the model's kernels compiled) took most of each test.
+const runtime = ManagedRuntime.make(stack)
+afterAll(() => runtime.dispose())
 const tree = { text: "Once, ", children: [{ text: "a fox", samples: 2 }, { text: "a crow", samples: 1 }] }
 
 describe("the Engine service", () => {
   it("streams tokens, steps and completions, then the result, matching generate", async () => {
-    const [events, direct] = await Effect.runPromise(
+    const [events, direct] = await runtime.runPromise(
       Effect.gen(function*() {
         const engine = yield* Engine
         const request = { tree, sampling: { temperature: 0.9, seed: 4, maxTokens: 5 } }
         const events = yield* Stream.runCollect(engine.stream(request))
         const direct = yield* engine.generate(request)
         return [Array.from(events), direct] as const
-      }).pipe(Effect.provide(stack))
+      })
     )
     const tags = (events as ReadonlyArray<GenerateEvent>).map((e) => e._tag)
     expect(tags.at(-1)).toBe("Done")
@@ -30,19 +33,23 @@ describe("the Engine service", () => {
     for (const c of done.result.completions) {
       const streamed = events.flatMap((e) => (e._tag === "Token" && e.sample === c.sample && e.path.join() === c.path.join() ? [e.token] : []))
       expect(streamed).toEqual(c.tokens)
+      // the text pieces add up to the completion's text; only a last, incomplete character may still be held
+      const text = events.flatMap((e) => (e._tag === "Token" && e.sample === c.sample && e.path.join() === c.path.join() ? [e.text] : [])).join("")
+      expect(c.text.startsWith(text)).toBe(true)
+      expect(c.text.slice(text.length)).toMatch(/^\uFFFD*$/)
     }
     expect(tags.filter((t) => t === "Step").length).toBe(done.result.stats.steps)
   })
 
   it("fails with a typed error, in generate and in the stream", async () => {
-    const errors = await Effect.runPromise(
+    const errors = await runtime.runPromise(
       Effect.gen(function*() {
         const engine = yield* Engine
         const bad = { tree, sampling: { topP: 2 } }
         const a = yield* Effect.flip(engine.generate(bad))
         const b = yield* Effect.flip(Stream.runCollect(engine.stream(bad)))
         return [a, b]
-      }).pipe(Effect.provide(stack))
+      })
     )
     for (const e of errors) {
       expect(e._tag).toBe("InvalidSampling")
@@ -53,13 +60,21 @@ describe("the Engine service", () => {
 
 describe("interrupting a run", () => {
   it("stops the engine between steps and releases every sequence", async () => {
-    const live = await Effect.runPromise(
+    const live = await runtime.runPromise(
       Effect.gen(function*() {
         const engine = yield* Engine
         let steps = 0
-        const run = engine.generate({ tree, sampling: { maxTokens: 1000, ignoreEos: true } }, { onStep: () => void steps++ })
-        // give up once a few steps have run
-        const outcome = yield* run.pipe(Effect.timeout("1500 millis"), Effect.exit)
+        const fewSteps = yield* Deferred.make<void>()
+        const run = engine.generate({ tree, sampling: { maxTokens: 1000, ignoreEos: true } }, {
+          onStep: () => {
+            if (++steps === 3) Deferred.doneUnsafe(fewSteps, Exit.void)
+          }
+        })
+        // give up once a few steps have run, counted rather than timed: a slow machine takes longer to reach them
+        const fiber = yield* Effect.forkChild(run)
+        yield* Deferred.await(fewSteps).pipe(Effect.raceFirst(Fiber.await(fiber)))
+        yield* Fiber.interrupt(fiber)
+        const outcome = yield* Fiber.await(fiber)
         expect(outcome._tag).toBe("Failure")
         expect(steps).toBeGreaterThan(0)
         // the interruption returned once the engine had stopped: no step runs after it
@@ -70,7 +85,7 @@ describe("interrupting a run", () => {
         const again = yield* engine.generate({ tree, sampling: { maxTokens: 3 } })
         expect(again.completions).toHaveLength(3)
         return engine.engine.kv.tree.stats().liveSequences
-      }).pipe(Effect.provide(stack))
+      })
     )
     expect(live).toBe(0)
   })

@@ -121,7 +121,7 @@ describe("prefill through the level machinery", () => {
         fc.integer({ min: 1, max: 8 }),
         async (config, seed, tokens, blockSize) => {
           const { host, model } = makeModel(config, seed)
-          const kv = KvCache.create(gpu.device, config, { blockSize, numBlocks: 64, shards: seed % 2 === 1 ? config.numKvHeads : 1 })
+          const kv = await KvCache.create(gpu.device, config, { blockSize, numBlocks: 64, shards: seed % 2 === 1 ? config.numKvHeads : 1 })
           const attention = await createTreeAttention(gpu.device, {
             heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize, poolShards: kv.shards
           })

@@ -14,16 +14,17 @@
  *      runs in waves; one that can never fit is refused before any work.
  */
 import {
-  checkDeviceAlive, createPagedDecode, createTreeAttention, type PreparedAttention, type SamplingParams, type TreeAttention
+  checkDeviceAlive, createPagedDecode, createTreeAttention, NON_FINITE_TOKEN, type PreparedAttention, type SamplingParams, type TreeAttention
 } from "@canopy/kernels"
-import { planLevels, type SeqId } from "@canopy/tree-cache"
-import { Forward } from "../model/forward.ts"
+import { type BlockCopy, planLevels, type SeqId } from "@canopy/tree-cache"
+import { Forward, type ForwardBatch } from "../model/forward.ts"
 import type { LoadedModel } from "../model/model.ts"
-import { EngineCapacityError, InvalidSampling } from "./errors.ts"
+import { ContextTooLong, EngineCapacityError, InvalidEngineOptions, InvalidSampling, NonFiniteLogits } from "./errors.ts"
 import { KvCache } from "./KvCache.ts"
 import { planRows } from "./planRows.ts"
-import { InvalidPromptTree, type PromptTree } from "./PromptTree.ts"
+import { InvalidPromptTree, jsonPathOf, MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH, pathOf, type PromptTree, walkPromptTree } from "./PromptTree.ts"
 import { StopMatcher } from "./stops.ts"
+import { TokenText } from "./tokenText.ts"
 
 /**
  * hydragen: shared nodes attended once per level; baseline: per-sequence paged
@@ -123,9 +124,17 @@ export interface GenerateResult {
   readonly stats: GenerateStats
 }
 
+export interface TokenEvent {
+  readonly path: ReadonlyArray<number>
+  readonly sample: number
+  readonly token: number
+  readonly text: string
+}
+
 export interface GenerateEvents {
   readonly onStep?: (progress: StepProgress) => void
-  readonly onToken?: (event: { readonly path: ReadonlyArray<number>; readonly sample: number; readonly token: number }) => void
+  /** each generated token as it is sampled, with the text it adds (see TokenText: "" while a UTF-8 character is incomplete) */
+  readonly onToken?: (event: TokenEvent) => void
   readonly onCompletion?: (completion: Completion) => void
   /**
    * The logits each decode step sampled from, `[rows][vocab]` with row r the
@@ -171,8 +180,7 @@ interface LiveSample {
   readonly seq: SeqId
   readonly tokens: Array<number>
   readonly stops: StopMatcher
-  /** the input token's KV is already in the cache (the prompt's last token, prefilled) */
-  kvWritten: boolean
+  readonly text: TokenText
   last: number
 }
 
@@ -200,7 +208,9 @@ export class TreeEngine {
     const blockSize = options.blockSize ?? 16
     const maxBatch = options.maxBatch ?? 1024
     const maxPrefillRows = options.maxPrefillRows ?? 256
-    const kv = KvCache.create(device, c, {
+    checkRows(device, c, "maxBatch", maxBatch)
+    checkRows(device, c, "maxPrefillRows", maxPrefillRows)
+    const kv = await KvCache.create(device, c, {
       blockSize,
       ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
       ...(options.kvMemoryBytes !== undefined ? { memoryBytes: options.kvMemoryBytes } : {}),
@@ -250,203 +260,235 @@ export class TreeEngine {
 
   /**
    * Runs a request to completion; events report progress and stream tokens.
-   * An aborted `signal` stops it between steps (rejecting with the signal's
-   * reason), with every sequence released.
+   * An aborted `signal` stops it between steps or prefill chunks (rejecting
+   * with the signal's reason), with every sequence released.
+   *
+   * Fault safety rests on one rule: the trie keeps only tokens whose KV is
+   * written. A token is placed in the trie before the forward that writes its
+   * KV (a prompt before its prefill, a sampled token before the next step), so
+   * `written` follows, per live sequence, how many of its tokens have KV; every
+   * exit releases each sequence with that count, and the trie drops the rest.
    */
   async generate(request: GenerateRequest, events: GenerateEvents = {}, signal?: AbortSignal): Promise<GenerateResult> {
     const sampling = resolveSampling(request.sampling ?? {}, this.model.config.vocabSize)
     const attention = request.attention ?? "hydragen"
     const sharing = request.sharing ?? "tree"
-    const groups = this.tokenizeTree(request.tree)
-    const jobs = groups.flatMap((group) => Array.from({ length: group.samples }, (_, sample) => ({ group, sample })))
-      .map((j, ordinal): SampleJob => ({ ...j, ordinal }))
+    const groups = this.tokenizeTree(request.tree, sampling.maxTokens)
+    const jobs: Array<SampleJob> = []
+    for (const group of groups) for (let sample = 0; sample < group.samples; sample++) jobs.push({ group, sample, ordinal: jobs.length })
     const waveSize = this.waveSize(groups, sampling.maxTokens, sharing)
     const eos = sampling.ignoreEos ? [] : [...this.model.config.eosTokenIds, ...this.model.tokenizer.eosIds]
-    const stopTokenIds = new Set([...sampling.stopTokenIds, ...eos])
-
-    const t0 = performance.now()
-    let prefillMs = 0
-    let decodeMs = 0
-    let steps = 0
-    let generated = 0
-    let prefillTokens = 0
-    let reusedTokens = 0
-    let peakBlocks = this.kv.pool.used
-    let sharingSum = 0
-    const completions: Array<Completion> = []
-    const waves = Math.ceil(jobs.length / waveSize)
-    const tree = this.kv.tree
+    const run: RunState = {
+      sampling, sharing, events, signal,
+      stopTokenIds: new Set([...sampling.stopTokenIds, ...eos]),
+      t0: performance.now(), prefillMs: 0, decodeMs: 0, steps: 0, generated: 0, prefillTokens: 0, reusedTokens: 0,
+      peakBlocks: this.kv.pool.used, sharingSum: 0, completions: [], totalSamples: jobs.length, wave: 0,
+      waves: Math.ceil(jobs.length / waveSize)
+    }
     this.current.attention = attention === "hydragen" ? this.hydragen : attention === "baseline" ? this.baseline : undefined
 
-    for (let w = 0; w < waves; w++) {
-      const wave = jobs.slice(w * waveSize, (w + 1) * waveSize)
-      const live: Array<LiveSample> = []
-      const promptSeq = new Map<Group, SeqId>()
+    for (; run.wave < run.waves; run.wave++) {
+      const wave = jobs.slice(run.wave * waveSize, (run.wave + 1) * waveSize)
+      const written = new Map<SeqId, number>()
       try {
-        // Prefill: every leaf prompt of the wave, each node's new tokens once.
-        const tp = performance.now()
-        for (const job of wave) {
-          const g = job.group
-          if (promptSeq.has(g)) continue
-          signal?.throwIfAborted()
-          const placed = tree.insert(g.prompt, sharing === "single-level" ? g.index + 1 : 0)
-          promptSeq.set(g, placed.seq)
-          // A split's copies read KV written before it, and rows' slots may move
-          // in the next split: each insert is prefilled before the tree changes again.
-          if (placed.copies.length > 0) {
-            const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
-            this.kv.encodeCopies(encoder, placed.copies)
-            this.device.queue.submit([encoder.finish()])
-          }
-          const rows = []
-          for (let p = placed.newStart; p < g.prompt.length; p++) rows.push({ seq: placed.seq, position: p, token: g.prompt[p]! })
-          await this.prefill(rows)
-          prefillTokens += rows.length
-          reusedTokens += placed.newStart
-        }
-        // Prefill forwards queue up without waiting; the phase's time ends when the GPU is done.
-        await this.device.queue.onSubmittedWorkDone()
-        peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
-        const used = new Set<SeqId>()
-        for (const job of wave) {
-          const first = promptSeq.get(job.group)!
-          const seq = used.has(first) ? tree.fork(first) : first
-          used.add(first)
-          live.push({
-            job,
-            seq,
-            tokens: [],
-            kvWritten: true,
-            stops: new StopMatcher(sampling.stop, this.model.tokenizer),
-            last: job.group.prompt[job.group.prompt.length - 1]!
-          })
-        }
-        prefillMs += performance.now() - tp
-
-        // Decode: all live samples of the wave as one batch per step.
-        const td = performance.now()
-        while (live.length > 0) {
-          signal?.throwIfAborted()
-          const seqs = live.map((s) => s.seq)
-          const plan = planLevels(tree, seqs)
-          sharingSum += sharingFactor(plan)
-          const rows = live.length
-          const tokens = new Uint32Array(rows)
-          const positions = new Uint32Array(rows)
-          const slots = new Uint32Array(2 * rows)
-          const written = new Set<number>()
-          const params: Array<SamplingParams> = []
-          for (let r = 0; r < rows; r++) {
-            const s = live[r]!
-            const position = tree.lengthOf(s.seq) - 1
-            const { block, slot } = tree.slotOf(s.seq, position)
-            const key = block * this.kv.blockSize + slot
-            tokens[r] = s.last
-            positions[r] = position
-            slots[2 * r] = s.kvWritten || written.has(key) ? NO_WRITE : block
-            slots[2 * r + 1] = slot
-            written.add(key)
-            params.push({
-              temperature: sampling.temperature,
-              topK: sampling.topK,
-              topP: sampling.topP,
-              seed: sampling.seed,
-              sequence: s.job.ordinal,
-              step: s.tokens.length
-            })
-          }
-          const sampled = await this.run(plan, {
-            tokens,
-            positions,
-            slots,
-            logitRows: Uint32Array.from({ length: rows }, (_, r) => r),
-            sampling: params
-          })
-          steps++
-          if (events.onLogits !== undefined) {
-            const logits = await this.forward.readLogits(rows)
-            events.onLogits({
-              rows: live.map((s, r) => ({ path: s.job.group.path, sample: s.job.sample, position: positions[r]! })),
-              logits
-            })
-          }
-          const copies = []
-          for (let r = rows - 1; r >= 0; r--) {
-            const s = live[r]!
-            const token = sampled[r]!
-            const reason = this.advance(s, token, stopTokenIds, sampling.maxTokens)
-            if (reason === undefined) {
-              generated++
-              events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token })
-              copies.push(...tree.append(s.seq, [token]).copies)
-              s.last = token
-              s.kvWritten = false
-              continue
-            }
-            if (reason !== "eos") {
-              generated++
-              events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token })
-            }
-            live.splice(r, 1)
-            tree.release(s.seq)
-            const completion: Completion = {
-              path: s.job.group.path,
-              sample: s.job.sample,
-              tokens: s.tokens,
-              text: s.stops.finalText(s.tokens),
-              finishReason: reason
-            }
-            completions.push(completion)
-            events.onCompletion?.(completion)
-          }
-          if (copies.length > 0) {
-            const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
-            this.kv.encodeCopies(encoder, copies)
-            this.device.queue.submit([encoder.finish()])
-          }
-          peakBlocks = Math.max(peakBlocks, this.kv.pool.used)
-          events.onStep?.({
-            wave: w,
-            waves,
-            step: steps,
-            live: rows,
-            finishedSamples: completions.length,
-            totalSamples: jobs.length,
-            generatedTokens: generated,
-            elapsedSeconds: (performance.now() - t0) / 1000
-          })
-        }
-        decodeMs += performance.now() - td
+        const live = await this.prefillWave(wave, run, written)
+        await this.decodeWave(live, run, written)
       } finally {
-        // On failure, nothing stays locked: the cache remains usable.
-        for (const seq of [...promptSeq.values(), ...live.map((s) => s.seq)]) if (tree.isLive(seq)) tree.release(seq)
+        // Every exit, a failure or an abort included: nothing stays locked, and no token without KV stays cached.
+        for (const [seq, count] of written) if (this.kv.tree.isLive(seq)) this.kv.tree.release(seq, count)
       }
     }
 
-    completions.sort((a, b) => comparePaths(a.path, b.path) || a.sample - b.sample)
-    const totalSeconds = (performance.now() - t0) / 1000
-    return {
-      completions,
-      stats: {
-        samples: jobs.length,
-        generatedTokens: generated,
-        promptTokens: jobs.reduce((n, j) => n + j.group.prompt.length, 0),
-        prefillTokens,
-        reusedTokens,
-        prefillSeconds: prefillMs / 1000,
-        decodeSeconds: decodeMs / 1000,
-        totalSeconds,
-        decodeTokensPerSecond: decodeMs > 0 ? generated / (decodeMs / 1000) : 0,
-        tokensPerSecond: totalSeconds > 0 ? generated / totalSeconds : 0,
-        steps,
-        waves,
-        peakBlocks,
-        blockCapacity: this.kv.numBlocks,
-        blockSize: this.kv.blockSize,
-        sharingFactor: steps > 0 ? sharingSum / steps : 1,
-        attention,
-        sharing
+    run.completions.sort((a, b) => comparePaths(a.path, b.path) || a.sample - b.sample)
+    return { completions: run.completions, stats: this.stats(run, jobs, attention) }
+  }
+
+  /** Prefills every leaf prompt of the wave (each node's new tokens once) and forks one live sample per job. */
+  private async prefillWave(wave: ReadonlyArray<SampleJob>, run: RunState, written: Map<SeqId, number>): Promise<Array<LiveSample>> {
+    const tree = this.kv.tree
+    const tp = performance.now()
+    const promptSeq = new Map<Group, SeqId>()
+    for (const job of wave) {
+      const g = job.group
+      if (promptSeq.has(g)) continue
+      run.signal?.throwIfAborted()
+      const placed = tree.insert(g.prompt, run.sharing === "single-level" ? g.index + 1 : 0)
+      promptSeq.set(g, placed.seq)
+      written.set(placed.seq, placed.newStart)
+      // A split's copies read KV written before it, and rows' slots may move
+      // in the next split: each insert is prefilled before the tree changes again.
+      if (placed.copies.length > 0) {
+        const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
+        this.kv.encodeCopies(encoder, placed.copies)
+        this.device.queue.submit([encoder.finish()])
       }
+      const rows = []
+      for (let p = placed.newStart; p < g.prompt.length; p++) rows.push({ seq: placed.seq, position: p, token: g.prompt[p]! })
+      await this.prefill(rows, run.signal, (done) => written.set(placed.seq, placed.newStart + done))
+      run.prefillTokens += rows.length
+      run.reusedTokens += placed.newStart
+    }
+    // Prefill forwards queue up without waiting; the phase's time ends when the GPU is done.
+    await this.device.queue.onSubmittedWorkDone()
+    run.peakBlocks = Math.max(run.peakBlocks, this.kv.pool.used)
+    const live: Array<LiveSample> = []
+    const used = new Set<SeqId>()
+    for (const job of wave) {
+      const first = promptSeq.get(job.group)!
+      const seq = used.has(first) ? tree.fork(first) : first
+      used.add(first)
+      written.set(seq, job.group.prompt.length)
+      live.push({
+        job,
+        seq,
+        tokens: [],
+        stops: new StopMatcher(run.sampling.stop, this.model.tokenizer),
+        text: new TokenText(this.model.tokenizer),
+        last: job.group.prompt[job.group.prompt.length - 1]!
+      })
+    }
+    run.prefillMs += performance.now() - tp
+    return live
+  }
+
+  /** Decodes the wave's live samples as one batch per step until every one has finished. */
+  private async decodeWave(live: Array<LiveSample>, run: RunState, written: Map<SeqId, number>): Promise<void> {
+    const tree = this.kv.tree
+    const td = performance.now()
+    while (live.length > 0) {
+      run.signal?.throwIfAborted()
+      const plan = planLevels(tree, live.map((s) => s.seq))
+      run.sharingSum += sharingFactor(plan)
+      const batch = this.decodeBatch(live, run, written)
+      const sampled = await this.run(plan, batch)
+      // The step wrote the KV of every row's input token: each sequence's whole length now has KV.
+      for (const s of live) written.set(s.seq, tree.lengthOf(s.seq))
+      run.steps++
+      if (run.events.onLogits !== undefined) {
+        const logits = await this.forward.readLogits(live.length)
+        run.events.onLogits({
+          rows: live.map((s, r) => ({ path: s.job.group.path, sample: s.job.sample, position: batch.positions[r]! })),
+          logits
+        })
+      }
+      const copies = this.advanceAll(live, sampled, batch.positions, run, written)
+      if (copies.length > 0) {
+        const encoder = this.device.createCommandEncoder({ label: "kv-block-copies" })
+        this.kv.encodeCopies(encoder, copies)
+        this.device.queue.submit([encoder.finish()])
+      }
+      run.peakBlocks = Math.max(run.peakBlocks, this.kv.pool.used)
+      run.events.onStep?.({
+        wave: run.wave,
+        waves: run.waves,
+        step: run.steps,
+        live: batch.tokens.length,
+        finishedSamples: run.completions.length,
+        totalSamples: run.totalSamples,
+        generatedTokens: run.generated,
+        elapsedSeconds: (performance.now() - run.t0) / 1000
+      })
+    }
+    run.decodeMs += performance.now() - td
+  }
+
+  /** One decode step's inputs: each live sample's last token, written to its slot unless its KV is already there. */
+  private decodeBatch(live: ReadonlyArray<LiveSample>, run: RunState, written: ReadonlyMap<SeqId, number>): ForwardBatch {
+    const tree = this.kv.tree
+    const rows = live.length
+    const tokens = new Uint32Array(rows)
+    const positions = new Uint32Array(rows)
+    const slots = new Uint32Array(2 * rows)
+    const claimed = new Set<number>()
+    const sampling: Array<SamplingParams> = []
+    for (let r = 0; r < rows; r++) {
+      const s = live[r]!
+      const position = tree.lengthOf(s.seq) - 1
+      const { block, slot } = tree.slotOf(s.seq, position)
+      const key = block * this.kv.blockSize + slot
+      tokens[r] = s.last
+      positions[r] = position
+      // The prompt's last token is prefilled, and forks that sampled the same token share its slot: write each slot once.
+      slots[2 * r] = written.get(s.seq)! > position || claimed.has(key) ? NO_WRITE : block
+      slots[2 * r + 1] = slot
+      claimed.add(key)
+      const { temperature, topK, topP, seed } = run.sampling
+      sampling.push({ temperature, topK, topP, seed, sequence: s.job.ordinal, step: s.tokens.length })
+    }
+    const logitRows = new Uint32Array(rows)
+    for (let r = 0; r < rows; r++) logitRows[r] = r
+    return { tokens, positions, slots, logitRows, sampling }
+  }
+
+  /**
+   * Records each row's sampled token: finished samples leave `live` (released,
+   * their completion reported); the others get the token placed in the trie,
+   * its KV to be written by the next step. Returns the block copies those
+   * placements need.
+   */
+  private advanceAll(
+    live: Array<LiveSample>, sampled: Uint32Array, positions: Uint32Array, run: RunState, written: Map<SeqId, number>
+  ): Array<BlockCopy> {
+    const tree = this.kv.tree
+    const copies: Array<BlockCopy> = []
+    for (let r = 0; r < live.length; r++) {
+      if (sampled[r] === NON_FINITE_TOKEN) {
+        const s = live[r]!
+        throw new NonFiniteLogits({ path: s.job.group.path, sample: s.job.sample, position: positions[r]! })
+      }
+    }
+    for (let r = live.length - 1; r >= 0; r--) {
+      const s = live[r]!
+      const token = sampled[r]!
+      const reason = this.advance(s, token, run.stopTokenIds, run.sampling.maxTokens)
+      if (reason !== "eos") {
+        run.generated++
+        run.events.onToken?.({ path: s.job.group.path, sample: s.job.sample, token, text: s.text.next(s.tokens) })
+      }
+      if (reason === undefined) {
+        for (const c of tree.append(s.seq, [token]).copies) copies.push(c)
+        s.last = token
+        continue
+      }
+      live.splice(r, 1)
+      tree.release(s.seq, written.get(s.seq))
+      written.delete(s.seq)
+      const completion: Completion = {
+        path: s.job.group.path,
+        sample: s.job.sample,
+        tokens: s.tokens,
+        text: s.stops.finalText(s.tokens),
+        finishReason: reason
+      }
+      run.completions.push(completion)
+      run.events.onCompletion?.(completion)
+    }
+    return copies
+  }
+
+  private stats(run: RunState, jobs: ReadonlyArray<SampleJob>, attention: AttentionMode): GenerateStats {
+    const totalSeconds = (performance.now() - run.t0) / 1000
+    let promptTokens = 0
+    for (const j of jobs) promptTokens += j.group.prompt.length
+    return {
+      samples: jobs.length,
+      generatedTokens: run.generated,
+      promptTokens,
+      prefillTokens: run.prefillTokens,
+      reusedTokens: run.reusedTokens,
+      prefillSeconds: run.prefillMs / 1000,
+      decodeSeconds: run.decodeMs / 1000,
+      totalSeconds,
+      decodeTokensPerSecond: run.decodeMs > 0 ? run.generated / (run.decodeMs / 1000) : 0,
+      tokensPerSecond: totalSeconds > 0 ? run.generated / totalSeconds : 0,
+      steps: run.steps,
+      waves: run.waves,
+      peakBlocks: run.peakBlocks,
+      blockCapacity: this.kv.numBlocks,
+      blockSize: this.kv.blockSize,
+      sharingFactor: run.steps > 0 ? run.sharingSum / run.steps : 1,
+      attention,
+      sharing: run.sharing
     }
   }
 
@@ -459,14 +501,24 @@ export class TreeEngine {
     return undefined
   }
 
-  /** Prefills rows (prompt tokens whose KV is not cached), in forwards of at most maxPrefillRows. */
-  private async prefill(rows: ReadonlyArray<{ seq: SeqId; position: number; token: number }>): Promise<void> {
+  /**
+   * Prefills rows (prompt tokens whose KV is not cached), in forwards of at
+   * most maxPrefillRows. At most two chunks are in flight, so an abort between
+   * chunks waits for one chunk rather than the whole prompt; `submitted` hears
+   * how many rows are submitted (the queue runs them in order, before anything
+   * later reads their KV).
+   */
+  private async prefill(
+    rows: ReadonlyArray<{ seq: SeqId; position: number; token: number }>, signal: AbortSignal | undefined, submitted: (rows: number) => void
+  ): Promise<void> {
     const tree = this.kv.tree
     const saved = this.current.attention
     // Prefill always runs the level kernels: the modes differ in how decoding attends.
     this.current.attention = this.hydragen
+    let previous: Promise<void> | undefined
     try {
       for (let at = 0; at < rows.length; at += this.maxPrefillRows) {
+        if (at > 0) signal?.throwIfAborted()
         const chunk = rows.slice(at, at + this.maxPrefillRows)
         const slots = new Uint32Array(2 * chunk.length)
         chunk.forEach((r, i) => {
@@ -482,6 +534,10 @@ export class TreeEngine {
           logitRows: new Uint32Array(0),
           sampling: []
         })
+        submitted(at + chunk.length)
+        const done = this.device.queue.onSubmittedWorkDone()
+        if (previous !== undefined) await previous
+        previous = done
       }
     } finally {
       this.current.attention = saved
@@ -489,7 +545,7 @@ export class TreeEngine {
   }
 
   /** One forward over a plan: prepare attention, run, wait, free the plan's buffers. */
-  private async run(plan: Parameters<TreeAttention["prepare"]>[0], batch: Parameters<Forward["step"]>[0]): Promise<Uint32Array> {
+  private async run(plan: Parameters<TreeAttention["prepare"]>[0], batch: ForwardBatch): Promise<Uint32Array> {
     checkDeviceAlive(this.device)
     const prepared = this.current.attention?.prepare(plan)
     this.current.prepared = prepared
@@ -506,26 +562,48 @@ export class TreeEngine {
     }
   }
 
-  /** Leaf groups with their token prompts (BOS first, from the root's text). */
-  private tokenizeTree(root: PromptTree): Array<Group> {
+  /**
+   * Leaf groups with their token prompts (BOS first, from the root's text).
+   * Walks the tree without recursion, and spells out a prompt only for nodes
+   * that ask for samples, after checking its length against the model's
+   * positions: a deep or wide tree costs what its samples need, no more.
+   */
+  private tokenizeTree(root: PromptTree, maxTokens: number): Array<Group> {
     const tok = this.model.tokenizer
     const vocab = this.model.config.vocabSize
+    const maxPositions = this.model.config.maxPositionEmbeddings
     const groups: Array<Group> = []
-    const walk = (node: PromptTree, path: Array<number>, prefix: ReadonlyArray<number>, where: string): void => {
-      const own = node.tokens ?? tok.encode(node.text ?? "", { addBos: path.length === 0 })
-      for (const t of own) {
+    const own = new Map<PromptTree, { readonly tokens: ReadonlyArray<number>; readonly length: number }>()
+    let total = 0
+    for (const w of walkPromptTree(root)) {
+      if (w.depth >= MAX_TREE_DEPTH) {
+        throw new InvalidPromptTree({ path: jsonPathOf(w), problem: `nests deeper than ${MAX_TREE_DEPTH} levels, the most a prompt tree may` })
+      }
+      const tokens = w.node.tokens ?? tok.encode(w.node.text ?? "", { addBos: w.parent === undefined })
+      for (const t of tokens) {
         if (!Number.isInteger(t) || t < 0 || t >= vocab) {
-          throw new InvalidPromptTree({ path: where, problem: `token ${t} is outside the vocabulary (0..${vocab - 1})` })
+          throw new InvalidPromptTree({ path: jsonPathOf(w), problem: `token ${t} is outside the vocabulary (0..${vocab - 1})` })
         }
       }
-      const prompt = [...prefix, ...own]
-      if ((node.samples ?? 0) > 0) {
-        if (prompt.length === 0) throw new InvalidPromptTree({ path: where, problem: "asks for samples of an empty prompt" })
-        groups.push({ index: groups.length, path: [...path], prompt, samples: node.samples! })
+      const length = (w.parent === undefined ? 0 : own.get(w.parent.node)!.length) + tokens.length
+      own.set(w.node, { tokens, length })
+      const samples = w.node.samples ?? 0
+      if (samples === 0) continue
+      if (length === 0) throw new InvalidPromptTree({ path: jsonPathOf(w), problem: "asks for samples of an empty prompt" })
+      if (length + maxTokens > maxPositions) throw new ContextTooLong({ path: pathOf(w), promptTokens: length, maxTokens, maxPositions })
+      total += samples
+      if (!Number.isInteger(samples) || samples < 0 || total > MAX_REQUEST_SAMPLES) {
+        throw new InvalidPromptTree({ path: jsonPathOf(w), problem: `the tree asks for more than ${MAX_REQUEST_SAMPLES} samples in all, the most one request may ask for` })
       }
-      node.children?.forEach((c, i) => walk(c, [...path, i], prompt, `${where}.children[${i}]`))
+      const prompt = new Array<number>(length)
+      let end = length
+      for (let at: typeof w | undefined = w; at !== undefined; at = at.parent) {
+        const piece = own.get(at.node)!.tokens
+        end -= piece.length
+        for (let i = 0; i < piece.length; i++) prompt[end + i] = piece[i]!
+      }
+      groups.push({ index: groups.length, path: pathOf(w), prompt, samples })
     }
-    walk(root, [], [], "$")
     if (groups.length === 0) throw new InvalidPromptTree({ path: "$", problem: `asks for no samples: give some node "samples": N` })
     return groups
   }
@@ -541,7 +619,8 @@ export class TreeEngine {
     const perSample = Math.ceil((bs - 1 + maxTokens) / bs)
     const promptBlocks = (prompts: ReadonlyArray<ReadonlyArray<number>>): number =>
       sharing === "tree" ? treeBlocks(prompts, bs) : prompts.reduce((n, p) => n + Math.ceil(p.length / bs), 0)
-    const largest = Math.max(...groups.map((g) => promptBlocks([g.prompt])))
+    let largest = 0
+    for (const g of groups) largest = Math.max(largest, promptBlocks([g.prompt]))
     if (largest + perSample > capacity) {
       throw new EngineCapacityError({
         neededBlocks: largest + perSample,
@@ -552,6 +631,47 @@ export class TreeEngine {
     }
     const all = promptBlocks(groups.map((g) => g.prompt))
     return Math.max(1, Math.min(this.maxBatch, Math.floor((capacity - all) / perSample)))
+  }
+}
+
+/** What one request accumulates across its waves. */
+interface RunState {
+  readonly sampling: SamplingOptions
+  readonly sharing: SharingMode
+  readonly events: GenerateEvents
+  readonly signal: AbortSignal | undefined
+  readonly stopTokenIds: ReadonlySet<number>
+  readonly t0: number
+  readonly totalSamples: number
+  readonly waves: number
+  readonly completions: Array<Completion>
+  wave: number
+  prefillMs: number
+  decodeMs: number
+  steps: number
+  generated: number
+  prefillTokens: number
+  reusedTokens: number
+  peakBlocks: number
+  sharingSum: number
+}
+
+/** The most rows one forward may hold: a batch this large is far past any GPU's memory for activations. */
+export const MAX_BATCH_ROWS = 65_536
+
+/** A row limit must be an integer the forward's scratch buffers can hold within one storage binding. */
+const checkRows = (device: GPUDevice, c: LoadedModel["config"], field: string, rows: number): void => {
+  if (!Number.isInteger(rows) || rows < 1 || rows > MAX_BATCH_ROWS) {
+    throw new InvalidEngineOptions({ field, problem: `must be an integer from 1 to ${MAX_BATCH_ROWS}, got ${rows}` })
+  }
+  // The widest per-row scratch: the gate/up projections, or the logits.
+  const rowBytes = 4 * Math.max(2 * c.intermediateSize, c.vocabSize, c.numHeads * c.headDim)
+  const binding = device.limits.maxStorageBufferBindingSize
+  if (rows * rowBytes > binding) {
+    throw new InvalidEngineOptions({
+      field,
+      problem: `${rows} rows need ${rows * rowBytes} bytes of scratch per buffer, more than one storage binding (${binding} bytes) on this device; at most ${Math.floor(binding / rowBytes)}`
+    })
   }
 }
 

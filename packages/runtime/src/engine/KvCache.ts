@@ -11,6 +11,7 @@ import {
 import { BlockPool, type BlockCopy, PrefixTree } from "@canopy/tree-cache"
 import type { ModelConfig } from "../model/config.ts"
 import type { KvPools } from "../model/forward.ts"
+import { InvalidEngineOptions, KvCacheOutOfMemory } from "./errors.ts"
 
 export interface KvCacheOptions {
   readonly blockSize: number
@@ -42,11 +43,25 @@ export class KvCache {
     this.tree = new PrefixTree(this.pool)
   }
 
-  static create(device: GPUDevice, config: ModelConfig, options: KvCacheOptions): KvCache {
+  /**
+   * Allocates the pools. Sizes are checked against the device's limits first;
+   * the allocation itself runs inside an out-of-memory error scope, so a cache
+   * the device cannot hold is a typed error (and nothing stays allocated)
+   * rather than an invalid buffer found at the first step.
+   */
+  static async create(device: GPUDevice, config: ModelConfig, options: KvCacheOptions): Promise<KvCache> {
     const { numKvHeads: kvHeads, headDim } = config
     const bs = options.blockSize
     const blockBytes = bs * kvHeads * headDim * 4
     const budget = options.memoryBytes ?? (isSoftwareDevice(device) ? 256 * 2 ** 20 : 4 * 2 ** 30)
+    const bad = (field: string, problem: string): never => {
+      throw new InvalidEngineOptions({ field, problem })
+    }
+    if (!Number.isInteger(bs) || bs < 1 || bs > 1024) bad("blockSize", `must be an integer from 1 to 1024, got ${bs}`)
+    if (!Number.isFinite(budget) || budget <= 0) bad("kvMemoryBytes", `must be a positive number of bytes, got ${budget}`)
+    if (budget < 2 * config.numLayers * blockBytes) {
+      bad("kvMemoryBytes", `${budget} bytes do not hold one block of ${bs} tokens in each of the ${2 * config.numLayers} pools (${2 * config.numLayers * blockBytes} bytes)`)
+    }
     const binding = maxStorageBytes(device)
     // the most blocks a pool can hold: one shard per KV head, each within a binding, all within a buffer
     const most = Math.min(
@@ -54,6 +69,9 @@ export class KvCache {
       Math.floor(device.limits.maxBufferSize / blockBytes)
     )
     const numBlocks = options.numBlocks ?? Math.max(1, Math.min(most, Math.floor(budget / (2 * config.numLayers * blockBytes))))
+    if (!Number.isInteger(numBlocks) || numBlocks < 1 || numBlocks > most) {
+      bad("kvBlocks", `must be an integer from 1 to ${most} (what one pool of this model can hold on this device), got ${numBlocks}`)
+    }
     const fits = (s: number) => kvHeads % s === 0 && shardBytesFor(numBlocks * bs, kvHeads / s, headDim) <= binding
     const shards = options.shards ?? Array.from({ length: kvHeads }, (_, i) => i + 1).find(fits)
     if (shards === undefined || !fits(shards)) {
@@ -65,6 +83,17 @@ export class KvCache {
     }
     const shardBytes = shards === 1 ? numBlocks * blockBytes : shardBytesFor(numBlocks * bs, kvHeads / shards, headDim)
     const pools: Array<KvPools> = []
+    const slotBytes = (kvHeads / shards) * headDim * 4
+    let scratch: GPUBuffer | undefined
+    const free = () => {
+      for (const p of pools) {
+        p.k.destroy()
+        p.v.destroy()
+      }
+      scratch?.destroy()
+    }
+    device.pushErrorScope("validation")
+    device.pushErrorScope("out-of-memory")
     try {
       for (let l = 0; l < config.numLayers; l++) {
         pools.push({
@@ -72,16 +101,21 @@ export class KvCache {
           v: createLargeStorageBuffer(device, `kv-pool-v-${l}`, shards * shardBytes)
         })
       }
+      scratch = createStorageBuffer(device, "kv-copy-scratch", bs * slotBytes)
     } catch (e) {
-      for (const p of pools) {
-        p.k.destroy()
-        p.v.destroy()
-      }
+      free()
+      await device.popErrorScope()
+      await device.popErrorScope()
       throw e
     }
-    const slotBytes = (kvHeads / shards) * headDim * 4
-    const scratch = createStorageBuffer(device, "kv-copy-scratch", bs * slotBytes)
-    return new KvCache(bs, numBlocks, slotBytes, shards, shardBytes, pools, scratch)
+    const oom = await device.popErrorScope()
+    const invalid = await device.popErrorScope()
+    const error = oom ?? invalid
+    if (error !== null) {
+      free()
+      throw new KvCacheOutOfMemory({ askedBytes: 2 * config.numLayers * shards * shardBytes, layers: config.numLayers, detail: error.message.split("\n")[0]!.trim() })
+    }
+    return new KvCache(bs, numBlocks, slotBytes, shards, shardBytes, pools, scratch!)
   }
 
   /**
