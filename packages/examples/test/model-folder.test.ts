@@ -13,6 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { scaled } from "./limits.ts"
 
 /** A tiny byte-level BPE: bytes a, b, c, Ġ (space), with merges up to "Ġabc". */
 const tokenizerJson = {
@@ -54,13 +55,32 @@ afterAll(async () => {
 })
 
 describe("a Hugging Face model folder through canopy generate", () => {
+  it("says a missing or empty folder is that, naming every missing file", async () => {
+    const empty = await mkdtemp(join(tmpdir(), "canopy-empty-model-"))
+    try {
+      const run = (model: string) =>
+        spawnSync("node", ["--import", "tsx", "packages/examples/src/cli/main.ts", "generate", "--model", model, "--tree", join(dir, "tree.json")],
+          { cwd: root, encoding: "utf8" })
+      const missing = run(join(empty, "nope"))
+      expect(missing.stderr.trim()).toBe(`canopy: ModelFileError: ${join(empty, "nope")}: model folder does not exist`)
+      expect(missing.status).toBe(2)
+      const none = run(empty)
+      expect(none.stderr.trim()).toBe(`canopy: ModelFileError: ${empty}: model folder is missing config.json, ` +
+        "the weights (model.safetensors or model.safetensors.index.json) and tokenizer.json")
+      expect(none.status).toBe(2)
+    } finally {
+      await rm(empty, { recursive: true, force: true })
+    }
+  })
+
   it("gives the reference's greedy tokens, with the folder's tokenizer and its progress shown", async () => {
     const maxTokens = 4
     const r = spawnSync(
       "node",
       ["--import", "tsx", "packages/examples/src/cli/main.ts", "generate", "--model", dir, "--tree", join(dir, "tree.json"),
         "--temperature", "0", "--max-tokens", String(maxTokens), "--json"],
-      { cwd: root, encoding: "utf8" }
+      // spawnSync blocks the worker, so no vitest limit can fire while it runs: the child's own bound ends a hang
+      { cwd: root, encoding: "utf8", timeout: scaled(60_000) }
     )
     expect(r.status, r.stderr).toBe(0)
     expect(r.stderr).toContain("loading weights:")

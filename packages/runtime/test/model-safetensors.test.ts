@@ -1,12 +1,14 @@
 import fc from "fast-check"
+import { execFileSync } from "node:child_process"
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodeToF32, type Dtype, encodeFromF32, f16ToF32, f32ToF16 } from "../src/model/dtype.ts"
-import { SafetensorsError, TensorShapeMismatch, UnsupportedDtype } from "../src/model/errors.ts"
+import { ModelConfigError, ModelFileError, SafetensorsError, TensorShapeMismatch, UnsupportedDtype } from "../src/model/errors.ts"
 import { encodeSafetensors, openSafetensors, openTensorSource, writeSafetensors } from "../src/model/safetensors.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
+import { tensorSpecs } from "../src/model/tensors.ts"
 import { loadHostWeights, synthesizeHostWeights } from "../src/model/weights.ts"
 
 let dir: string
@@ -97,10 +99,19 @@ describe("safetensors files", () => {
     // Weights of a model with intermediate 96 under the tiny config (intermediate 128).
     await copyFile(join(folder, "config.json"), join(wrong, "config.json"))
     const error = await loadHostWeights(wrong).catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(TensorShapeMismatch)
-    expect((error as TensorShapeMismatch).tensor).toBe("model.layers.0.mlp.gate_proj.weight")
-    expect((error as TensorShapeMismatch).expected).toEqual([128, 64])
-    expect((error as TensorShapeMismatch).actual).toEqual([96, 64])
+    expect(error).toBeInstanceOf(ModelConfigError)
+    expect(error).toMatchObject({ field: "intermediate_size", tensors: "model.layers.0.mlp.gate_proj.weight is [96, 64]" })
+    expect(String((error as ModelConfigError).message))
+      .toBe("config.json: intermediate_size: 128 does not match the tensors; tensors: model.layers.0.mlp.gate_proj.weight is [96, 64]")
+    // one layer's tensor off while layer 0 agrees: the tensor is named
+    const bent = join(dir, "tiny-bent")
+    await saveModel(bent, c, host)
+    await writeSafetensors(bent, tensorSpecs(c).map((s) => s.name === "model.layers.1.mlp.up_proj.weight"
+      ? { name: s.name, shape: [96, 64], data: host.get(s.name)!.subarray(0, 96 * 64) }
+      : { name: s.name, shape: s.shape, data: host.get(s.name)! }))
+    const shape = await loadHostWeights(bent).catch((e: unknown) => e)
+    expect(shape).toBeInstanceOf(TensorShapeMismatch)
+    expect(shape).toMatchObject({ tensor: "model.layers.1.mlp.up_proj.weight", expected: [128, 64], actual: [96, 64] })
   })
 
   it("rejects a truncated file", async () => {
@@ -155,6 +166,25 @@ describe("safetensors files", () => {
     const source = await openTensorSource(folder)
     expect([...source.tensors.keys()]).toEqual(["a"])
     await source.close()
+  })
+
+  it.skipIf(process.platform === "win32")("opens only regular files, naming what else is there", async () => {
+    const fifo = join(dir, "pipe.safetensors")
+    execFileSync("mkfifo", [fifo])
+    const e = await openSafetensors(fifo).catch((e: unknown) => e)
+    expect(e).toBeInstanceOf(ModelFileError)
+    expect(String((e as Error).message)).toBe(`${fifo}: is a FIFO, not a regular file`)
+    const folder = join(dir, "dir.safetensors")
+    await mkdir(folder)
+    expect(String(await openSafetensors(folder).catch((e: unknown) => (e as Error).message))).toBe(`${folder}: is a directory, not a regular file`)
+    const absent = join(dir, "absent.safetensors")
+    expect(String(await openSafetensors(absent).catch((e: unknown) => (e as Error).message))).toBe(`${absent}: does not exist`)
+    // a folder whose model.safetensors is a FIFO, opened directly
+    const pipeFolder = join(dir, "pipe-folder")
+    await mkdir(pipeFolder)
+    execFileSync("mkfifo", [join(pipeFolder, "model.safetensors")])
+    expect(String(await openTensorSource(pipeFolder).catch((e: unknown) => (e as Error).message)))
+      .toBe(`${join(pipeFolder, "model.safetensors")}: is a FIFO, not a regular file`)
   })
 
   it("never crashes on random bytes after a valid length prefix", async () => {

@@ -43,6 +43,20 @@ describe("tokenizers", () => {
     expect(t.decode(ids)).toBe("abc ab")
   })
 
+  it("refuses special tokens whose ids lie outside the model's vocabulary", () => {
+    const e = (() => {
+      try {
+        tokenizerFromJson(tinyBpe, { bos_token: "<s>", eos_token: "Ġa" }, { vocabSize: 9 })
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(e).toBeInstanceOf(TokenizerError)
+    expect(e).toMatchObject({ field: "eos_token" })
+    expect((e as TokenizerError).message).toBe("tokenizer_config.json: eos_token \"Ġa\" is token id 9, outside the model's vocabulary (vocab_size 9)")
+    expect(tokenizerFromJson(tinyBpe, { bos_token: "<s>", eos_token: "Ġa" }, { vocabSize: 10 }).eosIds).toEqual([9])
+  })
+
   it("reports a broken tokenizer.json as TokenizerError", () => {
     expect(() => tokenizerFromJson({ model: { type: "NoSuchModel" } })).toThrow(TokenizerError)
   })

@@ -6,6 +6,7 @@
  */
 import { type RopeScaling, type RopeSpec, yarnAttentionFactor } from "@canopy/kernels"
 import { ModelConfigError } from "./errors.ts"
+import { abbreviate, rawJsonValue } from "./json.ts"
 
 export type Architecture = "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM"
 export const ARCHITECTURES: ReadonlyArray<Architecture> = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"]
@@ -31,54 +32,131 @@ export interface ModelConfig {
   readonly eosTokenIds: ReadonlyArray<number>
 }
 
+/**
+ * The largest size accepted for each field, checked before anything is
+ * allocated for it. The largest released checkpoints sit well inside
+ * (126 layers, hidden 16384, intermediate 53248, 128 heads, head_dim 256,
+ * a 262144-token vocabulary, 10M positions).
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 1024,
+  hidden_size: 65536,
+  intermediate_size: 262144,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  vocab_size: 4194304,
+  max_position_embeddings: 16777216
+} as const
+
+export type SizeField = keyof typeof CONFIG_LIMITS
+
+const SIZES: ReadonlyArray<readonly [SizeField, (c: ModelConfig) => number]> = [
+  ["num_hidden_layers", (c) => c.numLayers],
+  ["hidden_size", (c) => c.hiddenSize],
+  ["intermediate_size", (c) => c.intermediateSize],
+  ["num_attention_heads", (c) => c.numHeads],
+  ["num_key_value_heads", (c) => c.numKvHeads],
+  ["head_dim", (c) => c.headDim],
+  ["vocab_size", (c) => c.vocabSize],
+  ["max_position_embeddings", (c) => c.maxPositionEmbeddings]
+]
+
+/**
+ * Checks a config however it was made (parsed, a preset, built in code): every
+ * size a positive integer within CONFIG_LIMITS, the head counts compatible,
+ * and the BOS and EOS ids inside the vocabulary. Throws ModelConfigError
+ * naming the config.json field.
+ */
+export const checkModelConfig = (c: ModelConfig): void => {
+  for (const [field, size] of SIZES) {
+    const v = size(c)
+    if (!Number.isSafeInteger(v) || v <= 0) throw new ModelConfigError({ field, reason: `must be a positive integer, found ${String(v)}` })
+    if (v > CONFIG_LIMITS[field]) throw new ModelConfigError({ field, reason: `${v} is above the limit of ${CONFIG_LIMITS[field]}` })
+  }
+  if (c.numHeads % c.numKvHeads !== 0) {
+    throw new ModelConfigError({ field: "num_key_value_heads", reason: `${c.numKvHeads} does not divide num_attention_heads = ${c.numHeads}` })
+  }
+  if (c.headDim % 2 !== 0) throw new ModelConfigError({ field: "head_dim", reason: `must be an even integer, found ${c.headDim}` })
+  const inVocabulary = (field: string, ids: ReadonlyArray<number>): void => {
+    for (const id of ids) {
+      if (!Number.isSafeInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new ModelConfigError({ field, reason: `token id ${id} is outside the vocabulary (vocab_size ${c.vocabSize})` })
+      }
+    }
+  }
+  inVocabulary("bos_token_id", c.bosTokenId === undefined ? [] : [c.bosTokenId])
+  inVocabulary("eos_token_id", c.eosTokenIds)
+}
+
 type Json = Record<string, unknown>
 
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v)
 
-const positiveInt = (json: Json, field: string, fallback?: number): number => {
-  const v = json[field] ?? fallback
-  if (v === undefined) throw new ModelConfigError({ field, reason: "is required" })
+/** How a value at a path of config.json reads in an error. */
+type Show = (path: ReadonlyArray<string>, value: unknown) => string
+
+/** An object of config.json, where it sits, and how to quote its values. */
+interface Fields {
+  readonly json: Json
+  readonly path: ReadonlyArray<string>
+  readonly show: Show
+}
+
+const showFrom = (text: string | undefined): Show => (path, value) => {
+  // The text as written: 1e999 parses to Infinity, which JSON.stringify prints as null.
+  const raw = text === undefined ? undefined : rawJsonValue(text, path)
+  return abbreviate(raw ?? (typeof value === "number" ? String(value) : JSON.stringify(value) ?? String(value)))
+}
+
+const nameOf = (f: Fields, field: string): string => [...f.path, field].join(".")
+const shown = (f: Fields, field: string, value: unknown): string => f.show([...f.path, field], value)
+
+const positiveInt = (f: Fields, field: string, fallback?: number): number => {
+  const v = f.json[field] ?? fallback
+  if (v === undefined) throw new ModelConfigError({ field: nameOf(f, field), reason: "is required" })
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ModelConfigError({ field, reason: `must be a positive integer, found ${JSON.stringify(v)}` })
+    throw new ModelConfigError({ field: nameOf(f, field), reason: `must be a positive integer, found ${shown(f, field, v)}` })
   }
   return v
 }
 
-const positiveNumber = (json: Json, field: string, fallback?: number, prefix = ""): number => {
-  const v = json[field] ?? fallback
-  if (v === undefined) throw new ModelConfigError({ field: prefix + field, reason: "is required" })
+const positiveNumber = (f: Fields, field: string, fallback?: number): number => {
+  const v = f.json[field] ?? fallback
+  if (v === undefined) throw new ModelConfigError({ field: nameOf(f, field), reason: "is required" })
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw new ModelConfigError({ field: prefix + field, reason: `must be a positive number, found ${JSON.stringify(v)}` })
+    throw new ModelConfigError({ field: nameOf(f, field), reason: `must be a positive number, found ${shown(f, field, v)}` })
   }
   return v
 }
 
-const bool = (json: Json, field: string, fallback: boolean): boolean => {
-  const v = json[field] ?? fallback
-  if (typeof v !== "boolean") throw new ModelConfigError({ field, reason: `must be true or false, found ${JSON.stringify(v)}` })
+const bool = (f: Fields, field: string, fallback: boolean): boolean => {
+  const v = f.json[field] ?? fallback
+  if (typeof v !== "boolean") throw new ModelConfigError({ field: nameOf(f, field), reason: `must be true or false, found ${shown(f, field, v)}` })
   return v
 }
 
-const tokenIds = (json: Json, field: string): ReadonlyArray<number> => {
-  const v = json[field]
+const tokenIds = (f: Fields, field: string): ReadonlyArray<number> => {
+  const v = f.json[field]
   if (v === undefined || v === null) return []
-  const list = Array.isArray(v) ? v : [v]
+  const list: ReadonlyArray<unknown> = Array.isArray(v) ? v : [v]
   for (const id of list) {
     if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
-      throw new ModelConfigError({ field, reason: `must be a token id or a list of them, found ${JSON.stringify(v)}` })
+      throw new ModelConfigError({ field: nameOf(f, field), reason: `must be a token id or a list of them, found ${shown(f, field, v)}` })
     }
   }
   return list as ReadonlyArray<number>
 }
 
-const ropeScaling = (json: Json, maxPositions: number): RopeScaling => {
-  const raw = json["rope_scaling"]
+const ropeScaling = (top: Fields, maxPositions: number): RopeScaling => {
+  const raw = top.json["rope_scaling"]
   if (raw === undefined || raw === null) return { type: "none" }
   if (!isObject(raw)) throw new ModelConfigError({ field: "rope_scaling", reason: "must be an object or null" })
   const type = raw["rope_type"] ?? raw["type"]
   const p = "rope_scaling."
-  const factor = (): number => positiveNumber(raw, "factor", undefined, p)
-  const original = (fallback: number): number => positiveNumber(raw, "original_max_position_embeddings", fallback, p)
+  const fields: Fields = { json: raw, path: ["rope_scaling"], show: top.show }
+  const factor = (): number => positiveNumber(fields, "factor")
+  const original = (fallback: number): number => positiveNumber(fields, "original_max_position_embeddings", fallback)
   switch (type) {
     case "default":
       return { type: "none" }
@@ -87,8 +165,8 @@ const ropeScaling = (json: Json, maxPositions: number): RopeScaling => {
     case "dynamic":
       return { type: "dynamic", factor: factor(), originalMaxPositions: original(maxPositions) }
     case "llama3": {
-      const lowFreqFactor = positiveNumber(raw, "low_freq_factor", undefined, p)
-      const highFreqFactor = positiveNumber(raw, "high_freq_factor", undefined, p)
+      const lowFreqFactor = positiveNumber(fields, "low_freq_factor")
+      const highFreqFactor = positiveNumber(fields, "high_freq_factor")
       if (highFreqFactor <= lowFreqFactor) {
         throw new ModelConfigError({ field: `${p}high_freq_factor`, reason: "must exceed low_freq_factor" })
       }
@@ -99,9 +177,7 @@ const ropeScaling = (json: Json, maxPositions: number): RopeScaling => {
       const mscale = raw["mscale"]
       const mscaleAllDim = raw["mscale_all_dim"]
       const given = raw["attention_factor"]
-      if (given !== undefined && given !== null && (typeof given !== "number" || !(given > 0))) {
-        throw new ModelConfigError({ field: `${p}attention_factor`, reason: "must be a positive number" })
-      }
+      if (given !== undefined && given !== null) positiveNumber(fields, "attention_factor")
       const attentionFactor = typeof given === "number"
         ? given
         : yarnAttentionFactor(f, typeof mscale === "number" ? mscale : undefined, typeof mscaleAllDim === "number" ? mscaleAllDim : undefined)
@@ -109,8 +185,8 @@ const ropeScaling = (json: Json, maxPositions: number): RopeScaling => {
         type: "yarn",
         factor: f,
         originalMaxPositions: original(maxPositions),
-        betaFast: positiveNumber(raw, "beta_fast", 32, p),
-        betaSlow: positiveNumber(raw, "beta_slow", 1, p),
+        betaFast: positiveNumber(fields, "beta_fast", 32),
+        betaSlow: positiveNumber(fields, "beta_slow", 1),
         attentionFactor
       }
     }
@@ -122,62 +198,86 @@ const ropeScaling = (json: Json, maxPositions: number): RopeScaling => {
   }
 }
 
-/** Parses a config.json object; throws ModelConfigError naming the offending field. */
-export const parseModelConfig = (json: unknown): ModelConfig => {
-  if (!isObject(json)) throw new ModelConfigError({ field: "(root)", reason: "config.json must hold a JSON object" })
+export interface ParseConfigOptions {
+  /** the text the object was parsed from: errors quote values as written there */
+  readonly text?: string | undefined
+  /** what the tensors hold that bears on a config.json field, to add to an error about it */
+  readonly tensors?: ((field: string) => string | undefined) | undefined
+}
+
+/**
+ * Parses a config.json object and checks it (see checkModelConfig); throws
+ * ModelConfigError naming the offending field.
+ */
+export const parseModelConfig = (json: unknown, options: ParseConfigOptions = {}): ModelConfig => {
+  try {
+    if (!isObject(json)) throw new ModelConfigError({ field: "(root)", reason: "config.json must hold a JSON object" })
+    const config = parseObject({ json, path: [], show: showFrom(options.text) })
+    checkModelConfig(config)
+    return config
+  } catch (e) {
+    const tensors = e instanceof ModelConfigError && e.tensors === undefined ? options.tensors?.(e.field) : undefined
+    if (tensors === undefined) throw e
+    const { field, reason } = e as ModelConfigError
+    throw new ModelConfigError({ field, reason, tensors })
+  }
+}
+
+const parseObject = (f: Fields): ModelConfig => {
+  const json = f.json
   const archs = json["architectures"]
   const declared = Array.isArray(archs) ? archs : []
   const architecture = ARCHITECTURES.find((a) => declared.includes(a))
   if (architecture === undefined) {
     throw new ModelConfigError({
       field: "architectures",
-      reason: `${JSON.stringify(archs)} is not supported (supported: ${ARCHITECTURES.join(", ")})`
+      reason: `${shown(f, "architectures", archs)} is not supported (supported: ${ARCHITECTURES.join(", ")})`
     })
   }
   const qwen = architecture === "Qwen2ForCausalLM"
-  const hiddenSize = positiveInt(json, "hidden_size")
-  const numHeads = positiveInt(json, "num_attention_heads")
-  const numKvHeads = positiveInt(json, "num_key_value_heads", numHeads)
+  const hiddenSize = positiveInt(f, "hidden_size")
+  const numHeads = positiveInt(f, "num_attention_heads")
+  const numKvHeads = positiveInt(f, "num_key_value_heads", numHeads)
   if (numHeads % numKvHeads !== 0) {
     throw new ModelConfigError({ field: "num_key_value_heads", reason: `${numKvHeads} does not divide num_attention_heads = ${numHeads}` })
   }
-  const headDim = json["head_dim"] === null ? hiddenSize / numHeads : positiveInt(json, "head_dim", hiddenSize / numHeads)
+  const headDim = json["head_dim"] === null ? hiddenSize / numHeads : positiveInt(f, "head_dim", hiddenSize / numHeads)
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ModelConfigError({ field: "head_dim", reason: `must be an even integer, found ${headDim}` })
   }
   if (json["hidden_act"] !== undefined && json["hidden_act"] !== "silu") {
-    throw new ModelConfigError({ field: "hidden_act", reason: `${JSON.stringify(json["hidden_act"])} is not supported (only silu)` })
+    throw new ModelConfigError({ field: "hidden_act", reason: `${shown(f, "hidden_act", json["hidden_act"])} is not supported (only silu)` })
   }
-  if (bool(json, "mlp_bias", false)) throw new ModelConfigError({ field: "mlp_bias", reason: "MLP biases are not supported" })
+  if (bool(f, "mlp_bias", false)) throw new ModelConfigError({ field: "mlp_bias", reason: "MLP biases are not supported" })
   const partial = json["partial_rotary_factor"]
   if (partial !== undefined && partial !== 1) {
     throw new ModelConfigError({ field: "partial_rotary_factor", reason: "only full rotary embeddings (1) are supported" })
   }
-  const maxPositionEmbeddings = positiveInt(json, "max_position_embeddings", 2048)
+  const maxPositionEmbeddings = positiveInt(f, "max_position_embeddings", 2048)
   // Attention here is full causal attention: a window that actually binds would change the model.
   const window = json["sliding_window"]
   const windowOn = qwen ? json["use_sliding_window"] === true : typeof window === "number"
   if (windowOn && typeof window === "number" && window < maxPositionEmbeddings) {
     throw new ModelConfigError({ field: "sliding_window", reason: `sliding-window attention (${window}) is not supported` })
   }
-  const bos = tokenIds(json, "bos_token_id")
+  const bos = tokenIds(f, "bos_token_id")
   return {
     architecture,
     hiddenSize,
-    intermediateSize: positiveInt(json, "intermediate_size"),
-    numLayers: positiveInt(json, "num_hidden_layers"),
+    intermediateSize: positiveInt(f, "intermediate_size"),
+    numLayers: positiveInt(f, "num_hidden_layers"),
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: positiveNumber(json, "rms_norm_eps", 1e-6),
-    ropeTheta: positiveNumber(json, "rope_theta", 10000),
-    ropeScaling: ropeScaling(json, maxPositionEmbeddings),
-    vocabSize: positiveInt(json, "vocab_size"),
-    tieWordEmbeddings: bool(json, "tie_word_embeddings", false),
-    attentionBias: bool(json, "attention_bias", qwen),
+    rmsNormEps: positiveNumber(f, "rms_norm_eps", 1e-6),
+    ropeTheta: positiveNumber(f, "rope_theta", 10000),
+    ropeScaling: ropeScaling(f, maxPositionEmbeddings),
+    vocabSize: positiveInt(f, "vocab_size"),
+    tieWordEmbeddings: bool(f, "tie_word_embeddings", false),
+    attentionBias: bool(f, "attention_bias", qwen),
     maxPositionEmbeddings,
     bosTokenId: bos[0],
-    eosTokenIds: tokenIds(json, "eos_token_id")
+    eosTokenIds: tokenIds(f, "eos_token_id")
   }
 }
 

@@ -3,13 +3,18 @@
  */
 import { Data } from "effect"
 
-/** config.json is missing a field, has a wrong type, or asks for something unsupported. */
+/**
+ * config.json is missing a field, has a wrong type, asks for something
+ * unsupported, or disagrees with the tensors of the folder.
+ */
 export class ModelConfigError extends Data.TaggedError("ModelConfigError")<{
   readonly field: string
   readonly reason: string
+  /** what the folder's tensors hold that bears on the field, when known */
+  readonly tensors?: string | undefined
 }> {
   override get message(): string {
-    return `config.json: ${this.field}: ${this.reason}`
+    return `config.json: ${this.field}: ${this.reason}${this.tensors === undefined ? "" : `; tensors: ${this.tensors}`}`
   }
 }
 
@@ -48,19 +53,27 @@ export class TensorShapeMismatch extends Data.TaggedError("TensorShapeMismatch")
   }
 }
 
-/** A file of the model folder could not be read. */
+/**
+ * The model folder, or a file in it, is absent, of the wrong kind (a FIFO,
+ * socket, device or directory where a regular file belongs), too large, or
+ * could not be read.
+ */
 export class ModelFileError extends Data.TaggedError("ModelFileError")<{
   readonly file: string
   readonly reason: string
+  /** for a folder lacking files: each one missing */
+  readonly missing?: ReadonlyArray<string> | undefined
 }> {
   override get message(): string {
     return `${this.file}: ${this.reason}`
   }
 }
 
-/** tokenizer.json could not be loaded, or text could not be encoded. */
+/** tokenizer.json could not be loaded, names an unusable special token, or text could not be encoded. */
 export class TokenizerError extends Data.TaggedError("TokenizerError")<{
   readonly reason: string
+  /** the tokenizer_config.json field at fault, when there is one */
+  readonly field?: string | undefined
 }> {
   override get message(): string {
     return this.reason

@@ -2,11 +2,12 @@
  * One call to get a runnable model: config, GPU weights and tokenizer, from a
  * Hugging Face folder or from a synthetic preset (or any config) and a seed.
  */
-import type { ModelConfig } from "./config.ts"
+import { checkModelConfig, type ModelConfig } from "./config.ts"
 import { ModelConfigError } from "./errors.ts"
+import { type ModelFolder, openModelFolder } from "./folder.ts"
 import { isPresetName, PRESETS, type PresetName } from "./synthetic.ts"
 import { byteTokenizer, loadTokenizer, type TextTokenizer } from "./tokenizer.ts"
-import { loadWeights, type ModelWeights, synthesizeWeights } from "./weights.ts"
+import { type ModelWeights, synthesizeWeights, uploadFolder } from "./weights.ts"
 
 export type ModelSource =
   | { readonly kind: "folder"; readonly dir: string }
@@ -23,17 +24,52 @@ export interface LoadModelOptions {
   readonly onProgress?: (loaded: number, total: number) => void
 }
 
-export const loadModel = async (device: GPUDevice, source: ModelSource, options: LoadModelOptions = {}): Promise<LoadedModel> => {
-  if (source.kind === "folder") {
-    const tokenizer = await loadTokenizer(source.dir)
-    const weights = await loadWeights(device, source.dir, options.onProgress)
-    return { config: weights.config, weights, tokenizer }
+/** A folder's checks (see openModelFolder) and its tokenizer, checked against the config. */
+const openFolderModel = async (dir: string): Promise<{ readonly folder: ModelFolder; readonly tokenizer: TextTokenizer }> => {
+  const folder = await openModelFolder(dir, { tokenizer: true })
+  try {
+    return { folder, tokenizer: await loadTokenizer(dir, { vocabSize: folder.config.vocabSize }) }
+  } catch (e) {
+    await folder.source.close()
+    throw e
   }
-  const { model } = source
+}
+
+const syntheticConfig = (model: PresetName | ModelConfig): ModelConfig => {
   if (typeof model === "string" && !isPresetName(model)) {
     throw new ModelConfigError({ field: "preset", reason: `${JSON.stringify(model)} is not a preset (${Object.keys(PRESETS).join(", ")})` })
   }
   const config: ModelConfig = typeof model === "string" ? PRESETS[model] : model
+  // A config built in code gets the limits a parsed one does: tensorSpecs allocates per layer.
+  checkModelConfig(config)
+  return config
+}
+
+/**
+ * Every check loadModel makes before it touches the GPU: for a folder, its
+ * files, config.json, the safetensors headers against it, and the tokenizer;
+ * for a synthetic model, its config.
+ */
+export const checkModelSource = async (source: ModelSource): Promise<void> => {
+  if (source.kind === "synthetic") {
+    syntheticConfig(source.model)
+    return
+  }
+  const { folder } = await openFolderModel(source.dir)
+  await folder.source.close()
+}
+
+export const loadModel = async (device: GPUDevice, source: ModelSource, options: LoadModelOptions = {}): Promise<LoadedModel> => {
+  if (source.kind === "folder") {
+    const { folder, tokenizer } = await openFolderModel(source.dir)
+    try {
+      const weights = await uploadFolder(device, folder, options.onProgress)
+      return { config: folder.config, weights, tokenizer }
+    } finally {
+      await folder.source.close()
+    }
+  }
+  const config = syntheticConfig(source.model)
   const weights = await synthesizeWeights(device, config, source.seed)
   // Synthetic models speak bytes: ids past the byte tokenizer's decode to nothing.
   return { config, weights, tokenizer: byteTokenizer(config.vocabSize) }

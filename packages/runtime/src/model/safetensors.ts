@@ -10,10 +10,11 @@
  * Any violation is a SafetensorsError or UnsupportedDtype, before a tensor
  * byte is read or a buffer sized from the header is allocated.
  */
-import { open, readFile, writeFile } from "node:fs/promises"
+import { writeFile } from "node:fs/promises"
 import { basename, join } from "node:path"
 import { decodeToF32, DTYPE_BYTES, DTYPES, encodeFromF32, type Dtype } from "./dtype.ts"
-import { ModelFileError, SafetensorsError, UnsupportedDtype } from "./errors.ts"
+import { SafetensorsError, UnsupportedDtype } from "./errors.ts"
+import { MAX_JSON_BYTES, openRegularFile, readAt, readJsonFile, statIfPresent } from "./files.ts"
 
 /** Headers above this size are refused (real ones are a few hundred KB). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -110,18 +111,14 @@ export interface SafetensorsFile {
   close(): Promise<void>
 }
 
+/** Opens a safetensors file (a regular file only; see openRegularFile) and validates its header. */
 export const openSafetensors = async (path: string): Promise<SafetensorsFile> => {
-  const handle = await open(path, "r").catch((e: unknown) => {
-    throw new ModelFileError({ file: path, reason: e instanceof Error ? e.message : String(e) })
-  })
+  const { handle, size } = await openRegularFile(path)
   try {
-    const { size } = await handle.stat()
-    const first8 = new Uint8Array(8)
-    await handle.read(first8, 0, Math.min(8, size), 0)
+    const first8 = await readAt(path, handle, Math.min(8, size), 0)
     const n = headerLength(path, first8, size)
-    const headerBytes = new Uint8Array(n)
-    const { bytesRead } = await handle.read(headerBytes, 0, n, 8)
-    if (bytesRead !== n) fail(path, `file shrank while reading its header`)
+    const headerBytes = await readAt(path, handle, n, 8)
+    if (headerBytes.byteLength !== n) fail(path, `file shrank while reading its header`)
     const header = parseHeader(path, headerBytes, size)
     return {
       path,
@@ -129,9 +126,8 @@ export const openSafetensors = async (path: string): Promise<SafetensorsFile> =>
       async readF32(name) {
         const info = header.tensors.get(name)
         if (info === undefined) return fail(path, `no tensor named ${name}`)
-        const bytes = new Uint8Array(info.end - info.begin)
-        const { bytesRead } = await handle.read(bytes, 0, bytes.byteLength, info.begin)
-        if (bytesRead !== bytes.byteLength) fail(path, `tensor ${name}: file ends early`)
+        const bytes = await readAt(path, handle, info.end - info.begin, info.begin)
+        if (bytes.byteLength !== info.end - info.begin) fail(path, `tensor ${name}: file ends early`)
         return decodeToF32(info.dtype, bytes)
       },
       close: () => handle.close()
@@ -209,21 +205,11 @@ export interface TensorSource {
   close(): Promise<void>
 }
 
-const readJson = async (path: string): Promise<unknown> => {
-  const text = await readFile(path, "utf8").catch((e: unknown) => {
-    throw new ModelFileError({ file: path, reason: e instanceof Error ? e.message : String(e) })
-  })
-  try {
-    return JSON.parse(text)
-  } catch (e) {
-    throw new ModelFileError({ file: path, reason: `not valid JSON (${e instanceof Error ? e.message : String(e)})` })
-  }
-}
-
 /** Opens model.safetensors.index.json's shards, or else model.safetensors, in `dir`. */
 export const openTensorSource = async (dir: string): Promise<TensorSource> => {
   const indexPath = join(dir, INDEX_FILE)
-  const sharded = await open(indexPath, "r").then(async (h) => (await h.close(), true), () => false)
+  // Any entry by the index's name means a sharded checkpoint: what it is gets checked on reading it.
+  const sharded = (await statIfPresent(indexPath)) !== undefined
   const files: Array<SafetensorsFile> = []
   const owner = new Map<string, SafetensorsFile>()
   try {
@@ -232,7 +218,7 @@ export const openTensorSource = async (dir: string): Promise<TensorSource> => {
       files.push(file)
       for (const name of file.header.tensors.keys()) owner.set(name, file)
     } else {
-      const index = await readJson(indexPath)
+      const { json: index } = await readJsonFile(indexPath, MAX_JSON_BYTES)
       const map = isObject(index) ? index["weight_map"] : undefined
       if (!isObject(map)) return fail(indexPath, "weight_map is missing or not an object")
       const shardNames = new Set<string>()

@@ -3,9 +3,9 @@
  * and a byte-level tokenizer (256 byte tokens + BOS + EOS) for synthetic models.
  */
 import { Tokenizer } from "@huggingface/tokenizers"
-import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { TokenizerError } from "./errors.ts"
+import { MAX_CONFIG_BYTES, MAX_JSON_BYTES, readTextFile, statIfPresent } from "./files.ts"
 
 export interface TextTokenizer {
   readonly vocabSize: number
@@ -35,8 +35,15 @@ export const byteTokenizer = (vocabSize = BYTE_VOCAB): TextTokenizer => ({
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
+export interface TokenizerOptions {
+  /** the model's vocabulary size: the special tokens' ids must lie below it */
+  readonly vocabSize?: number | undefined
+  /** how errors about tokenizer_config.json name it */
+  readonly configFile?: string | undefined
+}
+
 /** A tokenizer from tokenizer.json (and tokenizer_config.json when present) objects. */
-export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unknown = {}): TextTokenizer => {
+export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unknown = {}, options: TokenizerOptions = {}): TextTokenizer => {
   let tokenizer: Tokenizer
   try {
     tokenizer = new Tokenizer(tokenizerJson as object, tokenizerConfig as object)
@@ -49,8 +56,23 @@ export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unkno
     const content = typeof v === "string" ? v : typeof v === "object" && v !== null ? (v as { content?: unknown }).content : undefined
     return typeof content === "string" ? tokenizer.token_to_id(content) : undefined
   }
-  const bosId = idOf("bos_token")
-  const eos = idOf("eos_token")
+  // The BOS id is written into every prompt and the EOS id compared with every
+  // sampled token: one past the model's vocabulary would index past its embedding.
+  const checked = (field: string): number | undefined => {
+    const id = idOf(field)
+    if (id !== undefined && options.vocabSize !== undefined && id >= options.vocabSize) {
+      const v = config[field]
+      const token = typeof v === "string" ? v : (v as { content: string }).content
+      throw new TokenizerError({
+        field,
+        reason: `${options.configFile ?? "tokenizer_config.json"}: ${field} ${JSON.stringify(token)} is token id ${id}, ` +
+          `outside the model's vocabulary (vocab_size ${options.vocabSize})`
+      })
+    }
+    return id
+  }
+  const bosId = checked("bos_token")
+  const eos = checked("eos_token")
   return {
     vocabSize: tokenizer.get_vocab(true).size,
     bosId,
@@ -67,21 +89,22 @@ export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unkno
   }
 }
 
-/** Loads tokenizer.json (and tokenizer_config.json if the folder has one) from a model folder. */
-export const loadTokenizer = async (dir: string): Promise<TextTokenizer> => {
-  const readJson = async (name: string, optional: boolean): Promise<unknown> => {
-    let text: string
-    try {
-      text = await readFile(join(dir, name), "utf8")
-    } catch (e) {
-      if (optional) return {}
-      throw new TokenizerError({ reason: `${join(dir, name)}: ${message(e)}` })
-    }
+/**
+ * Loads tokenizer.json (and tokenizer_config.json if the folder has one) from
+ * a model folder; with `vocabSize`, its special tokens must be ids below it.
+ * Only regular files are read (a FIFO or directory is a ModelFileError).
+ */
+export const loadTokenizer = async (dir: string, options: { readonly vocabSize?: number | undefined } = {}): Promise<TextTokenizer> => {
+  const readJson = async (name: string, maxBytes: number): Promise<unknown> => {
+    const text = await readTextFile(join(dir, name), maxBytes)
     try {
       return JSON.parse(text)
     } catch (e) {
       throw new TokenizerError({ reason: `${join(dir, name)} is not valid JSON: ${message(e)}` })
     }
   }
-  return tokenizerFromJson(await readJson("tokenizer.json", false), await readJson("tokenizer_config.json", true))
+  const configFile = join(dir, "tokenizer_config.json")
+  const tokenizerJson = await readJson("tokenizer.json", MAX_JSON_BYTES)
+  const tokenizerConfig = (await statIfPresent(configFile)) === undefined ? {} : await readJson("tokenizer_config.json", MAX_CONFIG_BYTES)
+  return tokenizerFromJson(tokenizerJson, tokenizerConfig, { vocabSize: options.vocabSize, configFile })
 }

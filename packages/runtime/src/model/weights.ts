@@ -13,12 +13,9 @@
  *   norms       [hidden]
  */
 import { createStorageBuffer, FillKernel, packBf16, referenceFill, weightBytes, type WeightType } from "@canopy/kernels"
-import { readFile } from "node:fs/promises"
-import { join } from "node:path"
-import { type ModelConfig, parseModelConfig } from "./config.ts"
-import { ModelFileError, TensorShapeMismatch } from "./errors.ts"
-import { openTensorSource } from "./safetensors.ts"
-import { elementCount, layerPrefix, syntheticScale, type TensorSpec, tensorSpecs } from "./tensors.ts"
+import type { ModelConfig } from "./config.ts"
+import { type ModelFolder, openModelFolder } from "./folder.ts"
+import { checkShapes, elementCount, layerPrefix, syntheticScale, type TensorSpec, tensorSpecs } from "./tensors.ts"
 
 export interface LayerWeights {
   readonly inputNorm: GPUBuffer
@@ -126,16 +123,6 @@ const write = (device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values:
   device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength)
 }
 
-/** Checks that `shapes` has every tensor of `c` with the expected shape. */
-export const checkShapes = (c: ModelConfig, shapes: ReadonlyMap<string, ReadonlyArray<number>>): void => {
-  for (const spec of tensorSpecs(c)) {
-    const actual = shapes.get(spec.name)
-    if (actual === undefined || actual.length !== spec.shape.length || actual.some((d, i) => d !== spec.shape[i])) {
-      throw new TensorShapeMismatch({ tensor: spec.name, expected: spec.shape, actual })
-    }
-  }
-}
-
 /** Uploads host tensors (checked against the config first), matrices as `weightType` where the shapes allow. */
 export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeights, weightType: WeightType = "f32"): ModelWeights => {
   const shapes = new Map<string, ReadonlyArray<number>>()
@@ -147,25 +134,11 @@ export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeigh
   return allocate(device, c, supportedWeightType(c, weightType), (name, buffer, offset, type) => write(device, buffer, offset, host.get(name)!, type))
 }
 
-export const readConfig = async (dir: string): Promise<ModelConfig> => {
-  const path = join(dir, "config.json")
-  const text = await readFile(path, "utf8").catch((e: unknown) => {
-    throw new ModelFileError({ file: path, reason: e instanceof Error ? e.message : String(e) })
-  })
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (e) {
-    throw new ModelFileError({ file: path, reason: `not valid JSON (${e instanceof Error ? e.message : String(e)})` })
-  }
-  return parseModelConfig(json)
-}
-
 /**
  * Loads config.json and the safetensors of a Hugging Face model folder onto the
  * GPU. Matrices stored as bf16 stay bf16 (exactly, at half the memory of f32);
- * anything else is widened to f32. Every header and shape is checked before
- * any tensor data is read.
+ * anything else is widened to f32. The folder, every header and every shape
+ * are checked (see openModelFolder) before any tensor data is read.
  */
 export const loadWeights = async (
   device: GPUDevice,
@@ -173,36 +146,41 @@ export const loadWeights = async (
   /** after each tensor: how many of how many are on the GPU */
   onProgress?: (loaded: number, total: number) => void
 ): Promise<ModelWeights> => {
-  const config = await readConfig(dir)
-  const source = await openTensorSource(dir)
+  const folder = await openModelFolder(dir)
   try {
-    checkShapes(config, new Map([...source.tensors].map(([name, info]) => [name, info.shape])))
-    const allBf16 = tensorSpecs(config).every((spec) => !isMatrix(spec) || source.tensors.get(spec.name)?.dtype === "BF16")
-    const targets: Array<readonly [string, GPUBuffer, number, WeightType]> = []
-    const weights = allocate(device, config, supportedWeightType(config, allBf16 ? "bf16" : "f32"),
-      (name, buffer, offset, type) => targets.push([name, buffer, offset, type]))
-    try {
-      // One tensor at a time: host memory holds a single tensor, not the model.
-      for (const [i, [name, buffer, offset, type]] of targets.entries()) {
-        write(device, buffer, offset, await source.readF32(name), type)
-        onProgress?.(i + 1, targets.length)
-      }
-    } catch (e) {
-      weights.destroy()
-      throw e
-    }
-    return weights
+    return await uploadFolder(device, folder, onProgress)
   } finally {
-    await source.close()
+    await folder.source.close()
   }
+}
+
+/** Uploads the tensors of a checked folder (see openModelFolder); the caller closes its source. */
+export const uploadFolder = async (
+  device: GPUDevice,
+  { config, source }: ModelFolder,
+  onProgress?: (loaded: number, total: number) => void
+): Promise<ModelWeights> => {
+  const allBf16 = tensorSpecs(config).every((spec) => !isMatrix(spec) || source.tensors.get(spec.name)?.dtype === "BF16")
+  const targets: Array<readonly [string, GPUBuffer, number, WeightType]> = []
+  const weights = allocate(device, config, supportedWeightType(config, allBf16 ? "bf16" : "f32"),
+    (name, buffer, offset, type) => targets.push([name, buffer, offset, type]))
+  try {
+    // One tensor at a time: host memory holds a single tensor, not the model.
+    for (const [i, [name, buffer, offset, type]] of targets.entries()) {
+      write(device, buffer, offset, await source.readF32(name), type)
+      onProgress?.(i + 1, targets.length)
+    }
+  } catch (e) {
+    weights.destroy()
+    throw e
+  }
+  return weights
 }
 
 /** Reads every tensor of a model folder into host arrays (for the CPU reference on small models). */
 export const loadHostWeights = async (dir: string): Promise<{ config: ModelConfig; weights: HostWeights }> => {
-  const config = await readConfig(dir)
-  const source = await openTensorSource(dir)
+  const { config, source } = await openModelFolder(dir)
   try {
-    checkShapes(config, new Map([...source.tensors].map(([name, info]) => [name, info.shape])))
     const weights = new Map<string, Float32Array>()
     for (const spec of tensorSpecs(config)) weights.set(spec.name, await source.readF32(spec.name))
     return { config, weights }
