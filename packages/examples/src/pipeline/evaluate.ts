@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { chmod, lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
@@ -46,8 +46,11 @@ export interface EvaluatorOptions {
   readonly limits?: Partial<RunLimits>
   /** Samples evaluated at the same time. */
   readonly concurrency?: number
-  /** false skips the namespace probe and runs with the host network. */
-  readonly isolateNetwork?: boolean
+  /**
+   * false skips the namespace probe: programs share the host's network,
+   * processes and filesystem (see ISOLATION.md).
+   */
+  readonly isolate?: boolean
   readonly stopOnFirstFailure?: boolean
 }
 
@@ -58,6 +61,10 @@ export interface EvaluationItem {
 
 export interface Evaluator {
   readonly python: string
+  /**
+   * What every run of this evaluator gets; a run that cannot be given all of
+   * it fails with RunnerError instead of running with less.
+   */
   readonly isolation: Isolation
   readonly limits: RunLimits
   readonly evaluate: (problem: Problem, program: string) => Effect.Effect<SampleEvaluation, EvaluationError>
@@ -136,6 +143,27 @@ const resolvePython = (python: string): Effect.Effect<string, EvaluatorSetupErro
 
 const SCRIPT_NAME = "solution.py"
 
+/** Gives every folder below dir (not following links) owner rwx, so a program cannot make its leftovers unremovable. */
+const makeRemovable = async (dir: string): Promise<void> => {
+  await chmod(dir, 0o700).catch(() => undefined)
+  const entries = await readdir(dir).catch(() => [])
+  for (const name of entries) {
+    const path = join(dir, name)
+    const stat = await lstat(path).catch(() => undefined)
+    if (stat?.isDirectory()) await makeRemovable(path)
+  }
+}
+
+const removeWorkdir = async (dir: string): Promise<void> => {
+  try {
+    await rm(dir, { recursive: true, force: true })
+  } catch {
+    // Folders the program left without write or search permission (chmod 0) stop rm; as its owner we can undo that.
+    await makeRemovable(dir)
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 const withWorkdir = <A, E>(use: (dir: string) => Effect.Effect<A, E>): Effect.Effect<A, E | WorkdirError> =>
   Effect.acquireUseRelease(
     Effect.tryPromise({
@@ -143,8 +171,11 @@ const withWorkdir = <A, E>(use: (dir: string) => Effect.Effect<A, E>): Effect.Ef
       catch: (cause) => new WorkdirError({ message: `cannot create working folder: ${String(cause)}` })
     }),
     use,
-    // Removal failures are not worth failing an evaluation over; the folder is under the system temp dir.
-    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }).catch(() => undefined))
+    // A folder that still cannot be removed is not worth failing an evaluation over, but it is worth a word.
+    (dir) =>
+      Effect.tryPromise(() => removeWorkdir(dir)).pipe(
+        Effect.catch((error) => Effect.logWarning(`cannot remove working folder ${dir}: ${String(error.cause)}`))
+      )
   )
 
 /**
@@ -155,7 +186,7 @@ const withWorkdir = <A, E>(use: (dir: string) => Effect.Effect<A, E>): Effect.Ef
 export const makeEvaluator = (options: EvaluatorOptions = {}): Effect.Effect<Evaluator, EvaluatorSetupError> =>
   Effect.gen(function*() {
     const python = yield* resolvePython(options.python ?? "python3")
-    const isolation = options.isolateNetwork === false ? NO_ISOLATION : yield* Effect.sync(detectIsolation)
+    const isolation = options.isolate === false ? NO_ISOLATION : yield* detectIsolation(python)
     const limits: RunLimits = { ...DEFAULT_LIMITS, ...options.limits }
     const stopOnFirstFailure = options.stopOnFirstFailure ?? true
     const concurrency = options.concurrency ?? 2
