@@ -1,14 +1,16 @@
-import { openGpu, type GpuHandle } from "@canopy/kernels"
+import { chooseDecodeTile, layoutCase, maxDecodeGroup, openGpu, type GpuHandle } from "@canopy/kernels"
 import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { scaled } from "./limits.ts"
 import { parseAttentionCase } from "../src/oracle/AttentionCase.ts"
 import { answerCase, parseOracleInput } from "../src/oracle/answer.ts"
 
 const root = fileURLToPath(new URL("../../..", import.meta.url))
+// spawnSync blocks the worker, so no vitest limit can fire while it runs: the child's own bound ends a hang
 const canopy = (input: string) =>
-  spawnSync("node", ["--import", "tsx", "packages/examples/src/cli/main.ts", "attention"], { cwd: root, input, encoding: "utf8" })
+  spawnSync("node", ["--import", "tsx", "packages/examples/src/cli/main.ts", "attention"], { cwd: root, input, encoding: "utf8", timeout: scaled(60_000) })
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -129,12 +131,107 @@ describe("the attention oracle", () => {
     ["a short k array", { heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length: 1, k: [1], v: [] }], queries: [] }, "nodes[0].k"],
     ["a non-finite number", { heads: 1, kvHeads: 1, headDim: 8, nodes: [], queries: [{ node: 0, q: [] }] }, "queries[0].node"],
     ["an unknown method", { method: "fast", heads: 1, kvHeads: 1, headDim: 8, nodes: [], queries: [] }, "method"],
-    ["an unsupported head dim on the GPU", { heads: 1, kvHeads: 1, headDim: 12, nodes: [], queries: [] }, "headDim"]
+    ["an unsupported head dim on the GPU", { heads: 1, kvHeads: 1, headDim: 12, nodes: [], queries: [] }, "headDim"],
+    ["more query heads per KV head than the decode kernel takes", { heads: 1024, kvHeads: 1, headDim: 128, nodes: [], queries: [] }, "$.heads: 1024 query heads per KV head"],
+    ["a value beyond the f32 range", { heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length: 1, k: [1e39, 0, 0, 0, 0, 0, 0, 0], v: new Array(8).fill(0) }], queries: [{ node: 0, q: new Array(8).fill(0) }] }, "$.nodes[0].k[0]: must be within the f32 range"]
   ])("refuses %s with exit code 2 and a message naming it", (_, input, words) => {
     const r = canopy(typeof input === "string" ? input : JSON.stringify(input))
     expect(r.status).toBe(2)
     expect(r.stdout).toBe("")
     expect(r.stderr).toContain(words)
+  })
+
+  it("refuses values and magnitudes the GPU path cannot represent, naming the field and the limit", () => {
+    const problem = (text: string): string => {
+      try {
+        parseOracleInput(text)
+      } catch (e) {
+        return (e as Error).message
+      }
+      return "accepted"
+    }
+    const zeros = (n: number) => new Array<number>(n).fill(0)
+    const one = (k: ReadonlyArray<number>, v: ReadonlyArray<number>, q: ReadonlyArray<number>, length = 1) =>
+      JSON.stringify({ heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length, k, v }], queries: [{ node: 0, q }] })
+    expect(problem(one([1e39, ...zeros(7)], zeros(8), zeros(8)))).toBe(
+      "$.nodes[0].k[0]: must be within the f32 range the GPU path computes in (magnitude at most 3.4028234663852886e+38), got 1e+39"
+    )
+    expect(problem(one([1e20, ...zeros(7)], zeros(8), [1e20, ...zeros(7)]))).toBe(
+      "$.queries[0].q: its scores against $.nodes[0].k (KV head 0) may reach √headDim·max|q|·max|k| = 2.83·1.00e+20·1.00e+20 = 2.83e+40; " +
+        "the GPU path takes scores up to 1e+29"
+    )
+    expect(problem(one(zeros(16), [3e38, ...zeros(7), 3e38, ...zeros(7)], zeros(8), 2))).toBe(
+      "$.nodes[0].v: $.queries[0] sums these values (KV head 0) over the 2 tokens of its path: tokens·max|v| = 2·3.00e+38 = 6.00e+38; " +
+        "the GPU path's f32 sums take up to 1e+38"
+    )
+    // JSON.parse reads 1e999 as Infinity; the message must not call it null
+    expect(problem(one(zeros(8), zeros(8), zeros(8)).replace('"q":[0', '"q":[1e999'))).toBe(
+      "$.queries[0].q[0]: must be a finite number, got a number beyond the f64 range (JSON.parse reads it as Infinity)"
+    )
+    expect(problem(one(zeros(8), zeros(8), zeros(8)).replace('"heads":1', '"heads":-1e999'))).toBe(
+      "$.heads: must be an integer from 1 to 1024, got a number beyond the f64 range (JSON.parse reads it as -Infinity)"
+    )
+    // the bound is on the largest magnitudes of the query's path only: a large key elsewhere is fine
+    const twoRoots = JSON.stringify({
+      heads: 1, kvHeads: 1, headDim: 8,
+      nodes: [{ parent: null, length: 1, k: [1e30, ...zeros(7)], v: zeros(8) }, { parent: null, length: 1, k: zeros(8), v: zeros(8) }],
+      queries: [{ node: 1, q: [1e20, ...zeros(7)] }]
+    })
+    expect(problem(twoRoots)).toBe("accepted")
+  })
+
+  it("answers exactly at scores near the bound, which leaves room below the kernels' stand-in for −∞ (−1e30)", async () => {
+    // score −1e14·1e14·8/√8 ≈ −2.8e28: within the bound, and far below any real score
+    for (const method of ["hydragen", "baseline"] as const) {
+      const answer = await answerCase(parseAttentionCase({
+        heads: 1, kvHeads: 1, headDim: 8, method,
+        nodes: [{ parent: null, length: 1, k: new Array(8).fill(-1e14), v: [1, 2, 3, 4, 5, 6, 7, 8] }],
+        queries: [{ node: 0, q: new Array(8).fill(1e14) }]
+      }), gpu)
+      expect(answer.out[0]).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+      expect(answer.lse[0]![0]! / (-8e28 / Math.sqrt(8))).toBeCloseTo(1, 5)
+    }
+  })
+
+  it("names the decode kernel's limit on query heads per KV head, from the device's limits", async () => {
+    // hand-worked: at head dim 128 and 128 threads, 8 lanes per key fit 32 KiB up to 16 heads; in 16 KiB, 5
+    const limits = (bytes: number) => ({ maxComputeInvocationsPerWorkgroup: 128, maxComputeWorkgroupStorageSize: bytes }) as GPUSupportedLimits
+    expect(maxDecodeGroup(128, limits(32768))).toBe(16)
+    expect(maxDecodeGroup(128, limits(16384))).toBe(5)
+    expect(() => chooseDecodeTile(128, 5, limits(16384))).not.toThrow()
+    expect(() => chooseDecodeTile(128, 6, limits(16384))).toThrow()
+    const l = gpu.device.limits
+    await expect(answerCase(parseAttentionCase({ heads: 1024, kvHeads: 1, headDim: 128, nodes: [], queries: [] }), gpu)).rejects.toThrow(
+      `$.heads: 1024 query heads per KV head (heads 1024 / kvHeads 1) are more than the GPU decode kernel takes at head dim 128 ` +
+        `on this adapter: at most ${maxDecodeGroup(128, l)} (a workgroup of ${Math.min(128, l.maxComputeInvocationsPerWorkgroup)} threads and ` +
+        `${l.maxComputeWorkgroupStorageSize} bytes of workgroup memory); method "reference" takes any`
+    )
+  })
+
+  it("lays out and answers 130,000 queries (no argument spreads over input-sized arrays)", async () => {
+    const d = 8
+    const json = {
+      heads: 1, kvHeads: 1, headDim: d,
+      nodes: [
+        { parent: null, length: 2, k: Array.from({ length: 2 * d }, (_, i) => i % 3), v: Array.from({ length: 2 * d }, (_, i) => i) },
+        { parent: 0, length: 1, k: new Array(d).fill(1), v: new Array(d).fill(2) }
+      ],
+      queries: Array.from({ length: 130_000 }, (_, s) => ({ node: s % 2, q: Array.from({ length: d }, (_, i) => ((s + i) % 5) / 5) }))
+    }
+    const { plan } = layoutCase(parseAttentionCase(json), 16)
+    expect(plan.numSequences).toBe(130_000)
+    expect(plan.levels.map((l) => [...l.nodeIds])).toEqual([[0], [1]])
+    expect(plan.numPartials).toBe(130_000 + 65_000)
+    const reference = await answerCase(parseAttentionCase({ ...json, method: "reference" }), gpu)
+    const hydragen = await answerCase(parseAttentionCase({ ...json, method: "hydragen" }), gpu)
+    expect(hydragen.out).toHaveLength(130_000)
+    // the rows repeat every 10 queries (node s % 2, q from s % 5): check one period against the direct softmax, all rows against the reference
+    for (let s = 0; s < 10; s++) expectClose(reference.out[s]!, direct(json, s).out)
+    let worst = 0
+    for (let s = 0; s < 130_000; s++) {
+      for (let i = 0; i < d; i++) worst = Math.max(worst, Math.abs(hydragen.out[s]![i]! - reference.out[s]![i]!) / Math.max(1e-6, Math.abs(reference.out[s]![i]!)))
+    }
+    expect(worst).toBeLessThan(1e-4)
   })
 
   it("rejects NaN-like values that JSON cannot hold but a parser could be handed", () => {

@@ -56,6 +56,23 @@ describe("APPS JSONL reader", () => {
     expect(await Effect.runPromise(readProblemsFile(path))).toHaveLength(1)
     const missing = await Effect.runPromise(Effect.flip(readProblemsFile(join(dir, "missing.jsonl"))))
     expect(missing._tag).toBe("ProblemFileError")
+    // Node's own message, without the "Error: " String() would put before it
+    expect(missing.message).toBe(`ENOENT: no such file or directory, open '${join(dir, "missing.jsonl")}'`)
+  })
+
+  it("refuses a file with no problems: empty, or blank lines only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "canopy-problems-"))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const empty = join(dir, "empty.jsonl")
+    const blank = join(dir, "blank.jsonl")
+    writeFileSync(empty, "")
+    writeFileSync(blank, "\n   \n\t\n")
+    const tail = "a problems file needs at least one problem, one APPS-style JSON record per line"
+    const errors = await Promise.all([empty, blank].map((path) => Effect.runPromise(Effect.flip(readProblemsFile(path)))))
+    expect(errors.map((e) => [e._tag, e.message])).toEqual([
+      ["ProblemFileError", `${empty} is empty: ${tail}`],
+      ["ProblemFileError", `${blank} holds only blank lines (3): ${tail}`]
+    ])
   })
 })
 

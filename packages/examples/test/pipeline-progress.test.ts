@@ -39,6 +39,31 @@ describe("progress", () => {
     ])
   })
 
+  it("shows samples only for work that is not problems, and closes on the run's own figures", () => {
+    const out = capture(false)
+    let clock = 0
+    const progress = createProgress({ stream: out.stream, lineIntervalMs: 1_000, now: () => clock })
+    progress.start({ samples: 3 })
+    clock = 1_500
+    progress.tokens(30)
+    progress.sampleDone()
+    clock = 1_600
+    // the run's own clock started earlier and ended later than the display's
+    progress.stop({ tokens: 45, seconds: 2 })
+    expect(out.text().split("\n")).toEqual([
+      "samples 0/3, tokens 30, 20.0 tokens/s",
+      "done: samples 1/3, tokens 45, 22.5 tokens/s",
+      ""
+    ])
+    const bars = capture(true)
+    const drawn = createProgress({ stream: bars.stream, mode: "bars" })
+    drawn.start({ samples: 2 })
+    drawn.sampleDone()
+    drawn.stop({ tokens: 9, seconds: 3 })
+    expect(bars.text()).not.toContain("problems")
+    expect(bars.text()).toContain("9 tokens, 3.0 tokens/s")
+  })
+
   it("draws bars on a terminal", () => {
     const out = capture(true)
     const progress = createProgress({ stream: out.stream, mode: "bars" })

@@ -1,14 +1,16 @@
 /**
  * Flags several commands share: the model and the sampling parameters.
  */
-import { Option } from "effect"
+import { parseModelSource } from "@canopy/runtime"
+import { Effect, Option } from "effect"
 import { Flag } from "effect/cli"
 import { parseIntList } from "../bench/lists.ts"
 
-export const positiveInt = (name: string, fallback: number, description: string) =>
+/** An integer flag ≥ 1 with a default; `max` bounds it where a larger value would only fail later, after allocating. */
+export const positiveInt = (name: string, fallback: number, description: string, max = Number.MAX_SAFE_INTEGER) =>
   Flag.Int(name).pipe(
-    Flag.withDescription(`${description} (default ${fallback})`),
-    Flag.filter((n) => n >= 1, (n) => `--${name} must be at least 1, got ${n}`),
+    Flag.withDescription(`${description} (default ${fallback}${max < Number.MAX_SAFE_INTEGER ? `, at most ${max}` : ""})`),
+    Flag.filter((n) => n >= 1 && n <= max, (n) => (n < 1 ? `--${name} must be at least 1, got ${n}` : `--${name} must be at most ${max}, got ${n}`)),
     Flag.withDefault(fallback)
   )
 
@@ -29,10 +31,25 @@ export const modelFlag = Flag.String("model").pipe(
   Flag.withDefault("synthetic:tiny")
 )
 
+/** Most samples decoding at once that `--max-batch` takes: far past what any KV pool holds, and small enough to refuse a typo before allocating. */
+export const MAX_BATCH = 65_536
+
+/**
+ * Most MiB `--kv-memory` takes (1 TiB). The engine checks the value against
+ * the adapter's memory; this only refuses an absurd one before anything is loaded.
+ */
+export const MAX_KV_MEMORY_MIB = 1 << 20
+
+/** Checks `--model`'s form (a known preset, or a folder) before anything is acquired; the model stack reads it again. */
+export const checkModelSpec = (model: string): Effect.Effect<void, unknown> => Effect.try({ try: () => void parseModelSource(model), catch: (e) => e })
+
 /** KV cache size; the engine's default is 256 MiB on a software adapter and 4 GiB on a GPU. */
 export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
-  Flag.withDescription("MiB for the KV cache, all layers (default: 4096 on a GPU, 256 on a software adapter)"),
-  Flag.filter((n) => n >= 1, (n) => `--kv-memory must be at least 1 MiB, got ${n}`),
+  Flag.withDescription(`MiB for the KV cache, all layers (default: 4096 on a GPU, 256 on a software adapter; at most ${MAX_KV_MEMORY_MIB}, 1 TiB)`),
+  Flag.filter(
+    (n) => n >= 1 && n <= MAX_KV_MEMORY_MIB,
+    (n) => (n < 1 ? `--kv-memory must be at least 1 MiB, got ${n}` : `--kv-memory must be at most ${MAX_KV_MEMORY_MIB} MiB (1 TiB), got ${n}`)
+  ),
   Flag.optional
 )
 
@@ -40,10 +57,37 @@ export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
 export const kvMemoryOption = (mib: Option.Option<number>): { readonly kvMemoryBytes?: number } =>
   Option.match(mib, { onNone: () => ({}), onSome: (n) => ({ kvMemoryBytes: n * 2 ** 20 }) })
 
+/** The largest seed: the sampler's random stream is keyed by a u32. */
+export const MAX_SEED = 0xffffffff
+
+// The ranges are the engine's own (it checks them again), checked here so that a bad value is refused before a model loads.
 export const samplingFlags = {
-  temperature: Flag.Finite("temperature").pipe(Flag.withDescription("0 is greedy (default 0.8)"), Flag.withDefault(0.8)),
-  topK: Flag.Int("top-k").pipe(Flag.withDescription("keep the k likeliest tokens (default 0: off)"), Flag.withDefault(0)),
-  topP: Flag.Finite("top-p").pipe(Flag.withDescription("nucleus sampling mass (default 1: off)"), Flag.withDefault(1)),
-  seed: Flag.Int("seed").pipe(Flag.withDescription("sampling seed (default 0)"), Flag.withDefault(0)),
+  temperature: Flag.Finite("temperature").pipe(
+    Flag.withDescription("0 is greedy (default 0.8)"),
+    Flag.filter((t) => t >= 0, (t) => `--temperature must be at least 0 (0 is greedy), got ${t}`),
+    Flag.withDefault(0.8)
+  ),
+  topK: Flag.Int("top-k").pipe(
+    Flag.withDescription("keep the k likeliest tokens (default 0: off)"),
+    Flag.filter((k) => k >= 0, (k) => `--top-k must be at least 0 (0 is off), got ${k}`),
+    Flag.withDefault(0)
+  ),
+  topP: Flag.Finite("top-p").pipe(
+    Flag.withDescription("nucleus sampling mass, in (0, 1] (default 1: off)"),
+    Flag.filter((p) => p > 0 && p <= 1, (p) => `--top-p must be in (0, 1] (more than 0, at most 1), got ${p}`),
+    Flag.withDefault(1)
+  ),
+  seed: Flag.Int("seed").pipe(
+    Flag.withDescription(`sampling seed, 0 to ${MAX_SEED} (default 0)`),
+    Flag.filter((n) => n >= 0 && n <= MAX_SEED, (n) => `--seed must be an integer from 0 to ${MAX_SEED} (2^32 - 1), got ${n}`),
+    Flag.withDefault(0)
+  ),
   maxTokens: positiveInt("max-tokens", 128, "most tokens per sample")
 }
+
+/** `--stop`, repeatable; an empty string would match everywhere, so it is refused. */
+export const stopFlag = Flag.String("stop").pipe(
+  Flag.withDescription("stop string (repeat the flag for several)"),
+  Flag.atLeast(0),
+  Flag.filter((stops) => stops.every((s) => s.length > 0), () => `--stop must not be empty: a stop string needs at least one character`)
+)

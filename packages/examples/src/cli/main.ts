@@ -4,18 +4,8 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect, Runtime } from "effect"
 import { Command } from "effect/cli"
-import { adapterCommand } from "./adapter.ts"
-import { attentionCommand } from "./attention.ts"
-import { benchCommand } from "./bench/index.ts"
-import { demoCommand } from "./demo.ts"
-import { generateCommand } from "./generate.ts"
+import { canopy, VERSION } from "./canopy.ts"
 import { reportFailure } from "./errors.ts"
-import { sampleCommand } from "./sample.ts"
-
-const canopy = Command.make("canopy").pipe(
-  Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([demoCommand, sampleCommand, generateCommand, attentionCommand, benchCommand, adapterCommand])
-)
 
 // A reader that stops early (`| head`) closes the pipe: stop quietly, as Unix tools do.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -24,7 +14,7 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
 })
 
 const program = canopy.pipe(
-  Command.run({ version: "0.1.0" }),
+  Command.run({ version: VERSION }),
   reportFailure,
   Effect.provide(NodeServices.layer)
 )

@@ -4,6 +4,7 @@
  * each, written as JSONL with a report; `--evaluate` adds pass@k and
  * `--compare` times the three decoding modes on the same work.
  */
+import { MAX_REQUEST_SAMPLES } from "@canopy/runtime"
 import { readFile } from "node:fs/promises"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -14,7 +15,9 @@ import { FEW_SHOT_PROMPT } from "../pipeline/prompt.ts"
 import { type PipelineOptions, runPipeline } from "../sampling/pipeline.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { summaryLines } from "../sampling/summary.ts"
-import { kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { causeText, SampleCountError } from "./errors.ts"
+import { checkModelSpec, kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { prepareOutDir } from "./outDir.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
 export const defaultOutDir = (): string => `canopy-out/${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -36,7 +39,7 @@ const loadFewShot = (file: Option.Option<string>) =>
   Option.match(file, {
     onNone: () => Effect.succeed(FEW_SHOT_PROMPT),
     onSome: (path) =>
-      Effect.tryPromise({ try: () => readFile(path, "utf8"), catch: (e) => new ProblemFileError({ path, message: String(e) }) })
+      Effect.tryPromise({ try: () => readFile(path, "utf8"), catch: (e) => new ProblemFileError({ path, message: causeText(e) }) })
   })
 
 export const sampleCommand = Command.make(
@@ -49,7 +52,7 @@ export const sampleCommand = Command.make(
       Flag.optional
     ),
     fewShot: Flag.String("few-shot").pipe(Flag.withDescription("file holding the few-shot prompt (default: the built-in one)"), Flag.optional),
-    samples: positiveInt("samples", 8, "samples per problem"),
+    samples: positiveInt("samples", 8, "samples per problem", MAX_REQUEST_SAMPLES),
     model: modelFlag,
     ...samplingFlags,
     out: Flag.String("out").pipe(Flag.withDescription("output folder (default: canopy-out/<timestamp>)"), Flag.optional),
@@ -63,8 +66,14 @@ export const sampleCommand = Command.make(
   },
   (flags) =>
     Effect.gen(function*() {
+      // Every input is read and checked before the model loads (minutes and gigabytes for a real one).
       const problems = yield* loadProblems(flags.problems, flags.limit)
+      if (problems.length * flags.samples > MAX_REQUEST_SAMPLES) {
+        return yield* new SampleCountError({ samplesPerProblem: flags.samples, problems: problems.length, limit: MAX_REQUEST_SAMPLES })
+      }
       const fewShot = yield* loadFewShot(flags.fewShot)
+      yield* checkModelSpec(flags.model)
+      const outDir = yield* prepareOutDir(Option.getOrElse(flags.out, defaultOutDir))
       const progress: ProgressMode = flags.quiet ? "silent" : "auto"
       yield* runAndSummarize(flags.model, {
         problems,
@@ -77,7 +86,7 @@ export const sampleCommand = Command.make(
           seed: flags.seed,
           maxTokens: flags.maxTokens
         },
-        outDir: Option.getOrElse(flags.out, defaultOutDir),
+        outDir,
         evaluate: flags.evaluate,
         compare: flags.compare,
         engine: kvMemoryOption(flags.kvMemory),

@@ -45,12 +45,34 @@ const fail = (path: string, problem: string): never => {
 
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
+/**
+ * A value as a message shows it. JSON.parse reads a literal beyond the f64
+ * range (1e999) as ±Infinity, which JSON.stringify would print as null.
+ */
+const shown = (x: unknown): string =>
+  typeof x === "number" && !Number.isFinite(x)
+    ? Number.isNaN(x) ? "NaN" : `a number beyond the f64 range (JSON.parse reads it as ${x})`
+    : JSON.stringify(x) ?? String(x)
+
 const positiveInt = (value: unknown, path: string, max: number): number => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
-    fail(path, `must be an integer from 1 to ${max}, got ${JSON.stringify(value)}`)
+    fail(path, `must be an integer from 1 to ${max}, got ${shown(value)}`)
   }
   return value as number
 }
+
+/** The largest finite f32: the GPU path holds every input in f32, where a larger magnitude is Infinity. */
+export const F32_MAX = 3.4028234663852886e38
+
+/**
+ * Largest |score| the GPU path takes. The kernels stand for −∞ with −1e30 and
+ * read a running max below −5e29 as "no token yet" (a row with only such
+ * scores comes out empty: out 0, lse null), so scores stay well clear of it.
+ */
+export const MAX_SCORE = 1e29
+
+/** Largest max|v| × tokens on a path: an f32 accumulator sums up to that many weighted values before it normalizes. */
+export const MAX_VALUE_SUM = 1e38
 
 const finiteArray = (value: unknown, path: string, expected: number): Float64Array => {
   if (!Array.isArray(value)) return fail(path, `must be an array of ${expected} numbers`)
@@ -58,10 +80,85 @@ const finiteArray = (value: unknown, path: string, expected: number): Float64Arr
   const out = new Float64Array(expected)
   for (let i = 0; i < expected; i++) {
     const x = value[i]
-    if (typeof x !== "number" || !Number.isFinite(x)) fail(`${path}[${i}]`, `must be a finite number, got ${JSON.stringify(x)}`)
+    if (typeof x !== "number" || !Number.isFinite(x)) fail(`${path}[${i}]`, `must be a finite number, got ${shown(x)}`)
+    if (Math.abs(x as number) > F32_MAX) {
+      fail(`${path}[${i}]`, `must be within the f32 range the GPU path computes in (magnitude at most ${F32_MAX}), got ${x as number}`)
+    }
     out[i] = x as number
   }
   return out
+}
+
+const magnitude = (x: number): string => x.toPrecision(3)
+
+/** Largest |x| of each of `rows` runs of `width` in `a`, run r at `(r·stride + offset)·width`. */
+const rowMax = (a: Float64Array, width: number, count: number, stride: number, offset: number): number => {
+  let m = 0
+  for (let r = 0; r < count; r++) {
+    const at = (r * stride + offset) * width
+    for (let i = 0; i < width; i++) {
+      const x = Math.abs(a[at + i]!)
+      if (x > m) m = x
+    }
+  }
+  return m
+}
+
+/**
+ * Refuses a case whose scores or outputs the GPU path would overflow, though
+ * every input is in range. Per KV head, the largest |k| and |v| over each
+ * query's path (carried down the tree: a parent comes before its children)
+ * bound its scores, |q·k|/√d ≤ √d·max|q|·max|k|, and what its f32 accumulator
+ * sums, ≤ tokens·max|v|.
+ */
+const checkMagnitudes = (heads: number, kvHeads: number, d: number, nodes: ReadonlyArray<CaseNode>, queries: ReadonlyArray<CaseQuery>): void => {
+  const group = heads / kvHeads
+  // per node and KV head: the largest |k| and |v| on its path, and the node holding them
+  const kMax = new Float64Array(nodes.length * kvHeads)
+  const kAt = new Int32Array(nodes.length * kvHeads)
+  const vMax = new Float64Array(nodes.length * kvHeads)
+  const vAt = new Int32Array(nodes.length * kvHeads)
+  const tokens = new Float64Array(nodes.length)
+  for (let n = 0; n < nodes.length; n++) {
+    const node = nodes[n]!
+    const p = node.parent
+    tokens[n] = node.length + (p === null ? 0 : tokens[p]!)
+    for (let h = 0; h < kvHeads; h++) {
+      const at = n * kvHeads + h
+      const k = rowMax(node.k, d, node.length, kvHeads, h)
+      const v = rowMax(node.v, d, node.length, kvHeads, h)
+      const fromK = p !== null && kMax[p * kvHeads + h]! > k
+      const fromV = p !== null && vMax[p * kvHeads + h]! > v
+      kMax[at] = fromK ? kMax[p * kvHeads + h]! : k
+      kAt[at] = fromK ? kAt[p * kvHeads + h]! : n
+      vMax[at] = fromV ? vMax[p * kvHeads + h]! : v
+      vAt[at] = fromV ? vAt[p * kvHeads + h]! : n
+    }
+  }
+  const rootD = Math.sqrt(d)
+  for (let s = 0; s < queries.length; s++) {
+    const { node, q } = queries[s]!
+    for (let h = 0; h < kvHeads; h++) {
+      const at = node * kvHeads + h
+      const qMax = rowMax(q, d, group, 1, h * group)
+      const score = rootD * qMax * kMax[at]!
+      if (score > MAX_SCORE) {
+        fail(
+          `$.queries[${s}].q`,
+          `its scores against $.nodes[${kAt[at]!}].k (KV head ${h}) may reach √headDim·max|q|·max|k| = ` +
+            `${magnitude(rootD)}·${magnitude(qMax)}·${magnitude(kMax[at]!)} = ${magnitude(score)}; the GPU path takes scores up to ${MAX_SCORE}`
+        )
+      }
+      const sum = tokens[node]! * vMax[at]!
+      if (sum > MAX_VALUE_SUM) {
+        fail(
+          `$.nodes[${vAt[at]!}].v`,
+          `$.queries[${s}] sums these values (KV head ${h}) over the ${tokens[node]!} tokens of its path: ` +
+            `tokens·max|v| = ${tokens[node]!}·${magnitude(vMax[at]!)} = ${magnitude(sum)}; the GPU path's f32 sums take up to ${MAX_VALUE_SUM}`
+        )
+      }
+    }
+  }
 }
 
 /** Limits that keep one case to what a single GPU call can hold. */
@@ -115,6 +212,7 @@ export const parseAttentionCase = (input: unknown): AttentionCase => {
     }
     return { node: node as number, q: finiteArray(raw["q"], `${path}.q`, heads * headDim) }
   })
+  checkMagnitudes(heads, kvHeads, headDim, nodes, queries)
   return { heads, kvHeads, headDim, method: method as AttentionMethod, nodes, queries }
 }
 

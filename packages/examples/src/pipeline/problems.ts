@@ -91,10 +91,26 @@ export const parseProblemsJsonl = (
     return problems
   })
 
+/** What went wrong reading a file; String() of a Node error would add "Error: " before a message the tag already introduces. */
+const causeMessage = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Reads APPS-style JSONL from a file. A file with no problems is an error: a
+ * run over nothing would "succeed" and report pass@k over zero problems.
+ */
 export const readProblemsFile = (
   path: string
 ): Effect.Effect<ReadonlyArray<Problem>, ProblemLineError | ProblemFileError> =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) => new ProblemFileError({ path, message: String(cause) })
-  }).pipe(Effect.flatMap((text) => parseProblemsJsonl(text, path)))
+    catch: (cause) => new ProblemFileError({ path, message: causeMessage(cause) })
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.flatMap(parseProblemsJsonl(text, path), (problems) => {
+        if (problems.length > 0) return Effect.succeed(problems)
+        const lines = text.split("\n").length - (text.endsWith("\n") ? 1 : 0)
+        const what = text.length === 0 ? "is empty" : `holds only blank lines (${lines})`
+        return Effect.fail(new ProblemFileError({ path, message: `${path} ${what}: a problems file needs at least one problem, one APPS-style JSON record per line` }))
+      })
+    )
+  )

@@ -1,9 +1,19 @@
 import cliProgress from "cli-progress"
 
 export interface ProgressTotals {
-  readonly problems: number
+  /** Absent for work that is not problems (`canopy generate`): the display then shows samples only. */
+  readonly problems?: number
   readonly samples: number
 }
+
+/** A run's own totals, given at the end so that the closing line agrees with the run's summary to the digit. */
+export interface RunFigures {
+  readonly tokens: number
+  readonly seconds: number
+}
+
+/** Throughput, one way everywhere: generated tokens over the wall time since the run started. */
+export const tokensPerSecond = (tokens: number, seconds: number): number => (seconds > 0 ? tokens / seconds : 0)
 
 /** What the sampling loop reports; every method is cheap enough to call per token batch. */
 export interface Progress {
@@ -14,7 +24,8 @@ export interface Progress {
   readonly problemDone: () => void
   /** A message that must not be garbled by the bars. */
   readonly log: (message: string) => void
-  readonly stop: () => void
+  /** Ends the display; with the run's figures, its last tokens/s is theirs instead of this display's clock. */
+  readonly stop: (final?: RunFigures) => void
 }
 
 /**
@@ -49,14 +60,15 @@ interface Counters {
   startedAt: number
 }
 
-const rate = (counters: Counters, now: number): number => {
-  const seconds = (now - counters.startedAt) / 1000
-  return seconds > 0 ? counters.tokens / seconds : 0
-}
+/** Tokens and seconds so far, or the run's own figures once it has ended. */
+const figures = (counters: Counters, now: number, final?: RunFigures): RunFigures =>
+  final ?? { tokens: counters.tokens, seconds: (now - counters.startedAt) / 1000 }
 
-const progressLine = (counters: Counters, now: number): string =>
-  `problems ${counters.problems}/${counters.totals.problems}, samples ${counters.samples}/${counters.totals.samples}, ` +
-  `tokens ${counters.tokens}, ${rate(counters, now).toFixed(1)} tokens/s`
+const rateText = (f: RunFigures): string => `tokens ${f.tokens}, ${tokensPerSecond(f.tokens, f.seconds).toFixed(1)} tokens/s`
+
+const progressLine = (counters: Counters, now: number, final?: RunFigures): string =>
+  (counters.totals.problems === undefined ? "" : `problems ${counters.problems}/${counters.totals.problems}, `) +
+  `samples ${counters.samples}/${counters.totals.samples}, ${rateText(figures(counters, now, final))}`
 
 const linesProgress = (stream: NodeJS.WritableStream, intervalMs: number, now: () => number): Progress => {
   const counters: Counters = { totals: { problems: 0, samples: 0 }, problems: 0, samples: 0, tokens: 0, startedAt: now() }
@@ -88,8 +100,8 @@ const linesProgress = (stream: NodeJS.WritableStream, intervalMs: number, now: (
     log: (message) => {
       stream.write(`${message}\n`)
     },
-    stop: () => {
-      stream.write(`done: ${progressLine(counters, now())}\n`)
+    stop: (final) => {
+      stream.write(`done: ${progressLine(counters, now(), final)}\n`)
     }
   }
 }
@@ -109,32 +121,35 @@ const barsProgress = (stream: NodeJS.WriteStream, now: () => number): Progress =
   let problems: cliProgress.SingleBar | undefined
   let samples: cliProgress.SingleBar | undefined
   let throughput: cliProgress.SingleBar | undefined
-  const rateText = () => `${counters.tokens} tokens, ${rate(counters, now()).toFixed(1)} tokens/s`
+  const throughputText = (final?: RunFigures) => {
+    const f = figures(counters, now(), final)
+    return `${f.tokens} tokens, ${tokensPerSecond(f.tokens, f.seconds).toFixed(1)} tokens/s`
+  }
   return {
     start: (totals) => {
       counters.totals = totals
       counters.startedAt = now()
-      problems = multibar.create(totals.problems, 0, { label: "problems" })
+      if (totals.problems !== undefined) problems = multibar.create(totals.problems, 0, { label: "problems" })
       samples = multibar.create(totals.samples, 0, { label: "samples " })
       // A text-only row: throughput has no total to fill towards.
-      throughput = multibar.create(1, 0, { text: rateText() }, { format: "tokens   {text}" })
+      throughput = multibar.create(1, 0, { text: throughputText() }, { format: "tokens   {text}" })
     },
     tokens: (count) => {
       counters.tokens += count
-      throughput?.update(0, { text: rateText() })
+      throughput?.update(0, { text: throughputText() })
     },
     sampleDone: () => {
       counters.samples += 1
       samples?.increment()
-      throughput?.update(0, { text: rateText() })
+      throughput?.update(0, { text: throughputText() })
     },
     problemDone: () => {
       counters.problems += 1
       problems?.increment()
     },
     log: (message) => multibar.log(`${message}\n`),
-    stop: () => {
-      throughput?.update(0, { text: rateText() })
+    stop: (final) => {
+      throughput?.update(0, { text: throughputText(final) })
       multibar.stop()
     }
   }

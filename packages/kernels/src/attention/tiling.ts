@@ -22,7 +22,7 @@ export const levelTileBytes = (headDim: number, rows: number, keys: number): num
  * Prefers more stacked rows (each K/V tile loaded from the pool serves more
  * queries), then more keys per step (fewer barriers per token).
  */
-export const chooseLevelTile = (headDim: number, limits: GPUSupportedLimits): LevelTile => {
+export const findLevelTile = (headDim: number, limits: GPUSupportedLimits): LevelTile | undefined => {
   const workgroupSize = Math.min(ATTENTION_WORKGROUP, limits.maxComputeInvocationsPerWorkgroup)
   const budget = limits.maxComputeWorkgroupStorageSize
   for (const rows of [64, 32, 16, 8]) {
@@ -33,7 +33,15 @@ export const chooseLevelTile = (headDim: number, limits: GPUSupportedLimits): Le
       if (levelTileBytes(headDim, rows, keys) <= budget) return { rows, keys, workgroupSize }
     }
   }
-  throw new Error(`no level-attention tile fits ${budget} bytes of workgroup memory at head dim ${headDim}`)
+  return undefined
+}
+
+export const chooseLevelTile = (headDim: number, limits: GPUSupportedLimits): LevelTile => {
+  const tile = findLevelTile(headDim, limits)
+  if (tile === undefined) {
+    throw new Error(`no level-attention tile fits ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory at head dim ${headDim}`)
+  }
+  return tile
 }
 
 /**
@@ -52,7 +60,7 @@ export interface DecodeTile {
 export const decodeTileBytes = (headDim: number, t: DecodeTile): number =>
   4 * t.tokensPerThread * t.workgroupSize + 4 * (t.workgroupSize / t.lanes) * 2 + t.workgroupSize * (headDim / t.lanes) * 4
 
-export const chooseDecodeTile = (headDim: number, groupSize: number, limits: GPUSupportedLimits): DecodeTile => {
+export const findDecodeTile = (headDim: number, groupSize: number, limits: GPUSupportedLimits): DecodeTile | undefined => {
   const workgroupSize = Math.min(ATTENTION_WORKGROUP, limits.maxComputeInvocationsPerWorkgroup)
   const vec4s = headDim / 4
   for (let lanes = Math.min(8, vec4s); lanes >= 1; lanes--) {
@@ -61,5 +69,24 @@ export const chooseDecodeTile = (headDim: number, groupSize: number, limits: GPU
     const tile = { lanes, keySlots, tokensPerThread: Math.max(1, Math.ceil(32 / keySlots)), workgroupSize }
     if (decodeTileBytes(headDim, tile) <= limits.maxComputeWorkgroupStorageSize) return tile
   }
-  throw new Error(`no decode-attention tile for head dim ${headDim} with ${groupSize} query heads per KV head`)
+  return undefined
+}
+
+export const chooseDecodeTile = (headDim: number, groupSize: number, limits: GPUSupportedLimits): DecodeTile => {
+  const tile = findDecodeTile(headDim, groupSize, limits)
+  if (tile === undefined) throw new Error(`no decode-attention tile for head dim ${headDim} with ${groupSize} query heads per KV head`)
+  return tile
+}
+
+/**
+ * The most query heads per KV head the decode kernel takes at `headDim` on a
+ * device with these limits (0: none), so that a shape can be refused, naming
+ * the limit, before any kernel is built. A smaller group never needs more
+ * lanes or memory than a larger one, so every group up to this one fits.
+ */
+export const maxDecodeGroup = (headDim: number, limits: GPUSupportedLimits): number => {
+  for (let group = Math.min(ATTENTION_WORKGROUP, limits.maxComputeInvocationsPerWorkgroup); group >= 1; group--) {
+    if (findDecodeTile(headDim, group, limits) !== undefined) return group
+  }
+  return 0
 }
