@@ -1,3 +1,4 @@
+import { ContextTooLong, InvalidEngineOptions, InvalidPromptTree, InvalidSampling, KvCacheOutOfMemory, NonFiniteLogits } from "@canopy/runtime"
 import { NodeServices } from "@effect/platform-node"
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
@@ -91,7 +92,7 @@ describe("the command line's errors", () => {
 })
 
 describe("the command line checks its input before it acquires anything", () => {
-  it("reports a missing tree, an empty problems file and an unwritable --out with exit code 2, on a machine with no GPU", () => {
+  it("reports a missing tree, an empty problems file, an unwritable --out and a missing model folder with exit code 2, on a machine with no GPU", () => {
     const tree = canopy(["generate", "--model", NO_MODEL, "--tree", "/nonexistent/tree.json"], NO_GPU)
     expect([tree.status, tree.stderr]).toEqual([
       2,
@@ -109,6 +110,12 @@ describe("the command line checks its input before it acquires anything", () => 
       2,
       "canopy: --out /proc/canopy-out: cannot create the folder /proc/canopy-out: ENOENT: no such file or directory, mkdir '/proc/canopy-out'\n"
     ])
+    // the model folder is checked before the GPU is opened (here opening it would fail: "no WebGPU adapter found", exit 1)
+    const model = `canopy: ModelFileError: ${NO_MODEL}: model folder does not exist\n`
+    const generate = canopy(["generate", "--model", NO_MODEL, "--tree", goodTree], NO_GPU)
+    expect([generate.status, generate.stderr]).toEqual([2, model])
+    const sample = canopy(["sample", "--model", NO_MODEL, "--out", join(dir, "sample-out"), "--quiet"], NO_GPU)
+    expect([sample.status, sample.stderr]).toEqual([2, model])
   })
 
   it.each([
@@ -177,6 +184,47 @@ describe("the command line checks its input before it acquires anything", () => 
       message: `--out ${join(aFile, "out")}: ${aFile} is a file, not a folder`,
       exitCode: 2
     })
+  })
+})
+
+describe("the engine's errors on the command line", () => {
+  it("prints each with its tag, exit code 2 where the input asked for what cannot be had, 1 where the model is at fault", () => {
+    const printed = (e: unknown) => ({ message: describeFailure(e), exitCode: exitCodeOf(e) })
+    expect(printed(new InvalidEngineOptions({ field: "maxBatch", problem: "must be an integer from 1 to 65536, got 0" }))).toEqual({
+      message: "InvalidEngineOptions: engine option maxBatch: must be an integer from 1 to 65536, got 0",
+      exitCode: 2
+    })
+    expect(printed(new KvCacheOutOfMemory({ askedBytes: 2 ** 32, layers: 2, detail: "out of memory" }))).toEqual({
+      message: "KvCacheOutOfMemory: the KV cache asked the device for 4.00 GiB (a K and a V pool for each of 2 layers) and the device " +
+        "could not allocate it (out of memory); give it less memory: kvMemoryBytes, or --kv-memory MiB on the command line",
+      exitCode: 2
+    })
+    expect(printed(new ContextTooLong({ path: [0], promptTokens: 100, maxTokens: 64, maxPositions: 128 }))).toEqual({
+      message: "ContextTooLong: node [0]: a prompt of 100 tokens plus up to 64 new tokens exceeds the model's 128 positions " +
+        "(max_position_embeddings); shorten the prompt or lower maxTokens to 28",
+      exitCode: 2
+    })
+    expect(printed(new InvalidPromptTree({ path: "$.children[1]", problem: "must be an object" }))).toEqual({
+      message: "InvalidPromptTree: prompt tree $.children[1]: must be an object",
+      exitCode: 2
+    })
+    expect(printed(new InvalidSampling({ field: "topP", problem: "must be in (0, 1], got 2" }))).toEqual({
+      message: "InvalidSampling: sampling topP: must be in (0, 1], got 2",
+      exitCode: 2
+    })
+    expect(printed(new NonFiniteLogits({ path: [1], sample: 0, position: 7 }))).toEqual({
+      message: "NonFiniteLogits: the model's logits are not finite (NaN or ±∞) for sample 0 of node [1] at position 7: " +
+        "its weights or activations overflow or are NaN, so no token can be drawn",
+      exitCode: 1
+    })
+  })
+
+  it("reports a KV cache the software adapter cannot allocate as KvCacheOutOfMemory on standard error, exit code 2", () => {
+    // 1 TiB, the most --kv-memory takes: the engine asks for as much as one pool can bind, more than SwiftShader allocates
+    const r = canopy(["generate", "--tree", goodTree, "--max-tokens", "1", "--kv-memory", "1048576"], { CANOPY_ADAPTER: "software" })
+    expect(r.stdout).toBe("")
+    expect(r.stderr).toMatch(/^canopy: KvCacheOutOfMemory: the KV cache asked the device for [\d.]+ GiB .*--kv-memory MiB on the command line\n$/)
+    expect(r.status).toBe(2)
   })
 })
 

@@ -19,6 +19,10 @@ const INPUT_ERRORS = new Set([
   "ProblemLineError",
   "ProblemFileError",
   "EngineCapacityError",
+  // the engine's: options, a KV cache or a prompt the command line was asked for that cannot be had (NonFiniteLogits is the model's fault: 1)
+  "InvalidEngineOptions",
+  "KvCacheOutOfMemory",
+  "ContextTooLong",
   "InputFileError",
   "OutputDirError",
   "SampleCountError"

@@ -1,7 +1,7 @@
 /**
  * Flags several commands share: the model and the sampling parameters.
  */
-import { parseModelSource } from "@canopy/runtime"
+import { MAX_BATCH_ROWS, parseModelSource } from "@canopy/runtime"
 import { Effect, Option } from "effect"
 import { Flag } from "effect/cli"
 import { parseIntList } from "../bench/lists.ts"
@@ -31,8 +31,8 @@ export const modelFlag = Flag.String("model").pipe(
   Flag.withDefault("synthetic:tiny")
 )
 
-/** Most samples decoding at once that `--max-batch` takes: far past what any KV pool holds, and small enough to refuse a typo before allocating. */
-export const MAX_BATCH = 65_536
+/** Most samples decoding at once that `--max-batch` takes: the engine's own bound (MAX_BATCH_ROWS), refused here before anything is allocated. */
+export const MAX_BATCH = MAX_BATCH_ROWS
 
 /**
  * Most MiB `--kv-memory` takes (1 TiB). The engine checks the value against

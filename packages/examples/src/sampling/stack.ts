@@ -3,7 +3,7 @@
  * fails as a typed ModelConfigError when the layer is built. Reading a model
  * folder (gigabytes) shows its progress on standard error.
  */
-import { Gpu, Model, ModelConfigError, parseModelSource } from "@canopy/runtime"
+import { checkModelSource, Gpu, Model, ModelConfigError, type ModelLoadError, parseModelSource } from "@canopy/runtime"
 import { Effect, Layer } from "effect"
 import { progressLine } from "../terminal/progressLine.ts"
 
@@ -25,6 +25,16 @@ export const modelStack = (model: string, modelSeed = 0) =>
       try: () => parseModelSource(model, modelSeed),
       catch: (e) => (e instanceof ModelConfigError ? e : new ModelConfigError({ field: "--model", reason: String(e) }))
     }).pipe(
+      // A model folder's files and config are checked before the GPU is opened, so a bad --model is reported with nothing acquired.
+      Effect.tap((source) =>
+        Effect.tryPromise({
+          try: () => checkModelSource(source),
+          catch: (e): ModelLoadError =>
+            typeof e === "object" && e !== null && "_tag" in e && ["ModelConfigError", "SafetensorsError", "UnsupportedDtype", "TensorShapeMismatch", "ModelFileError", "TokenizerError"].includes(String(e._tag))
+              ? (e as ModelLoadError)
+              : new ModelConfigError({ field: "--model", reason: e instanceof Error ? e.message : String(e) })
+        })
+      ),
       Effect.map((source) =>
         Model.layer(source, source.kind === "folder" ? { onProgress: weightsProgress() } : {}).pipe(Layer.provideMerge(Gpu.layer()))
       )
