@@ -5,6 +5,8 @@ export default defineConfig({
     projects: ["packages/*"],
     // The software adapter runs one GPU at a time on two cores: keep GPU suites in one worker each.
     fileParallelism: true,
-    maxWorkers: 2
+    maxWorkers: 2,
+    // ends the whole run past RUN_DEADLINE_MS (vitest.limits.ts), whatever hangs
+    globalSetup: ["./vitest.deadline.ts"]
   }
 })

@@ -1,5 +1,14 @@
 import { defineProject } from "vitest/config"
+import { TEST_TIMEOUT_MS, TIMEOUT_SCALE } from "../../vitest.limits.ts"
 
+// limits scale with CANOPY_TEST_TIMEOUT_SCALE (see vitest.limits.ts): they end hangs, a slow machine must not trip them
 export default defineProject({
-  test: { name: "runtime", include: ["test/**/*.test.ts"], setupFiles: ["../../vitest.setup.ts"], testTimeout: 120_000, hookTimeout: 120_000 }
+  test: {
+    name: "runtime",
+    include: ["test/**/*.test.ts"],
+    setupFiles: ["../../vitest.setup.ts"],
+    testTimeout: TEST_TIMEOUT_MS,
+    hookTimeout: TEST_TIMEOUT_MS,
+    provide: { timeoutScale: TIMEOUT_SCALE }
+  }
 })

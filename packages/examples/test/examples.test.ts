@@ -9,11 +9,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { describe, expect, it, onTestFinished } from "vitest"
+import { scaled } from "./limits.ts"
 
 const run = (script: string, ...args: Array<string>) =>
   promisify(execFile)(process.execPath, ["--import", "tsx", join("examples", script), ...args], {
     cwd: join(import.meta.dirname, ".."),
-    timeout: 90_000
+    // a bound on the child, which runs ~15 s on a quiet machine: it ends a hang, not a slow run
+    timeout: scaled(90_000)
   })
 
 describe("examples", () => {

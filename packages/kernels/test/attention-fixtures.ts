@@ -8,6 +8,7 @@
 import fc from "fast-check"
 import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
 import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
+import { chooseDecodeTile, chooseLevelTile } from "../src/attention/tiling.ts"
 
 /** The shrinkable description of a case; the float data derive from `seed`. */
 export interface CaseSpec {
@@ -230,12 +231,49 @@ export interface CaseBounds {
  * A palette of head dims for the random GPU properties keeps pipeline compiles
  * (seconds each on a software adapter) bounded; it covers decode lane splits
  * of 2, 5, 7 and 8 and level tiles of 64 and 32 rows. The edge tests run the
- * other head dims once each.
+ * head dims that reach the other tilings (headDimsBeyondPalette), and one more.
  */
 export const HEAD_DIM_PALETTE: ReadonlyArray<number> = [8, 40, 56, 88, 128]
 
 /** every head dim the kernels support */
 export const HEAD_DIMS: ReadonlyArray<number> = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
+
+/**
+ * The head dims that, with the palette, reach every tiling the kernels choose
+ * on this device: each level tile (rows × keys), accumulators that split
+ * evenly over the workgroup and ones that do not (the guarded tail), each
+ * decode lane split, and lanes holding one vec4 or several. The attention
+ * WGSL has no branch on the head dim, only these sizes as constants, so a
+ * head dim that reaches nothing new adds a compile (seconds on the software
+ * adapter) and no path. Picked greedily, most new features first, then the
+ * smaller head dim; on SwiftShader (32 KiB of workgroup memory) that is
+ * 16 (4 lanes), 24 (6 lanes) and 104 (32×16 tile, uneven accumulators).
+ */
+export const headDimsBeyondPalette = (limits: GPUSupportedLimits, palette: ReadonlyArray<number> = HEAD_DIM_PALETTE): Array<number> => {
+  const features = (d: number): Array<string> => {
+    const level = chooseLevelTile(d, limits)
+    const decode = chooseDecodeTile(d, 1, limits)
+    return [
+      `level tile ${level.rows}x${level.keys}`,
+      `accumulators ${((level.rows * d) / 4) % level.workgroupSize === 0 ? "even" : "uneven"}`,
+      `decode lanes ${decode.lanes}`,
+      `vec4s per lane ${d / 4 / decode.lanes === 1 ? "one" : "several"}`
+    ]
+  }
+  const covered = new Set(palette.flatMap(features))
+  const chosen: Array<number> = []
+  for (;;) {
+    let best: { readonly d: number; readonly fresh: number } | undefined
+    for (const d of HEAD_DIMS) {
+      if (palette.includes(d) || chosen.includes(d)) continue
+      const fresh = features(d).filter((f) => !covered.has(f)).length
+      if (fresh > 0 && (best === undefined || fresh > best.fresh)) best = { d, fresh }
+    }
+    if (best === undefined) return chosen.sort((a, b) => a - b)
+    chosen.push(best.d)
+    for (const f of features(best.d)) covered.add(f)
+  }
+}
 
 /**
  * Trees of depth ≤ maxDepth and fan-out ≤ maxFanOut: node i picks its parent

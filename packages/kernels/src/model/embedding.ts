@@ -4,7 +4,8 @@
  * out-of-bounds read. The same kernel gathers hidden rows by row index (the
  * rows that need logits), since that is the same operation on another table.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { type WeightType, weightArrayWgsl } from "./weightType.ts"
 import { bindAll, dispatch, packParams, type BoundDispatch } from "./common.ts"
 
@@ -51,7 +52,7 @@ export class GatherRowsKernel {
   /** `table`: how the table is held (an embedding may be bf16; hidden rows are f32) */
   static async create(device: GPUDevice, table: WeightType = "f32"): Promise<GatherRowsKernel> {
     const code = codeFor(weightArrayWgsl(table, 3, "table", "loadTable", false))
-    return new GatherRowsKernel(device, await createComputePipeline(device, `embedding-gather-${table}`, code))
+    return new GatherRowsKernel(device, await sharedComputePipeline(device, `embedding-gather-${table}`, code))
   }
 
   bind(b: GatherBinding): BoundGather {

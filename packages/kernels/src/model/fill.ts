@@ -6,7 +6,8 @@
  * bits and scale is rounded to 8, so scale·v is exact in f32 and the result is
  * the same whether or not the compiler fuses the multiply-add.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { bindAll, dispatch, grid2, hash4, MAX_GRID, packParams, PCG_WGSL } from "./common.ts"
 
 const WG = 256
@@ -46,7 +47,7 @@ export class FillKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
   static async create(device: GPUDevice): Promise<FillKernel> {
-    return new FillKernel(device, await createComputePipeline(device, "fill", code))
+    return new FillKernel(device, await sharedComputePipeline(device, "fill", code))
   }
 
   /** Encodes the fill of `count` f32 values of `out`; returns the params buffer to destroy after submit. */

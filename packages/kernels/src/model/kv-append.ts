@@ -7,7 +7,8 @@
  * Rows whose block is ≥ numBlocks are skipped, so a stale slot entry can never
  * write outside the pool.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
@@ -60,7 +61,7 @@ export class KvAppendKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
   static async create(device: GPUDevice): Promise<KvAppendKernel> {
-    return new KvAppendKernel(device, await createComputePipeline(device, "kv-append", code))
+    return new KvAppendKernel(device, await sharedComputePipeline(device, "kv-append", code))
   }
 
   bind(b: KvAppendBinding): BoundKvAppend {

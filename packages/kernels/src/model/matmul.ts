@@ -17,7 +17,8 @@
  * prefill 4×4, up to 16 rows per invocation), with vec4 loads along the inner
  * dimension when inDim % 4 = 0 and scalar loads otherwise.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { type WeightType, weightArrayWgsl } from "./weightType.ts"
 import {
   bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
@@ -229,10 +230,10 @@ export class MatmulKernel {
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
     if (variant === "software") {
       const [decode4, prefill4, decode1, prefill1] = await Promise.all([
-        createComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
-        createComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
-        createComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
-        createComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
+        sharedComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
+        sharedComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
+        sharedComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
+        sharedComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
       ])
       return new MatmulKernel(device, variant,
         { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) },
@@ -244,8 +245,8 @@ export class MatmulKernel {
     const tile = big ? 64 : 32
     const wg = rowWorkgroupSize(device)
     const [tiled, gemv] = await Promise.all([
-      createComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
-      createComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
+      sharedComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
+      sharedComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
     ])
     // The GPU kernels load scalars: one set of paths serves every inDim.
     const paths: MatmulPaths = {

@@ -5,7 +5,8 @@
  * The "software" variant (see KernelVariant) gives each row to one invocation,
  * with no barrier, and loads vec4s when dim % 4 = 0.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
   bindAll, BoundRowGroups, defaultVariant, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize
 } from "./common.ts"
@@ -99,12 +100,12 @@ export class RmsNormKernel {
   static async create(device: GPUDevice, variant: KernelVariant = defaultVariant(device)): Promise<RmsNormKernel> {
     if (variant === "software") {
       const [vec4, scalar] = await Promise.all([
-        createComputePipeline(device, "rmsnorm-software-vec4", softwareCode(true)),
-        createComputePipeline(device, "rmsnorm-software", softwareCode(false))
+        sharedComputePipeline(device, "rmsnorm-software-vec4", softwareCode(true)),
+        sharedComputePipeline(device, "rmsnorm-software", softwareCode(false))
       ])
       return new RmsNormKernel(device, variant, vec4, scalar)
     }
-    const pipeline = await createComputePipeline(device, "rmsnorm", code(rowWorkgroupSize(device)))
+    const pipeline = await sharedComputePipeline(device, "rmsnorm", code(rowWorkgroupSize(device)))
     return new RmsNormKernel(device, variant, pipeline, pipeline)
   }
 

@@ -16,7 +16,8 @@
  * it is evaluated per token at sequence length p + 1, so a token's rotation
  * never depends on what it is batched with.
  */
-import { createComputePipeline, createStorageBuffer, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { createStorageBuffer, wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 export type RopeScaling =
@@ -213,7 +214,7 @@ export class RopeKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
   static async create(device: GPUDevice): Promise<RopeKernel> {
-    return new RopeKernel(device, await createComputePipeline(device, "rope", code))
+    return new RopeKernel(device, await sharedComputePipeline(device, "rope", code))
   }
 
   bind(b: RopeBinding): BoundRope {

@@ -25,7 +25,8 @@
  * summation order (W lane sums over i ≡ l mod W, then the same tree), so both
  * variants choose bit-identical tokens for the same reduction width W.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import {
   bindAll, BoundRowGroups, defaultVariant, hash4, type KernelVariant, MAX_GRID, packParams, PCG_WGSL,
   rowWorkgroupSize, unitOpen
@@ -317,8 +318,8 @@ export class SamplingKernel {
     variant: KernelVariant = defaultVariant(device)
   ): Promise<SamplingKernel> {
     const pipeline = variant === "software"
-      ? await createComputePipeline(device, "sampling-software", softwareCode(workgroupSize))
-      : await createComputePipeline(device, "sampling", code(workgroupSize))
+      ? await sharedComputePipeline(device, "sampling-software", softwareCode(workgroupSize))
+      : await sharedComputePipeline(device, "sampling", code(workgroupSize))
     return new SamplingKernel(device, variant, pipeline)
   }
 

@@ -4,7 +4,8 @@
  * column j and up at column upOffset + j. The fused gate/up matmul output is
  * rowStride = 2·inter, upOffset = inter.
  */
-import { createComputePipeline, wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { bindAll, dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
@@ -45,7 +46,7 @@ export class SwigluKernel {
   private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
 
   static async create(device: GPUDevice): Promise<SwigluKernel> {
-    return new SwigluKernel(device, await createComputePipeline(device, "swiglu", code))
+    return new SwigluKernel(device, await sharedComputePipeline(device, "swiglu", code))
   }
 
   bind(b: SwigluBinding): BoundSwiglu {
