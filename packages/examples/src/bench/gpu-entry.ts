@@ -1,5 +1,5 @@
 /**
- * Entry for a GPU machine (bundled by ../shared/gpu/pack.sh; it reads no files
+ * Entry for a GPU machine (bundled by scripts/gpu-pack.sh; it reads no files
  * next to its sources): the roofline, then the attention sweeps of Hydragen's
  * microbenchmarks, then decode throughput of a CodeLlama-7b-shaped synthetic
  * model (4 of its 32 layers) for Hydragen, the baseline and the attention-free
