@@ -2,7 +2,9 @@ import { openGpu, type GpuHandle, type RooflineFigures } from "@canopy/kernels"
 import { XMLParser, XMLValidator } from "fast-xml-parser"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { runAttentionBench } from "../src/bench/attentionBench.ts"
-import { formatAttentionTable, speedupChartSvg } from "../src/bench/attentionReport.ts"
+import { formatAttentionTable, formatPointLine, speedupChartSvg, TIMING_NOTE } from "../src/bench/attentionReport.ts"
+import type { PointResult } from "../src/bench/attentionSweep.ts"
+import { spreadOf } from "../src/bench/figures.ts"
 import { attentionWork } from "../src/bench/attentionCost.ts"
 import { gridPoints, sharedPrefixWorkload } from "../src/bench/attentionWorkload.ts"
 import { shapeProblems } from "../src/bench/benchShape.ts"
@@ -48,16 +50,29 @@ describe("bench attention", () => {
         expect(p[field], field).toBeGreaterThan(0)
       }
       expect(["timestamp-query", "wall-clock"]).toContain(p.timing)
-      expect(p.speedup).toBeCloseTo(p.baselineMs / p.hydragenMs, 10)
+      // the median of the per-pair ratios, within their range
+      expect(p.pairs).toBe(3)
+      expect(p.speedupRange.n).toBe(3)
+      expect(p.speedup).toBe(p.speedupRange.median)
+      expect(p.speedupRange.min).toBeLessThanOrEqual(p.speedup)
+      expect(p.speedupRange.max).toBeGreaterThanOrEqual(p.speedup)
+      expect(p.hydragenMs).toBe(p.hydragenRange.median)
+      expect(p.baselineRange.min).toBeLessThanOrEqual(p.baselineMs)
       expect(p.agree).toBe(true)
       expect(p.maxRelDiff).toBeLessThan(1e-3)
     }
-    expect(formatAttentionTable(report)).toHaveLength(3)
+    const table = formatAttentionTable(report)
+    // how the figures were taken, the header, a row per point
+    expect(table).toHaveLength(4)
+    expect(table[0]).toBe(TIMING_NOTE)
+    expect(table[1]).toContain("hydragen speed-up (range)")
 
     const svg = speedupChartSvg(report)
     expect(XMLValidator.validate(svg)).toBe(true)
     const doc = new XMLParser({ ignoreAttributes: false }).parse(svg) as { svg: { g: Array<{ "@_class": string; "@_data-name"?: string }> } }
     expect(doc.svg.g.filter((g) => g["@_class"] === "series").map((g) => g["@_data-name"])).toEqual(["prefix 64"])
+    expect(svg).toContain("1× = same speed; below it Hydragen is slower")
+    expect(svg).toContain("Medians of 3 alternating pairs per point after a warm-up")
   })
 })
 
@@ -78,6 +93,13 @@ describe("bench attention pieces", () => {
     expect(w.flops).toBe(4 * 4 * 8 * 64 * 110)
     expect(w.hydragenBytes).toBe((100 + 4 * 10) * tokenKv + io)
     expect(w.baselineBytes).toBe(4 * 110 * tokenKv + io)
+  })
+
+  it("words a point where hydragen lost as slower", () => {
+    const slower = { batch: 2, prefix: 64, suffix: 8, hydragenMs: 1.2, baselineMs: 1, pairs: 3, speedupRange: spreadOf([0.8, 0.86, 0.9]) }
+    expect(formatPointLine(slower as PointResult)).toBe(
+      "batch 2 prefix 64 suffix 8: hydragen 1.200 ms, baseline 1.000 ms, hydragen 0.86× (1.16× slower; 0.80–0.90×) over 3 pairs"
+    )
   })
 
   it("rejects bad flags with a message", () => {

@@ -12,7 +12,11 @@ export interface BenchPlanOptions {
   readonly samplesPerProblem?: number
   readonly sampleTokens?: number
   readonly blockSize?: number
+  /** plans timed per round */
   readonly iterations?: number
+  /** rounds of `iterations` plans (default 3): their medians give the figure's spread */
+  readonly rounds?: number
+  /** untimed plans before the first round, for the JIT and caches */
   readonly warmup?: number
   readonly seed?: number
 }
@@ -23,8 +27,15 @@ export interface BenchPlanResult {
   readonly nodes: number
   readonly partials: number
   readonly blocks: number
+  /** plans timed per round */
   readonly iterations: number
+  readonly rounds: number
+  /** the median of the rounds' medians */
   readonly medianUs: number
+  /** each round's median, in round order */
+  readonly roundMedianUs: ReadonlyArray<number>
+  /** over every timed plan */
+  readonly p10Us: number
   readonly p90Us: number
   readonly minUs: number
   readonly meanUs: number
@@ -47,6 +58,10 @@ function rng(seed: number): () => number {
  * few-shot prefix, `problems` statements under it, `samplesPerProblem` live
  * samples under each. Samples are grown one token at a time, as decoding
  * grows them, and only the samples stay live.
+ *
+ * After `warmup` untimed plans, `rounds` rounds of `iterations` plans each:
+ * the figure is the median of the rounds' medians, and the rounds' spread
+ * shows how much it moved while it was measured (other processes, clocks).
  */
 export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
   const {
@@ -57,6 +72,7 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
     sampleTokens = 100,
     blockSize = 16,
     iterations = 2000,
+    rounds = 3,
     warmup = 200,
     seed = 1
   } = options
@@ -89,16 +105,23 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
 
   let plan = planLevels(tree, samples)
   for (let i = 0; i < warmup; i++) plan = planLevels(tree, samples)
-  const times = new Float64Array(iterations)
-  for (let i = 0; i < iterations; i++) {
-    const t0 = performance.now()
-    plan = planLevels(tree, samples)
-    times[i] = (performance.now() - t0) * 1000
+  const roundCount = Math.max(1, rounds)
+  const times = new Float64Array(iterations * roundCount)
+  const roundMedianUs: Array<number> = []
+  for (let r = 0; r < roundCount; r++) {
+    const round = times.subarray(r * iterations, (r + 1) * iterations)
+    for (let i = 0; i < iterations; i++) {
+      const t0 = performance.now()
+      plan = planLevels(tree, samples)
+      round[i] = (performance.now() - t0) * 1000
+    }
+    roundMedianUs.push(Float64Array.from(round).sort()[Math.floor(iterations / 2)]!)
   }
   times.sort()
   let sum = 0
   for (const t of times) sum += t
-  const at = (q: number) => times[Math.min(iterations - 1, Math.floor(q * iterations))]!
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!
+  const medians = [...roundMedianUs].sort((a, b) => a - b)
 
   let nodes = 0
   let blocks = 0
@@ -113,9 +136,14 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
     partials: plan.numPartials,
     blocks,
     iterations,
-    medianUs: at(0.5),
+    rounds: roundCount,
+    medianUs: medians.length % 2 === 1
+      ? medians[medians.length >> 1]!
+      : (medians[(medians.length >> 1) - 1]! + medians[medians.length >> 1]!) / 2,
+    roundMedianUs,
+    p10Us: at(0.1),
     p90Us: at(0.9),
     minUs: times[0]!,
-    meanUs: sum / iterations
+    meanUs: sum / times.length
   }
 }

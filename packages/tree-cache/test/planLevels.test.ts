@@ -74,5 +74,10 @@ describe("benchPlan", () => {
     expect(r.minUs).toBeGreaterThan(0)
     expect(r.medianUs).toBeGreaterThanOrEqual(r.minUs)
     expect(r.p90Us).toBeGreaterThanOrEqual(r.medianUs)
+    // three rounds by default; the figure is the middle one of their medians
+    expect(r.rounds).toBe(3)
+    expect(r.roundMedianUs).toHaveLength(3)
+    expect([...r.roundMedianUs].sort((a, b) => a - b)[1]).toBe(r.medianUs)
+    expect(r.p10Us).toBeLessThanOrEqual(r.p90Us)
   })
 })

@@ -4,6 +4,7 @@
  */
 import type { RooflineFigures } from "@canopy/kernels"
 import { lineChartSvg } from "../charts/svg.ts"
+import { ratioPhrase, valueWithRange } from "./figures.ts"
 import type { AttentionSweep, PointResult } from "./attentionSweep.ts"
 import type { BenchShape } from "./benchShape.ts"
 
@@ -26,9 +27,10 @@ const COLUMNS: ReadonlyArray<Column> = [
   { title: "batch", cell: (p) => String(p.batch) },
   { title: "prefix", cell: (p) => String(p.prefix) },
   { title: "suffix", cell: (p) => String(p.suffix) },
-  { title: "hydragen ms", cell: (p) => fixed(3)(p.hydragenMs) },
-  { title: "baseline ms", cell: (p) => fixed(3)(p.baselineMs) },
-  { title: "speed-up", cell: (p) => `${p.speedup.toFixed(2)}×` },
+  { title: "pairs", cell: (p) => String(p.pairs) },
+  { title: "hydragen ms (range)", cell: (p) => valueWithRange(p.hydragenRange, 3) },
+  { title: "baseline ms (range)", cell: (p) => valueWithRange(p.baselineRange, 3) },
+  { title: "hydragen speed-up (range)", cell: (p) => ratioPhrase(p.speedupRange, { rounds: false }) },
   { title: "hyd GFLOP/s", cell: (p) => fixed(2)(p.hydragenGflops) },
   { title: "base GFLOP/s", cell: (p) => fixed(2)(p.baselineGflops) },
   { title: "hyd GB/s", cell: (p) => fixed(2)(p.hydragenGBps) },
@@ -38,12 +40,18 @@ const COLUMNS: ReadonlyArray<Column> = [
   { title: "agree", cell: (p) => (p.agree ? "yes" : `NO (${p.maxRelDiff.toExponential(1)})`) }
 ]
 
+/** How the figures were taken, printed above the table. */
+export const TIMING_NOTE =
+  "each point: both methods warmed up, then timed in alternating pairs; medians, with the range over the pairs in brackets; " +
+  "speed-up = the median of the per-pair ratios baseline / hydragen"
+
 /** A right-aligned text table of the measured points, then the skipped ones. */
 export const formatAttentionTable = (report: AttentionReport): ReadonlyArray<string> => {
   const rows = report.points.map((p) => COLUMNS.map((c) => c.cell(p)))
   const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padStart(widths[i]!)).join("  ")
   return [
+    TIMING_NOTE,
     line(COLUMNS.map((c) => c.title)),
     ...rows.map(line),
     ...report.skipped.map((s) => `skipped batch ${s.batch} prefix ${s.prefix} suffix ${s.suffix}: ${s.reason}`)
@@ -52,24 +60,39 @@ export const formatAttentionTable = (report: AttentionReport): ReadonlyArray<str
 
 /** One line per point while the sweep runs. */
 export const formatPointLine = (p: PointResult): string =>
-  `batch ${p.batch} prefix ${p.prefix} suffix ${p.suffix}: hydragen ${p.hydragenMs.toFixed(3)} ms, baseline ${p.baselineMs.toFixed(3)} ms, ${p.speedup.toFixed(2)}×`
+  `batch ${p.batch} prefix ${p.prefix} suffix ${p.suffix}: hydragen ${p.hydragenMs.toFixed(3)} ms, baseline ${p.baselineMs.toFixed(3)} ms, ` +
+  `hydragen ${ratioPhrase(p.speedupRange, { rounds: false })} over ${p.pairs} pairs`
+
+const pairCount = (pairs: ReadonlyArray<number>): string => {
+  if (pairs.length === 0) return "the"
+  const low = Math.min(...pairs)
+  const high = Math.max(...pairs)
+  return low === high ? String(low) : `${low}–${high}`
+}
 
 /** Speed-up against batch size (log x), one series per prefix length (and suffix, when several were swept). */
 export const speedupChartSvg = (report: AttentionReport): string => {
   const suffixes = new Set(report.points.map((p) => p.suffix))
-  const series = new Map<string, Array<readonly [number, number]>>()
+  const series = new Map<string, { points: Array<readonly [number, number]>; ranges: Array<readonly [number, number, number]> }>()
   for (const p of report.points) {
     const name = suffixes.size > 1 ? `prefix ${p.prefix}, suffix ${p.suffix}` : `prefix ${p.prefix}`
-    const points = series.get(name) ?? []
-    points.push([p.batch, p.speedup])
-    series.set(name, points)
+    const one = series.get(name) ?? { points: [], ranges: [] }
+    one.points.push([p.batch, p.speedup])
+    if (p.speedupRange !== undefined && p.speedupRange.n > 1) one.ranges.push([p.batch, p.speedupRange.min, p.speedupRange.max])
+    series.set(name, one)
   }
+  const pairs = report.points.map((p) => p.pairs).filter((n) => n !== undefined)
   const { heads, kvHeads, headDim } = report.shape
   return lineChartSvg({
     title: `Hydragen over paged decoding: ${heads} heads / ${kvHeads} KV, d ${headDim}${report.software ? " (software adapter)" : ""}`,
+    subtitle: [
+      report.adapter,
+      `Medians of ${pairCount(pairs)} alternating pairs per point after a warm-up; whiskers: range over the pairs`
+    ],
     xLabel: "batch size",
     yLabel: "speed-up (baseline ms / hydragen ms)",
-    series: [...series].map(([name, points]) => ({ name, points })),
+    series: [...series].map(([name, { points, ranges }]) => ({ name, points, ranges })),
+    reference: { y: 1, label: "1× = same speed; below it Hydragen is slower" },
     logX: true
   })
 }

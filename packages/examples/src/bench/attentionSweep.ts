@@ -23,16 +23,24 @@ import {
 import { attentionWork } from "./attentionCost.ts"
 import { sharedPrefixWorkload, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
+import type { Spread } from "./figures.ts"
 import { timePaired } from "./pairedTiming.ts"
 
 /** Largest relative difference between the two methods' outputs that counts as agreement. */
 export const AGREEMENT_TOLERANCE = 1e-3
 
 export interface PointResult extends SweepPoint {
+  /** medians over the timed pairs */
   readonly hydragenMs: number
   readonly baselineMs: number
-  /** baselineMs / hydragenMs */
+  /** baseline ms / hydragen ms: the median of the per-pair ratios */
   readonly speedup: number
+  /** the ranges over the timed pairs */
+  readonly hydragenRange: Spread
+  readonly baselineRange: Spread
+  readonly speedupRange: Spread
+  /** alternating pairs timed, after the warm-up */
+  readonly pairs: number
   readonly hydragenGflops: number
   readonly baselineGflops: number
   readonly hydragenGBps: number
@@ -155,7 +163,11 @@ const measurePoint = async (
       ...point,
       hydragenMs,
       baselineMs,
-      speedup: baselineMs / hydragenMs,
+      speedup: timing.ratio.median,
+      hydragenRange: timing.a,
+      baselineRange: timing.b,
+      speedupRange: timing.ratio,
+      pairs: timing.samples,
       hydragenGflops: perSecond(work.flops, hydragenMs),
       baselineGflops: perSecond(work.flops, baselineMs),
       hydragenGBps: perSecond(work.hydragenBytes, hydragenMs),

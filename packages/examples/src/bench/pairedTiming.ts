@@ -1,26 +1,28 @@
 /**
- * Times two GPU workloads in alternation (A, B, A, B, …), so drifts in the
- * machine's state — other processes on a software adapter's CPU cores, clocks
- * and heat on a GPU — fall on both alike and their ratio stays fair.
+ * Times two GPU workloads in alternation (A, B, A, B, …), after warming both
+ * up, so drifts in the machine's state — other processes on a software
+ * adapter's CPU cores, clocks and heat on a GPU — fall on both alike and
+ * their ratio stays fair. Each pair gives one ratio; the figures are medians
+ * with their range.
  */
 import { timeGpu, type TimeGpuOptions } from "@canopy/kernels"
+import { pairedRatios, type Spread, spreadOf } from "./figures.ts"
 
 export interface PairedTiming {
+  /** medians */
   readonly aMs: number
   readonly bMs: number
+  readonly a: Spread
+  readonly b: Spread
+  /** bMs / aMs of each pair: how many times faster A ran than B */
+  readonly ratio: Spread
   readonly samples: number
   readonly source: "timestamp-query" | "wall-clock"
 }
 
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((x, y) => x - y)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
-
 type Encode = (encoder: GPUCommandEncoder) => void
 
-/** Medians of `repeats` alternating runs (fewer, but at least 3, once `budgetMs` is spent), after `warmup` runs of each. */
+/** Medians of `repeats` alternating pairs (fewer, but at least 3, once `budgetMs` is spent), after `warmup` runs of each. */
 export const timePaired = async (device: GPUDevice, a: Encode, b: Encode, options: TimeGpuOptions = {}): Promise<PairedTiming> => {
   const warmup = options.warmup ?? 2
   const repeats = options.repeats ?? 7
@@ -32,12 +34,24 @@ export const timePaired = async (device: GPUDevice, a: Encode, b: Encode, option
   const start = performance.now()
   for (let i = 0; i < repeats; i++) {
     const warm = i === 0 ? warmup : 0
-    const ta = await once(a, warm)
-    const tb = await once(b, warm)
+    // the pair's order alternates too, so neither side always runs on the other's heels
+    const [ta, tb] = i % 2 === 0
+      ? [await once(a, warm), await once(b, warm)]
+      : await once(b, warm).then(async (tb) => [await once(a, warm), tb] as const)
     aSamples.push(ta.medianMs)
     bSamples.push(tb.medianMs)
     source = ta.source
     if (performance.now() - start > budgetMs && aSamples.length >= 3) break
   }
-  return { aMs: median(aSamples), bMs: median(bSamples), samples: aSamples.length, source }
+  const aSpread = spreadOf(aSamples)
+  const bSpread = spreadOf(bSamples)
+  return {
+    aMs: aSpread.median,
+    bMs: bSpread.median,
+    a: aSpread,
+    b: bSpread,
+    ratio: spreadOf(pairedRatios(bSamples, aSamples)),
+    samples: aSamples.length,
+    source
+  }
 }

@@ -61,6 +61,7 @@ export const sampleCommand = Command.make(
       Flag.withDescription("also run baseline attention and single-level sharing on the same work and compare times"),
       Flag.withDefault(false)
     ),
+    repeats: positiveInt("repeats", 3, "with --compare: timed rounds of the three modes, after an untimed warm-up of each"),
     kvMemory: kvMemoryFlag,
     quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false))
   },
@@ -89,6 +90,7 @@ export const sampleCommand = Command.make(
         outDir,
         evaluate: flags.evaluate,
         compare: flags.compare,
+        repeats: flags.repeats,
         engine: kvMemoryOption(flags.kvMemory),
         progress
       })

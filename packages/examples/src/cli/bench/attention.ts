@@ -30,7 +30,7 @@ export const benchAttentionCommand = Command.make(
       Flag.withDescription("where Hydragen attends each sequence's own suffix: the decode kernel, or the level kernel with one-row tiles"),
       Flag.withDefault("decode")
     ),
-    repeats: intFlag("repeats", 7, "timed runs per method and point, at most (the median is reported)"),
+    repeats: intFlag("repeats", 7, "alternating pairs of runs timed per point, at most, after a warm-up (the median and range are reported)"),
     roofline: file("roofline", "roofline JSON from `canopy bench roofline --json` (measured now when absent)"),
     json: file("json", "write the report as JSON here (and the chart beside it, .svg)"),
     svg: file("svg", "write the speed-up chart here")

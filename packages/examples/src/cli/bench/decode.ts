@@ -30,6 +30,7 @@ export const benchDecodeCommand = Command.make(
     batch: intListFlag("batch", "8,32,64", 1, "samples decoding together"),
     prefix: intListFlag("prefix", "256,1024", 1, "shared prefix tokens"),
     tokens: positiveInt("tokens", 16, "tokens decoded per sample"),
+    repeats: positiveInt("repeats", 3, "timed rounds of every mode at each point, after an untimed warm-up (medians and ranges are reported)"),
     json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional)
   },
   (flags) =>
@@ -45,6 +46,7 @@ export const benchDecodeCommand = Command.make(
           prefixes: flags.prefix,
           tokens: flags.tokens,
           modes: ["hydragen", "baseline", "none"],
+          repeats: flags.repeats,
           onPoint: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
         })
       )
@@ -54,6 +56,7 @@ export const benchDecodeCommand = Command.make(
         adapter: adapterName(gpu),
         model: `synthetic ${flags.preset}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads}/${c.numKvHeads} heads`,
         tokens: flags.tokens,
+        repeats: flags.repeats,
         points
       }
       for (const row of formatDecodeTable(report)) yield* Console.log(row)
