@@ -25,6 +25,7 @@ import { Effect, Schema } from "effect"
 import {
   type EvaluationError, type Evaluator, type EvaluatorOptions, type EvaluatorSetupError, makeEvaluator, type SampleEvaluation
 } from "../pipeline/evaluate.ts"
+import { describeIsolation } from "../pipeline/isolation.ts"
 import { type PassAtKSummary, summarizePassAtK } from "../pipeline/passAtK.ts"
 import type { Problem } from "../pipeline/problems.ts"
 import { createProgress, type ProgressMode } from "../pipeline/progress.ts"
@@ -277,7 +278,7 @@ export const scoreSamples = (
       at += texts.length
       return { problemId: problem.id, n: mine.length, c: mine.filter((e) => e.passed).length }
     }))
-    return { evaluations, passAtK, isolation: evaluator.isolation.network }
+    return { evaluations, passAtK, isolation: describeIsolation(evaluator.isolation) }
   })
 
 /**
