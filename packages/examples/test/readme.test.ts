@@ -109,7 +109,8 @@ const words = (line: string): Array<string> =>
 const isSlow = (w: ReadonlyArray<string>): boolean => {
   const [sub, subsub] = [w[2], w[3]]
   const model = w.indexOf("--model")
-  return sub === "demo" || sub === "sample" || (sub === "bench" && subsub !== "plan") ||
+  // serve never exits by itself: its flags are checked, the server itself is tested in packages/server
+  return sub === "demo" || sub === "sample" || sub === "serve" || (sub === "bench" && subsub !== "plan") ||
     (model >= 0 && !(w[model + 1] ?? "").startsWith("synthetic:"))
 }
 

@@ -10,6 +10,7 @@ import { benchCommand } from "./bench/index.ts"
 import { demoCommand } from "./demo.ts"
 import { generateCommand } from "./generate.ts"
 import { sampleCommand } from "./sample.ts"
+import { serveCommand } from "./serve.ts"
 
 export const VERSION = "0.1.0"
 
@@ -25,5 +26,5 @@ const helpCommand = Command.make(
 
 export const canopy: Command.Command<"canopy", {}, {}, unknown, Command.Environment> = Command.make("canopy").pipe(
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([demoCommand, sampleCommand, generateCommand, attentionCommand, benchCommand, adapterCommand, helpCommand])
+  Command.withSubcommands([demoCommand, sampleCommand, generateCommand, serveCommand, attentionCommand, benchCommand, adapterCommand, helpCommand])
 )

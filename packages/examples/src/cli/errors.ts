@@ -23,6 +23,8 @@ const INPUT_ERRORS = new Set([
   "InvalidEngineOptions",
   "KvCacheOutOfMemory",
   "ContextTooLong",
+  // the server's: a chat template file that cannot be read or parsed
+  "ChatTemplateLoadError",
   "InputFileError",
   "OutputDirError",
   "SampleCountError"
