@@ -50,7 +50,7 @@ export default function setup(project: TestProject): () => void {
       .map((file) => `  ${relative(process.cwd(), file.filepath)}\n`)
     process.stderr.write(
       `\nThe test run is past its deadline of ${minutes} min (CANOPY_TEST_TIMEOUT_SCALE=${TIMEOUT_SCALE}): ` +
-        `something hangs. Stopping it; still running:\n${running.join("") || "  (no test file)\n"}`
+        `something hangs. Stopping it; still running:\n${running.join("") || "  (no test file collected yet)\n"}`
     )
     for (const pid of descendants(process.pid)) {
       try {
