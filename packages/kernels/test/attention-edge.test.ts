@@ -1,13 +1,10 @@
-import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
 import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
 import { createPagedDecode, createTreeAttention, type TreeAttentionOptions } from "../src/attention/treeAttention.ts"
 import { uploadBuffer, readFloat32 } from "../src/gpu/resources.ts"
-import {
-  buildCase, compareOutputs, describeMismatches, HEAD_DIM_PALETTE, HEAD_DIMS, headDimsBeyondPalette, type CaseSpec
-} from "./attention-fixtures.ts"
+import { buildCase, compareOutputs, describeMismatches, headDimsBeyondPalette, type CaseSpec } from "./attention-fixtures.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -106,17 +103,13 @@ describe("attention edge cases (hydragen, level-only and baseline)", () => {
       queries: [{ node: 1, kvLimit: 0 }, { node: 1, kvLimit: 33 }, { node: 1, kvLimit: 70 }, { node: 1 }]
     }))
 
-  // attention-gpu.test.ts draws its random cases from a palette of head dims. Here: the head dims that reach every
-  // tiling the palette does not (headDimsBeyondPalette says why those are the ones that matter), then one of the
-  // remaining head dims per run, drawn by fast-check so that a failure prints the seed that repeats it.
-  it("head dims beyond the palette: each other tiling, and one more drawn per run", async () => {
-    const check = (headDim: number, i: number) =>
-      expectAllMatch({ ...base, headDim, group: [1, 2, 4, 8][i % 4]!, parents: [null, 0, 0], lengths: [40, 3, 0], queries: [{ node: 1 }, { node: 2 }, { node: 1 }], seed: i })
-    const chosen = headDimsBeyondPalette(gpu.device.limits)
-    for (const [i, headDim] of chosen.entries()) await check(headDim, i)
-    const rest = HEAD_DIMS.filter((d) => !HEAD_DIM_PALETTE.includes(d) && !chosen.includes(d))
-    if (rest.length > 0) {
-      await fc.assert(fc.asyncProperty(fc.constantFrom(...rest), fc.nat(3), (headDim, i) => check(headDim, i)), { numRuns: 1 })
+  // attention-gpu.test.ts draws its random cases from a palette of head dims. Here: the head dims that, with the
+  // palette, reach every tiling the kernels choose on this device (headDimsBeyondPalette says why those are all that
+  // differ; on SwiftShader 16, 96, 104 and 120), each with a KV group of its own, over a tree whose nodes hold 40, 3
+  // and 0 tokens (a partial block, an empty node). The rest only repeat a tiling, at seconds of compile each.
+  it("every tiling a head dim from 8 to 128 reaches, beyond the palette", async () => {
+    for (const [i, headDim] of headDimsBeyondPalette(gpu.device.limits).entries()) {
+      await expectAllMatch({ ...base, headDim, group: [1, 2, 4, 8][i % 4]!, parents: [null, 0, 0], lengths: [40, 3, 0], queries: [{ node: 1 }, { node: 2 }, { node: 1 }], seed: i })
     }
   })
 })

@@ -7,6 +7,7 @@
  */
 import fc from "fast-check"
 import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
+import { roundKv, type KvDtype } from "../src/attention/kvStorage.ts"
 import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
 import { chooseDecodeTile, chooseLevelTile } from "../src/attention/tiling.ts"
 
@@ -225,13 +226,15 @@ export interface CaseBounds {
   readonly causal: boolean
   /** head dims to draw from (each new one costs a pipeline compile) */
   readonly headDims: ReadonlyArray<number>
+  /** query heads per KV head to draw from (default 1, 2, 4, 8; each costs a decode-kernel compile) */
+  readonly groups?: ReadonlyArray<number>
 }
 
 /**
  * A palette of head dims for the random GPU properties keeps pipeline compiles
  * (seconds each on a software adapter) bounded; it covers decode lane splits
  * of 2, 5, 7 and 8 and level tiles of 64 and 32 rows. The edge tests run the
- * head dims that reach the other tilings (headDimsBeyondPalette), and one more.
+ * head dims that reach the other tilings (headDimsBeyondPalette).
  */
 export const HEAD_DIM_PALETTE: ReadonlyArray<number> = [8, 40, 56, 88, 128]
 
@@ -240,22 +243,25 @@ export const HEAD_DIMS: ReadonlyArray<number> = Array.from({ length: 16 }, (_, i
 
 /**
  * The head dims that, with the palette, reach every tiling the kernels choose
- * on this device: each level tile (rows × keys), accumulators that split
- * evenly over the workgroup and ones that do not (the guarded tail), each
- * decode lane split, and lanes holding one vec4 or several. The attention
- * WGSL has no branch on the head dim, only these sizes as constants, so a
- * head dim that reaches nothing new adds a compile (seconds on the software
- * adapter) and no path. Picked greedily, most new features first, then the
- * smaller head dim; on SwiftShader (32 KiB of workgroup memory) that is
- * 16 (4 lanes), 24 (6 lanes) and 104 (32×16 tile, uneven accumulators).
+ * on this device. The attention WGSL has no branch on the head dim: it only
+ * compiles sizes in as constants, so what a head dim can add is a new
+ * combination of them. Those that change which code runs: each level tile
+ * (rows × keys) with the accumulators splitting evenly over the workgroup or
+ * not (a guarded tail, whose bound depends on the tile), each decode lane split
+ * (how a key row is interleaved over threads, and whether key slots leave
+ * threads idle), and lanes holding one vec4 or several (an inner loop of one
+ * or more). Any other head dim repeats a combination already run and adds a
+ * compile (seconds on the software adapter) and no path. Picked greedily,
+ * most new combinations first, then the smaller head dim; on SwiftShader
+ * (32 KiB of workgroup memory) that is 16 (4 lanes), 96 (32×16 tile), 104
+ * (32×16, uneven accumulators) and 120 (32×8, uneven; 6 lanes of 5 vec4s).
  */
 export const headDimsBeyondPalette = (limits: GPUSupportedLimits, palette: ReadonlyArray<number> = HEAD_DIM_PALETTE): Array<number> => {
   const features = (d: number): Array<string> => {
     const level = chooseLevelTile(d, limits)
     const decode = chooseDecodeTile(d, 1, limits)
     return [
-      `level tile ${level.rows}x${level.keys}`,
-      `accumulators ${((level.rows * d) / 4) % level.workgroupSize === 0 ? "even" : "uneven"}`,
+      `level tile ${level.rows}x${level.keys}, accumulators ${((level.rows * d) / 4) % level.workgroupSize === 0 ? "even" : "uneven"}`,
       `decode lanes ${decode.lanes}`,
       `vec4s per lane ${d / 4 / decode.lanes === 1 ? "one" : "several"}`
     ]
@@ -283,7 +289,7 @@ export const arbitraryCase = (bounds: CaseBounds): fc.Arbitrary<CaseSpec> =>
   fc
     .record({
       kvHeads: fc.integer({ min: 1, max: 2 }),
-      group: fc.constantFrom(1, 2, 4, 8),
+      group: fc.constantFrom(...(bounds.groups ?? [1, 2, 4, 8])),
       headDim: fc.constantFrom(...bounds.headDims),
       blockSize: fc.oneof(fc.constantFrom(1, 16, 32), fc.integer({ min: 1, max: 32 })),
       nodes: fc.array(
@@ -390,3 +396,17 @@ export const describeMismatches = (problems: ReadonlyArray<Mismatch>): string =>
     .slice(0, 5)
     .map((p) => `row ${p.row} head ${p.head}: ${p.what}`)
     .join("; ")
+
+/**
+ * The case with every K and V value (the nodes' and the pools') rounded to
+ * what a pool of `dtype` holds: the reference then attends exactly the values
+ * the kernels read, so only the arithmetic is left to differ.
+ */
+export const roundCaseKv = (built: BuiltCase, dtype: KvDtype): BuiltCase =>
+  dtype === "f32"
+    ? built
+    : {
+        ...built,
+        inputs: { ...built.inputs, kPool: roundKv(built.inputs.kPool, dtype), vPool: roundKv(built.inputs.vPool, dtype) },
+        tree: { ...built.tree, nodes: built.tree.nodes.map((n) => ({ ...n, k: roundKv(n.k, dtype), v: roundKv(n.v, dtype) })) }
+      }

@@ -1,4 +1,5 @@
 import fc from "fast-check"
+import { KV_DTYPES, kvPoolData, markKvPool, roundKv, unpackF16 } from "../src/attention/kvStorage.ts"
 import { shardPool } from "../src/attention/poolLayout.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
@@ -170,8 +171,12 @@ describe("model kernels against float64 references", () => {
       }), { numRuns: 20, seed: 5 })
   })
 
-  it("KV append writes rows at (block, slot) and skips out-of-pool entries, into one pool or one shard per KV head", async () => {
-    const kernel = await KvAppendKernel.create(device)
+  // f16: values at the rounding's edges (ties to even either way, the largest f16 and the first value past it,
+  // beyond the range, subnormals and the half of the smallest one, −0), planted in the k rows of every f16 case
+  const F16_EDGES = [1 + 2 ** -11, 1 + 3 * 2 ** -11, 65504, 65519.99, 65520, 1e6, -1e6, 2 ** -25, 1.5 * 2 ** -24, 3e-5, -0, -(1 + 2 ** -10)]
+
+  it.each(KV_DTYPES)("KV append writes rows at (block, slot) and skips out-of-pool entries, into one %s pool or one shard per KV head", async (kvDtype) => {
+    const kernel = await KvAppendKernel.create(device, kvDtype)
     await fc.assert(fc.asyncProperty(
       fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(4, 8, 32),
       fc.integer({ min: 1, max: 20 }), fc.integer(),
@@ -182,24 +187,49 @@ describe("model kernels against float64 references", () => {
         const chosen = cells.slice(0, Math.min(rows, cells.length))
         const n = chosen.length
         const slots = Uint32Array.from(chosen.flatMap((c) => [Math.floor(c / blockSize), c % blockSize]))
-        const k = floats(n * rowSize, seed)
-        const v = floats(n * rowSize, seed + 1)
-        const pool0 = floats(capacity * rowSize, seed + 2)
+        const k = floats(n * rowSize, seed, 4)
+        const v = floats(n * rowSize, seed + 1, 4)
+        if (kvDtype === "f16") F16_EDGES.forEach((x, i) => (k[(i * 7 + seed) % k.length] = x))
+        // the pool as it starts: values it can hold, so slots nobody writes keep their exact bytes
+        const pool0 = roundKv(floats(capacity * rowSize, seed + 2), kvDtype)
         const poolShards = seed % 2 === 0 ? 1 : kvHeads
-        const laid = (pool: ArrayLike<number>) => shardPool(Float32Array.from(pool), kvHeads, headDim, poolShards)
+        const laid = (pool: ArrayLike<number>) => shardPool(Float32Array.from(pool), kvHeads, headDim, poolShards, kvDtype)
+        const stored = (pool: ArrayLike<number>) => kvPoolData(laid(pool), kvDtype)
         const bufs = {
           slots: uploadBuffer(device, "slots", slots), k: uploadBuffer(device, "k", k), v: uploadBuffer(device, "v", v),
-          kPool: uploadBuffer(device, "kp", laid(pool0)), vPool: uploadBuffer(device, "vp", laid(pool0))
+          kPool: uploadBuffer(device, "kp", stored(pool0)), vPool: uploadBuffer(device, "vp", stored(pool0))
         }
-        const size = laid(pool0).length
-        const gotK = await run(n, bufs.kPool, size, (pass, count) =>
-          kernel.bind({ ...bufs, count, kvHeads, headDim, blockSize, numBlocks, poolShards }).encode(pass, n))
-        const gotV = await readFloat32(device, bufs.vPool, size)
+        markKvPool(bufs.kPool, kvDtype)
+        markKvPool(bufs.vPool, kvDtype)
+        const words = stored(pool0).length
+        const gotK = new Uint32Array((await run(n, bufs.kPool, words, (pass, count) =>
+          kernel.bind({ ...bufs, count, kvHeads, headDim, blockSize, numBlocks, poolShards }).encode(pass, n))).buffer)
+        const gotV = new Uint32Array((await readFloat32(device, bufs.vPool, words)).buffer)
+        // the reference writes the rows as the pool holds them: f32 as is, f16 rounded to nearest even
         const base = Float64Array.from(pool0)
-        expect(Array.from(gotK)).toEqual(Array.from(laid(referenceKvAppend(base, k, slots, rowSize, blockSize))))
-        expect(Array.from(gotV)).toEqual(Array.from(laid(referenceKvAppend(base, v, slots, rowSize, blockSize))))
+        const wantK = laid(referenceKvAppend(base, roundKv(k, kvDtype), slots, rowSize, blockSize))
+        const wantV = laid(referenceKvAppend(base, roundKv(v, kvDtype), slots, rowSize, blockSize))
+        // bit for bit: the stored words are the packing of the rounded values (NaN-free, so bits and values agree)
+        expect(Array.from(gotK)).toEqual(Array.from(new Uint32Array(kvPoolData(wantK, kvDtype).buffer)))
+        expect(Array.from(gotV)).toEqual(Array.from(new Uint32Array(kvPoolData(wantV, kvDtype).buffer)))
+        if (kvDtype === "f16") {
+          // and they read back as the f16-rounded values
+          expect(Array.from(unpackF16(gotK))).toEqual(Array.from(wantK))
+          expect(Array.from(unpackF16(gotV))).toEqual(Array.from(wantV))
+        }
         for (const b of Object.values(bufs)) b.destroy()
       }), runs)
+  })
+
+  it("KV append refuses an odd head dim for f16 and a pool made for the other dtype", async () => {
+    const kernel = await KvAppendKernel.create(device, "f16")
+    const buffer = (label: string) => createStorageBuffer(device, label, 1024)
+    const bufs = { slots: buffer("slots"), k: buffer("k"), v: buffer("v"), kPool: buffer("kp"), vPool: buffer("vp"), count: buffer("count") }
+    const shape = { kvHeads: 1, blockSize: 4, numBlocks: 2 }
+    expect(() => kernel.bind({ ...bufs, ...shape, headDim: 5 })).toThrow(/headDim \(5\) must be even/)
+    markKvPool(bufs.kPool, "f32")
+    expect(() => kernel.bind({ ...bufs, ...shape, headDim: 8 })).toThrow(/holds f32 values/)
+    for (const b of Object.values(bufs)) b.destroy()
   })
 
   it("SwiGLU on a fused gate/up buffer", async () => {

@@ -37,9 +37,11 @@ beforeAll(async () => {
   gpu = await openGpu()
   const weights = uploadWeights(gpu.device, config, synthesizeHostWeights(config, 5), "f32")
   model = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
-  // Small prefill chunks, so that prompts span several and an abort can land between them.
-  engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxPrefillRows: 8 })
-  fresh = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxPrefillRows: 8 })
+  // Small prefill chunks, so that prompts span several and an abort can land between them. f32 KV: the
+  // comparison with a fresh engine is at 1e-5, and a key computed in another batch (an f32 ulp apart) may
+  // round to the neighbouring f16; which tokens the cache keeps does not depend on the element type.
+  engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxPrefillRows: 8, kvDtype: "f32" })
+  fresh = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxPrefillRows: 8, kvDtype: "f32" })
 })
 afterAll(() => {
   engine?.destroy()
@@ -141,7 +143,7 @@ describe("a request stopped after streaming k tokens", () => {
   })
 
   it("through the Engine service: an Effect interrupt, and a stream that stops being read", async () => {
-    const layer = Engine.layer({ blockSize: 4, kvBlocks: 512 }).pipe(
+    const layer = Engine.layer({ blockSize: 4, kvBlocks: 512, kvDtype: "f32" }).pipe(
       Layer.provide(Layer.succeed(Model, Model.of({ ...model, source: { kind: "synthetic", model: config, seed: 5 } }))),
       Layer.provide(Layer.succeed(Gpu, Gpu.of(gpu)))
     )

@@ -7,7 +7,7 @@ import { bf16ToF32, createTreeAttention, f32ToBf16, type GpuHandle, openGpu, typ
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { TreeEngine } from "../src/engine/Engine.ts"
-import { EngineCapacityError, InvalidSampling } from "../src/engine/errors.ts"
+import { EngineCapacityError, InvalidEngineOptions, InvalidSampling } from "../src/engine/errors.ts"
 import { KvCache } from "../src/engine/KvCache.ts"
 import { planRows } from "../src/engine/planRows.ts"
 import { InvalidPromptTree, type PromptTree } from "../src/engine/PromptTree.ts"
@@ -121,13 +121,14 @@ describe("prefill through the level machinery", () => {
         fc.integer({ min: 1, max: 8 }),
         async (config, seed, tokens, blockSize) => {
           const { host, model } = makeModel(config, seed)
-          const kv = await KvCache.create(gpu.device, config, { blockSize, numBlocks: 64, shards: seed % 2 === 1 ? config.numKvHeads : 1 })
+          // f32 KV: the logits are held to the f32 tolerance (the f16 cache has its own test below)
+          const kv = await KvCache.create(gpu.device, config, { blockSize, numBlocks: 64, shards: seed % 2 === 1 ? config.numKvHeads : 1, kvDtype: "f32" })
           const attention = await createTreeAttention(gpu.device, {
-            heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize, poolShards: kv.shards
+            heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize, poolShards: kv.shards, kvDtype: kv.kvDtype
           })
           const current: { plan?: ReturnType<typeof attention.prepare> } = {}
           const forward = await Forward.create(gpu.device, model.weights, {
-            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks, poolShards: kv.shards,
+            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype,
             attention: (encoder, _l, b) => attention.encode(encoder, current.plan!, b)
           })
           try {
@@ -186,7 +187,7 @@ describe("TreeEngine", () => {
           const { host, model } = makeModel(config, seed)
           // odd seeds keep each KV head's pools in a shard of its own
           const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
-          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32, kvShards })
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32, kvShards, kvDtype: "f32" })
           try {
             const maxTokens = 4
             const hydragen = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "hydragen" })
@@ -218,7 +219,7 @@ describe("TreeEngine", () => {
         async ([config, tree], seed, attention, weightType) => {
           const { host, model } = makeModel(config, seed, weightType)
           const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
-          const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32, kvShards })
+          const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512, maxBatch: 32, kvShards, kvDtype: "f32" })
           const generated = new Map<string, Array<number>>()
           const key = (path: ReadonlyArray<number>, sample: number) => `${path.join(".")}#${sample}`
           let checked = 0
@@ -253,6 +254,130 @@ describe("TreeEngine", () => {
   })
 })
 
+/**
+ * What an f16 KV cache may change in the logits: K and V are rounded to f16
+ * (relative error at most 2^-11 each) and attention computes in f32. Seen on
+ * these tiny models: at most 3.7e-4 (norm-wise, 30 random trees), so 2e-3
+ * leaves a margin of five and is still five times tighter than the bound of
+ * the f16 paths in docs/design.md (1e-2); a KV value misread shows far above it.
+ */
+const F16_LOGIT_BOUND = 2e-3
+
+describe("TreeEngine with an f16 KV cache", () => {
+  it("decodes greedily as with f32 KV on random trees, or diverges only where the f32 logits nearly tie", async () => {
+    let divergences = 0
+    await fc.assert(
+      fc.asyncProperty(
+        configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 1, max: 16 }),
+        async ([config, tree], seed, blockSize) => {
+          const { model } = makeModel(config, seed)
+          const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
+          const options = { blockSize, kvBlocks: 512, maxBatch: 32, kvShards }
+          const engines = [
+            await TreeEngine.create(gpu.device, model, { ...options, kvDtype: "f32" }),
+            await TreeEngine.create(gpu.device, model, { ...options, kvDtype: "f16" })
+          ] as const
+          try {
+            expect(engines.map((e) => e.kv.kvDtype)).toEqual(["f32", "f16"])
+            const runs = []
+            for (const engine of engines) {
+              const logits = new Map<string, Float32Array>()
+              const result = await engine.generate(
+                { tree, sampling: { temperature: 0, maxTokens: 4 } },
+                {
+                  onLogits: ({ rows, logits: all }) =>
+                    rows.forEach((row, r) =>
+                      logits.set(`${row.path.join(".")}#${row.sample}@${row.position}`, all.slice(r * config.vocabSize, (r + 1) * config.vocabSize)))
+                }
+              )
+              runs.push({ completions: result.completions, logits })
+            }
+            const [f32, f16] = runs as [(typeof runs)[0], (typeof runs)[0]]
+            expect(f16.completions.map((c) => [c.path, c.sample])).toEqual(f32.completions.map((c) => [c.path, c.sample]))
+            f32.completions.forEach((want, n) => {
+              const got = f16.completions[n]!
+              const start = promptOf(tree, want.path).length - 1
+              for (let i = 0; i < want.tokens.length; i++) {
+                const key = `${want.path.join(".")}#${want.sample}@${start + i}`
+                const a = f32.logits.get(key)!
+                const b = f16.logits.get(key)!
+                // every step up to a divergence sees the same context: its logits agree within the f16 bound
+                expect(relError(b, a), key).toBeLessThan(F16_LOGIT_BOUND)
+                if (got.tokens[i] === want.tokens[i]) continue
+                // f16 picked another token: it can only be one the f32 logits rank within the logits' own change of the best
+                const change = a.reduce((m, x, j) => Math.max(m, Math.abs(x - b[j]!)), 0)
+                const gap = a[want.tokens[i]!]! - a[got.tokens[i]!]!
+                expect(gap, `${key}: f32 picks ${want.tokens[i]}, f16 ${got.tokens[i]}`).toBeLessThanOrEqual(2 * change)
+                divergences++
+                break
+              }
+            })
+          } finally {
+            for (const e of engines) e.destroy()
+            model.weights.destroy()
+          }
+        }
+      ),
+      { numRuns: 4 }
+    )
+    // a near tie among greedy picks is rare: most trees must decode identically
+    expect(divergences).toBeLessThanOrEqual(2)
+  })
+})
+
+describe("KvCache element types", () => {
+  const config: ModelConfig = {
+    architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
+    headDim: 16, rmsNormEps: 1e-5, ropeTheta: 10_000, ropeScaling: { type: "none" }, vocabSize: 40,
+    tieWordEmbeddings: false, attentionBias: false, maxPositionEmbeddings: 4096, bosTokenId: undefined, eosTokenIds: []
+  }
+
+  it("an f16 cache holds twice the blocks of an f32 one in the same memory, in pools of the same bytes, in shards too", async () => {
+    const memoryBytes = 2 ** 20
+    for (const shards of [1, 2]) {
+      const f32 = await KvCache.create(gpu.device, config, { blockSize: 16, memoryBytes, kvDtype: "f32", shards })
+      const f16 = await KvCache.create(gpu.device, config, { blockSize: 16, memoryBytes, kvDtype: "f16", shards })
+      try {
+        // 2 pools × 2 layers × blocks × 16 slots × 2 KV heads × 16 dims × element bytes
+        expect(f32.numBlocks).toBe(Math.floor(memoryBytes / (4 * 16 * 2 * 16 * 4)))
+        expect(f16.numBlocks).toBe(2 * f32.numBlocks)
+        expect(f16.pools[0]!.k.size).toBe(f32.pools[0]!.k.size)
+        expect(f16.shardBytes).toBe(f32.shardBytes)
+      } finally {
+        f32.destroy()
+        f16.destroy()
+      }
+      const same = await KvCache.create(gpu.device, config, { blockSize: 16, numBlocks: 32, kvDtype: "f16", shards })
+      const wide = await KvCache.create(gpu.device, config, { blockSize: 16, numBlocks: 32, kvDtype: "f32", shards })
+      expect(2 * same.pools[1]!.v.size).toBe(wide.pools[1]!.v.size)
+      same.destroy()
+      wide.destroy()
+    }
+  })
+
+  it("refuses f16 for an odd head dim, naming kvDtype", async () => {
+    const error = await KvCache.create(gpu.device, { ...config, headDim: 15 }, { blockSize: 4, numBlocks: 4, kvDtype: "f16" }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(InvalidEngineOptions)
+    expect((error as InvalidEngineOptions).field).toBe("kvDtype")
+    expect((error as InvalidEngineOptions).problem).toMatch(/must be even/)
+  })
+
+  it("attention and KV append built for f32 refuse the pools of an f16 cache", async () => {
+    const kv = await KvCache.create(gpu.device, config, { blockSize: 4, numBlocks: 4, kvDtype: "f16" })
+    const { model } = makeModel(config, 1)
+    try {
+      await expect(Forward.create(gpu.device, model.weights, {
+        maxRows: 4, maxLogitRows: 4, kvPools: kv.pools, blockSize: 4, numBlocks: kv.numBlocks, kvDtype: "f32", attention: () => {}
+      })).rejects.toThrow(/holds f16 values/)
+    } finally {
+      kv.destroy()
+      model.weights.destroy()
+    }
+  })
+})
+
 describe("TreeEngine requests", () => {
   const config: ModelConfig = {
     architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
@@ -267,9 +392,22 @@ describe("TreeEngine requests", () => {
       { tokens: [4, 5], samples: 2, children: [{ tokens: [6], samples: 2 }] }
     ]
   }
+  // One model per seed for the whole describe: no test changes a model, and each engine binds its own KV pool.
+  const models = new Map<number, LoadedModel>()
+  const modelOf = (seed: number): LoadedModel => {
+    let model = models.get(seed)
+    if (model === undefined) {
+      model = makeModel(config, seed).model
+      models.set(seed, model)
+    }
+    return model
+  }
+  afterAll(() => {
+    for (const model of models.values()) model.weights.destroy()
+  })
 
   it("runs a request larger than the KV pool in waves, with the same tokens", async () => {
-    const { model } = makeModel(config, 7)
+    const model = modelOf(7)
     const big = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 256 })
     // the small pool also keeps each KV head in a shard of its own
     const small = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 24, kvShards: 2 })
@@ -288,12 +426,11 @@ describe("TreeEngine requests", () => {
     } finally {
       big.destroy()
       small.destroy()
-      model.weights.destroy()
     }
   })
 
   it("refuses, before any work, a request that can never fit", async () => {
-    const { model } = makeModel(config, 7)
+    const model = modelOf(7)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 8 })
     try {
       const error = await engine.generate({ tree, sampling: { maxTokens: 64 } }).catch((e: unknown) => e)
@@ -303,12 +440,11 @@ describe("TreeEngine requests", () => {
       expect(engine.kv.pool.used).toBe(0)
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 
   it("reuses cached prefixes across requests, and single-level sharing gives the same tokens with more prefill", async () => {
-    const { model } = makeModel(config, 3)
+    const model = modelOf(3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
     try {
       const request = { tree, sampling: { temperature: 0, maxTokens: 4 } }
@@ -331,12 +467,11 @@ describe("TreeEngine requests", () => {
       expect(first.stats.sharingFactor).toBeGreaterThan(flat.stats.sharingFactor)
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 
   it("leaves nothing locked when a request fails midway, and stays usable", async () => {
-    const { model } = makeModel(config, 3)
+    const model = modelOf(3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
     try {
       const request = { tree, sampling: { temperature: 0, maxTokens: 4 } }
@@ -353,12 +488,11 @@ describe("TreeEngine requests", () => {
       expect(after.completions).toHaveLength(7)
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 
   it("stops at stop tokens and reports the finish reason", async () => {
-    const { model } = makeModel(config, 3)
+    const model = modelOf(3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 512 })
     try {
       const free = await engine.generate({ tree, sampling: { temperature: 0, maxTokens: 5 } })
@@ -370,7 +504,6 @@ describe("TreeEngine requests", () => {
       expect(s.tokens).toEqual(c.tokens.slice(0, c.tokens.indexOf(stopAt)))
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 
@@ -380,7 +513,7 @@ describe("TreeEngine requests", () => {
     [{ maxTokens: 0 }, "maxTokens"],
     [{ stopTokenIds: [999] }, "stopTokenIds"]
   ])("rejects bad sampling %j naming the field", async (sampling, field) => {
-    const { model } = makeModel(config, 3)
+    const model = modelOf(3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 64 })
     try {
       const error = await engine.generate({ tree, sampling }).catch((e: unknown) => e)
@@ -388,12 +521,11 @@ describe("TreeEngine requests", () => {
       expect((error as InvalidSampling).field).toBe(field)
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 
   it("rejects a tree with out-of-vocabulary tokens or no samples", async () => {
-    const { model } = makeModel(config, 3)
+    const model = modelOf(3)
     const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 64 })
     try {
       const bad = await engine.generate({ tree: { tokens: [1, 99], samples: 1 } }).catch((e: unknown) => e)
@@ -404,7 +536,6 @@ describe("TreeEngine requests", () => {
       expect(engine.kv.pool.used).toBe(0)
     } finally {
       engine.destroy()
-      model.weights.destroy()
     }
   })
 })

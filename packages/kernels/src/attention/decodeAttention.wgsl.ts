@@ -11,10 +11,13 @@
  * run straight from the pool, no staging). Each key slot keeps its own online
  * softmax state over the tokens it sees; the slots' states merge at the end by
  *     lse = m + log Σ_k exp(lse_k − m),   o = Σ_k exp(lse_k − lse) · o_k.
+ * K/V are read in the spec's storage (f32, or f16 widened exactly to f32);
+ * everything computed is f32.
  */
 import { wgsl } from "../gpu/resources.ts"
+import { kvEnableWgsl, type KvStorage } from "./kvStorage.ts"
 import type { DecodeTile } from "./tiling.ts"
-import { ATTENTION_IO_WGSL } from "./workItem.wgsl.ts"
+import { attentionIoWgsl } from "./workItem.wgsl.ts"
 
 /** Only what fixes array sizes and the thread layout is compiled in; the rest comes from `params`. */
 export interface DecodeAttentionSpec {
@@ -22,13 +25,15 @@ export interface DecodeAttentionSpec {
   /** query heads per KV head: the rows of a workgroup */
   readonly group: number
   readonly tile: DecodeTile
+  /** how the K/V pools are held (kvStorage.ts) */
+  readonly kv: KvStorage
 }
 
 export const decodeAttentionWgsl = (spec: DecodeAttentionSpec): string => {
   const { lanes, keySlots, tokensPerThread, workgroupSize } = spec.tile
   const group = spec.group
   const vec4s = spec.headDim / 4
-  return wgsl`
+  return wgsl`${kvEnableWgsl(spec.kv)}
 const D4: u32 = ${vec4s}u;
 const GROUP: u32 = ${spec.group}u;
 const LANES: u32 = ${lanes}u;
@@ -36,7 +41,7 @@ const PER_LANE: u32 = ${vec4s / lanes}u;
 const SLOTS: u32 = ${keySlots}u;
 const PER_THREAD: u32 = ${tokensPerThread}u;
 const STEP: u32 = ${keySlots * tokensPerThread}u;
-${ATTENTION_IO_WGSL}
+${attentionIoWgsl(spec.kv)}
 var<workgroup> dots: array<f32, ${tokensPerThread * keySlots * group * lanes}>;
 var<workgroup> slotMax: array<f32, ${keySlots * group}>;
 var<workgroup> slotSum: array<f32, ${keySlots * group}>;
@@ -86,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
         if (t < end) {
           let base = tokenBase(t, wid.z) + l;
           bases[u] = base;
-          for (var v = 0u; v < PER_LANE; v++) { s += dot(qv[v], kPool[base + v * LANES]); }
+          for (var v = 0u; v < PER_LANE; v++) { s += dot(qv[v], loadK(base + v * LANES)); }
         }
         dots[((u * SLOTS + k) * GROUP + r) * LANES + l] = s;
       }
@@ -104,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
           let alpha = exp(m - mNew);
           let p = exp(s - mNew);
           sum = sum * alpha + p;
-          for (var v = 0u; v < PER_LANE; v++) { acc[v] = acc[v] * alpha + p * vPool[bases[u] + v * LANES]; }
+          for (var v = 0u; v < PER_LANE; v++) { acc[v] = acc[v] * alpha + p * loadV(bases[u] + v * LANES); }
           m = mNew;
         }
       }

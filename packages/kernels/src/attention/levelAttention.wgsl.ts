@@ -9,15 +9,21 @@
  * computed by online softmax over K/V tiles of `keys` tokens that are loaded
  * from the paged pool into workgroup memory once and used by all `rows` rows.
  * A row with no visible token writes (0, NEG): the merge treats it as empty.
+ * K/V are read from the pools in the spec's storage (f32, or f16 widened
+ * exactly to f32 as the tile is loaded); the tiles in workgroup memory, the
+ * scores, the online softmax and (o, lse) are f32.
  */
 import { wgsl } from "../gpu/resources.ts"
+import { kvEnableWgsl, type KvStorage } from "./kvStorage.ts"
 import type { LevelTile } from "./tiling.ts"
-import { ATTENTION_IO_WGSL } from "./workItem.wgsl.ts"
+import { attentionIoWgsl } from "./workItem.wgsl.ts"
 
 /** Only what fixes array sizes is compiled in; heads, block size and scale come from `params`. */
 export interface LevelAttentionSpec {
   readonly headDim: number
   readonly tile: LevelTile
+  /** how the K/V pools are held (kvStorage.ts) */
+  readonly kv: KvStorage
 }
 
 export const levelAttentionWgsl = (spec: LevelAttentionSpec): string => {
@@ -27,7 +33,7 @@ export const levelAttentionWgsl = (spec: LevelAttentionSpec): string => {
   // each thread scores one key against `rowsPerThread` rows, `rowStride` apart
   const rowStride = workgroupSize / keys
   const rowsPerThread = Math.ceil(rows / rowStride)
-  return wgsl`
+  return wgsl`${kvEnableWgsl(spec.kv)}
 const D4: u32 = ${vec4s}u;
 const ROWS: u32 = ${rows}u;
 const KEYS: u32 = ${keys}u;
@@ -35,7 +41,7 @@ const WG: u32 = ${workgroupSize}u;
 const ACC: u32 = ${accumulators}u;
 const ROW_STRIDE: u32 = ${rowStride}u;
 const ROWS_PER_THREAD: u32 = ${rowsPerThread}u;
-${ATTENTION_IO_WGSL}
+${attentionIoWgsl(spec.kv)}
 var<workgroup> qs: array<vec4f, ${rows * vec4s}>;
 var<workgroup> ks: array<vec4f, ${keys * vec4s}>;
 var<workgroup> vs: array<vec4f, ${keys * vec4s}>;
@@ -91,8 +97,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
       if (t < it.tokenEnd) {
         let p = it.startSlot + t;
         let at = ((blockIndices[it.tableOffset + p / block] * block + p % block) * poolHeads + wid.z) * D4 + i % D4;
-        kv = kPool[at];
-        vv = vPool[at];
+        kv = loadK(at);
+        vv = loadV(at);
       }
       ks[i] = kv;
       vs[i] = vv;

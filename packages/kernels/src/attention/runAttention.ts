@@ -1,11 +1,13 @@
 /**
  * Upload, run, read back: one attention call from CPU arrays, for tests, the
- * attention oracle and benchmarks. Pools come in the one-shard layout and are
- * re-laid in the kernels' shards. Outputs are filled with NaN first, so an
+ * attention oracle and benchmarks. Pools come in the one-shard layout, as f32
+ * values, and are re-laid in the kernels' shards and stored in their kvDtype
+ * (f16: rounded to nearest even, see kvStorage.ts). Outputs are filled with NaN first, so an
  * element the kernels never wrote shows up as NaN.
  */
 import type { LevelPlan } from "@canopy/tree-cache"
 import { readFloat32, uploadBuffer } from "../gpu/resources.ts"
+import { kvPoolData } from "./kvStorage.ts"
 import { shardPool } from "./poolLayout.ts"
 import type { PooledInputs } from "./reference.ts"
 import type { AttentionKernels } from "./treeAttention.ts"
@@ -34,9 +36,10 @@ export const runTreeAttention = async (
   }
   try {
     const q = own(uploadBuffer(device, "q", inputs.q))
-    const { kvHeads, poolShards = 1 } = attention.config
-    const kPool = own(uploadBuffer(device, "k pool", shardPool(inputs.kPool, kvHeads, headDim, poolShards)))
-    const vPool = own(uploadBuffer(device, "v pool", shardPool(inputs.vPool, kvHeads, headDim, poolShards)))
+    const { kvHeads, poolShards = 1, kvDtype = "f32" } = attention.config
+    const pool = (values: Float32Array) => kvPoolData(shardPool(values, kvHeads, headDim, poolShards, kvDtype), kvDtype)
+    const kPool = own(uploadBuffer(device, "k pool", pool(inputs.kPool)))
+    const vPool = own(uploadBuffer(device, "v pool", pool(inputs.vPool)))
     const out = own(uploadBuffer(device, "out", new Float32Array(Math.max(outCount, 1)).fill(NaN)))
     const lse = own(uploadBuffer(device, "lse", new Float32Array(Math.max(lseCount, 1)).fill(NaN)))
     const prepared = own(attention.prepare(plan))

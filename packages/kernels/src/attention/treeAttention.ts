@@ -5,8 +5,10 @@
  * no CPU round trip), `destroy` frees what each object created.
  */
 import type { LevelPlan } from "@canopy/tree-cache"
+import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
 import { createStorageBuffer, uniformBuffer, uploadBuffer } from "../gpu/resources.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
+import { checkKvPool, kvHeadDimProblem, type KvDtype, kvStorageFor, type KvStorage } from "./kvStorage.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
 import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
@@ -25,6 +27,13 @@ export interface TreeAttentionConfig extends AttentionShape {
    * many GPUs) are bound a shard at a time.
    */
   readonly poolShards?: number
+  /**
+   * Element type of the K/V pools (default "f32"): "f16" pools hold half the
+   * bytes, [block][slot][kvHeads][headDim] f16 (headDim even), read through
+   * native f16 where the device has shader-f16 and as u32 words holding two
+   * f16 each elsewhere. The arithmetic is f32 either way.
+   */
+  readonly kvDtype?: KvDtype
 }
 
 export interface TreeAttentionOptions extends TreeAttentionConfig {
@@ -37,11 +46,17 @@ export interface TreeAttentionOptions extends TreeAttentionConfig {
    * (default 1: suffix nodes of single sequences); the rest on the level kernel.
    */
   readonly decodeMaxEntries?: number
+  /**
+   * What the device can do, as the kernels should assume (default: the
+   * device's own record, capabilitiesOf). With shaderF16 false, f16 pools are
+   * read as packed words even where native f16 exists (the same bytes).
+   */
+  readonly capabilities?: GpuCapabilities
 }
 
 /**
  * GPU buffers of one call. q `[rows][heads][headDim]` f32, pools
- * `[numBlocks][blockSize][kvHeads][headDim]` f32, out `[rows][heads][headDim]`
+ * `[numBlocks][blockSize][kvHeads][headDim]` of the config's kvDtype (in shards), out `[rows][heads][headDim]`
  * f32, lse `[rows][heads]` f32 (natural log; −∞ and out = 0 for an empty path).
  */
 export interface AttentionBuffers {
@@ -64,6 +79,8 @@ export interface PreparedAttention {
 
 export interface AttentionKernels {
   readonly config: TreeAttentionConfig
+  /** how the kernels read the pools (from kvDtype and the device's capabilities) */
+  readonly kvStorage: KvStorage
   /** null where this object never uses the level kernel (the baseline) */
   readonly levelTile: LevelTile | null
   readonly decodeTile: DecodeTile
@@ -137,6 +154,12 @@ const validate = (config: TreeAttentionConfig): void => {
   if (!(Number.isInteger(shards) && shards >= 1 && kvHeads % shards === 0)) {
     problems.push(`poolShards (${shards}) must divide kvHeads (${kvHeads})`)
   }
+  const kvDtype = config.kvDtype ?? "f32"
+  if (kvDtype !== "f32" && kvDtype !== "f16") problems.push(`kvDtype (${String(kvDtype)}) must be "f32" or "f16"`)
+  else {
+    const headDimProblem = kvHeadDimProblem(kvDtype, headDim)
+    if (headDimProblem !== undefined) problems.push(headDimProblem)
+  }
   if (problems.length > 0) throw new RangeError(`attention: ${problems.join("; ")}`)
 }
 
@@ -148,14 +171,16 @@ const createAttention = async (
   validate(options)
   const { heads, kvHeads, headDim, blockSize } = options
   const poolShards = options.poolShards ?? 1
-  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options), poolShards }
+  const kvDtype = options.kvDtype ?? "f32"
+  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options), poolShards, kvDtype }
+  const kv = kvStorageFor(kvDtype, options.capabilities ?? capabilitiesOf(device))
   const group = heads / kvHeads
   const usesLevel = decodeMaxEntries !== Infinity
   const levelTile = usesLevel ? chooseLevelTile(headDim, device.limits) : null
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
   const levelPipeline =
-    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile }))
-  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile }))
+    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile, kv }))
+  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv }))
   const mergePipeline = await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
 
   // one parameter block per pool shard: its first KV head and head count
@@ -234,6 +259,8 @@ const createAttention = async (
     if (p.owner !== owner) throw new Error("attention: prepared by another attention object")
     if (p.destroyed()) throw new Error("attention: prepared plan was destroyed")
     if (partialO === null || partialLse === null) throw new Error("attention: encode after destroy")
+    checkKvPool(buffers.kPool, kvDtype, "attention")
+    checkKvPool(buffers.vPool, kvDtype, "attention")
     const shardBytes = poolShardBytes(buffers.kPool, poolShards)
     const pass = encoder.beginComputePass({ label: "tree attention" })
     const attend = (pipeline: GPUComputePipeline, items: GPUBuffer): void => {
@@ -279,6 +306,7 @@ const createAttention = async (
 
   return {
     config,
+    kvStorage: kv,
     levelTile,
     decodeTile,
     prepare,

@@ -4,6 +4,7 @@
  * and their bindings (the host binds both kernels the same way).
  */
 import { wgsl } from "../gpu/resources.ts"
+import { kvPoolReadWgsl, type KvStorage } from "./kvStorage.ts"
 
 export const WORK_ITEM_WORDS = 8
 
@@ -40,8 +41,13 @@ struct AttentionParams {
 /** Words of AttentionParams, in order (the uniform is padded to 16 bytes). */
 export const ATTENTION_PARAM_WORDS = 7
 
-/** Both kernels' bindings and the finite stand-in for −∞ (WGSL may assume no infinities occur). */
-export const ATTENTION_IO_WGSL = wgsl`
+/**
+ * Both kernels' bindings and the finite stand-in for −∞ (WGSL may assume no
+ * infinities occur). The pools are read through `loadK(i)` / `loadV(i)` (vec4
+ * i of the bound shard as vec4f) in the storage of the kernel's spec; q, the
+ * partial states and all arithmetic stay f32.
+ */
+export const attentionIoWgsl = (kv: KvStorage): string => wgsl`
 const NEG: f32 = -1e30;
 const NEG_HALF: f32 = -5e29;
 ${WORK_ITEM_WGSL}
@@ -50,8 +56,7 @@ ${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> blockIndices: array<u32>;
 @group(0) @binding(2) var<storage, read> entries: array<vec2u>;
 @group(0) @binding(3) var<storage, read> q: array<vec4f>;
-@group(0) @binding(4) var<storage, read> kPool: array<vec4f>;
-@group(0) @binding(5) var<storage, read> vPool: array<vec4f>;
+${kvPoolReadWgsl(kv, 4, 5)}
 @group(0) @binding(6) var<storage, read_write> partialO: array<vec4f>;
 @group(0) @binding(7) var<storage, read_write> partialLse: array<f32>;
 @group(0) @binding(8) var<uniform> params: AttentionParams;

@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync } from "node:fs"
 import { createRequire } from "node:module"
-import { type GpuAdapterSummary, rememberAdapter, rememberLost } from "./adapters.ts"
+import { describeCapabilities, type GpuAdapterSummary, type GpuCapabilities, rememberAdapter, rememberLost } from "./adapters.ts"
 import { GpuDeviceLost, GpuNoAdapter } from "./errors.ts"
 
 
@@ -20,6 +20,8 @@ export interface GpuHandle {
   readonly limits: GPUSupportedLimits
   /** Has `timestamp-query`: kernels can be timed on the GPU itself. */
   readonly timestamps: boolean
+  /** What the device can do (features, limits, software or not), recorded once here; kernels read it via capabilitiesOf. */
+  readonly capabilities: GpuCapabilities
   /** The Dawn instance: it must stay referenced for as long as the device lives. */
   readonly instance: GPU
   /** Destroys the device and releases the Dawn instance. Idempotent. */
@@ -52,7 +54,13 @@ const DEFAULT_FEATURES = [
   "chromium-experimental-subgroup-matrix"
 ]
 
-/** Dawn toggles that expose f16 and subgroup matrices on NVIDIA (see docs/gpu.md). */
+/**
+ * Dawn toggles, given to every instance Canopy creates (Dawn takes toggles at
+ * instance creation; the adapters and devices of that instance inherit them):
+ * `allow_unsafe_apis` exposes `chromium-experimental-subgroup-matrix`, and on
+ * NVIDIA through Vulkan `shader-f16` is offered only with
+ * `vulkan_enable_f16_on_nvidia`. Elsewhere they change nothing.
+ */
 const DAWN_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"]
 
 interface DawnModule {
@@ -154,7 +162,8 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
     requiredLimits: adapterLimits(adapter)
   })
   const summary = summarize(adapter.info)
-  rememberAdapter(device, summary)
+  const capabilities = describeCapabilities(device, summary.software)
+  rememberAdapter(device, summary, capabilities)
   let closed = false
   void device.lost.then((info) => {
     if (!closed && info.reason !== "destroyed") rememberLost(device, new GpuDeviceLost({ reason: info.reason, message: info.message }))
@@ -164,7 +173,8 @@ export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> 
     adapter: summary,
     features: new Set(device.features),
     limits: device.limits,
-    timestamps: device.features.has("timestamp-query"),
+    timestamps: capabilities.timestamps,
+    capabilities,
     instance,
     close() {
       if (closed) return

@@ -1,19 +1,24 @@
 /**
  * KV append: for each row r with destination (block b_r, slot s_r),
- *   kPool[b_r][s_r][h][i] = k[r][h][i],  vPool[b_r][s_r][h][i] = v[r][h][i]
- * with the paged pools f32 [numBlocks][blockSize][kvHeads][headDim], or — a
- * pool in S shards (see TreeAttentionConfig.poolShards) — into shard
- * ⌊h / (kvHeads/S)⌋, one dispatch per shard bound on its own.
+ *   kPool[b_r][s_r][h][i] = round(k[r][h][i]),  vPool[b_r][s_r][h][i] = round(v[r][h][i])
+ * with the paged pools [numBlocks][blockSize][kvHeads][headDim] of the
+ * kernel's dtype, or — a pool in S shards (see TreeAttentionConfig.poolShards)
+ * — into shard ⌊h / (kvHeads/S)⌋, one dispatch per shard bound on its own.
+ * round is the identity for f32 pools; for f16 pools it is round to nearest
+ * even (f16Bits in kvStorage.ts), two elements written as one u32 word (the
+ * bytes every f16 reader, native or packed, expects; headDim even).
  * Rows whose block is ≥ numBlocks are skipped, so a stale slot entry can never
  * write outside the pool.
  */
+import { checkKvPool, F16_BITS_WGSL, kvHeadDimProblem, type KvDtype } from "../attention/kvStorage.ts"
 import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
 import { wgsl, uniformBuffer } from "../gpu/resources.ts"
 import { dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
-const code = wgsl`
+/** f32 pools: one invocation per element; shardSize and rowOffset count elements. */
+const F32_CODE = wgsl`
 struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
@@ -39,13 +44,44 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }
 `
 
+/**
+ * f16 pools: one invocation per u32 word of the pool, i.e. per pair of
+ * elements; shardSize counts words, rowOffset elements. The rounding is done
+ * on the bits (not pack2x16float, whose rounding WGSL leaves open), so the
+ * words are the same on every device and equal packF16 of the inputs.
+ */
+const F16_CODE = wgsl`
+struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> count: vec4u;
+@group(0) @binding(2) var<storage, read> slots: array<vec2u>;
+@group(0) @binding(3) var<storage, read> k: array<f32>;
+@group(0) @binding(4) var<storage, read> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kPool: array<u32>;
+@group(0) @binding(6) var<storage, read_write> vPool: array<u32>;
+${F16_BITS_WGSL}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
+  let r = id / params.shardSize;
+  if (r >= count.x) { return; }
+  let w = id % params.shardSize;
+  let dst = slots[r];
+  if (dst.x >= params.numBlocks || dst.y >= params.blockSize) { return; }
+  let at = (dst.x * params.blockSize + dst.y) * params.shardSize + w;
+  let src = r * params.rowSize + params.rowOffset + 2u * w;
+  kPool[at] = f16Bits(k[src]) | (f16Bits(k[src + 1u]) << 16u);
+  vPool[at] = f16Bits(v[src]) | (f16Bits(v[src + 1u]) << 16u);
+}
+`
+
 export interface KvAppendBinding {
   /** u32 pairs [rows][2]: (block, slot) */
   readonly slots: GPUBuffer
   /** f32 [rows][kvHeads][headDim] */
   readonly k: GPUBuffer
   readonly v: GPUBuffer
-  /** f32 [numBlocks][blockSize][kvHeads][headDim] */
+  /** [numBlocks][blockSize][kvHeads][headDim] of the kernel's dtype */
   readonly kPool: GPUBuffer
   readonly vPool: GPUBuffer
   readonly count: GPUBuffer
@@ -58,20 +94,28 @@ export interface KvAppendBinding {
 }
 
 export class KvAppendKernel {
-  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline, readonly kvDtype: KvDtype) {}
 
-  static async create(device: GPUDevice): Promise<KvAppendKernel> {
-    return new KvAppendKernel(device, await sharedComputePipeline(device, "kv-append", code))
+  /** A kernel writing pools of `kvDtype` (default "f32"); the inputs k and v are f32 either way. */
+  static async create(device: GPUDevice, kvDtype: KvDtype = "f32"): Promise<KvAppendKernel> {
+    const code = kvDtype === "f32" ? F32_CODE : F16_CODE
+    return new KvAppendKernel(device, await sharedComputePipeline(device, kvDtype === "f32" ? "kv-append" : "kv-append-f16", code), kvDtype)
   }
 
   bind(b: KvAppendBinding): BoundKvAppend {
+    const problem = kvHeadDimProblem(this.kvDtype, b.headDim)
+    if (problem !== undefined) throw new RangeError(`kv-append: ${problem}`)
+    checkKvPool(b.kPool, this.kvDtype, "kv-append")
+    checkKvPool(b.vPool, this.kvDtype, "kv-append")
     const shards = b.poolShards ?? 1
     const shardHeads = b.kvHeads / shards
-    const shardSize = shardHeads * b.headDim
+    // elements of one slot in one shard; the f16 kernel counts u32 words, two elements each
+    const shardElements = shardHeads * b.headDim
+    const shardSize = this.kvDtype === "f32" ? shardElements : shardElements / 2
     const shardBytes = b.kPool.size / shards
     const dispatches = Array.from({ length: shards }, (_, s) => {
       const params = uniformBuffer(this.device, `kv-append-params-${s}`, packParams([
-        ["u32", shardSize], ["u32", b.blockSize], ["u32", b.numBlocks], ["u32", b.kvHeads * b.headDim], ["u32", s * shardSize]
+        ["u32", shardSize], ["u32", b.blockSize], ["u32", b.numBlocks], ["u32", b.kvHeads * b.headDim], ["u32", s * shardElements]
       ]))
       const window = (buffer: GPUBuffer) => ({ buffer, offset: s * shardBytes, size: shardBytes })
       const bindGroup = this.device.createBindGroup({

@@ -14,7 +14,8 @@
  *      runs in waves; one that can never fit is refused before any work.
  */
 import {
-  checkDeviceAlive, createPagedDecode, createTreeAttention, NON_FINITE_TOKEN, type PreparedAttention, type SamplingParams, type TreeAttention
+  checkDeviceAlive, createPagedDecode, createTreeAttention, type KvDtype, NON_FINITE_TOKEN, type PreparedAttention, type SamplingParams,
+  type TreeAttention
 } from "@canopy/kernels"
 import { type BlockCopy, planLevels, type SeqId } from "@canopy/tree-cache"
 import { Forward, type ForwardBatch } from "../model/forward.ts"
@@ -155,6 +156,12 @@ export interface EngineOptions {
   readonly kvMemoryBytes?: number
   /** shards per KV pool; default: the fewest that keep each within one storage binding */
   readonly kvShards?: number
+  /**
+   * Element type of the KV cache (default "f16": DEFAULT_KV_DTYPE in KvCache.ts).
+   * "f16" stores half the bytes per token, rounding K/V to f16 as they are
+   * written; attention computes in f32. "f32" stays for checking against it.
+   */
+  readonly kvDtype?: KvDtype
   /** most samples decoding at once (default 1024; more wait for a later wave) */
   readonly maxBatch?: number
   /** most prompt tokens per prefill forward (default 256) */
@@ -214,9 +221,10 @@ export class TreeEngine {
       blockSize,
       ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
       ...(options.kvMemoryBytes !== undefined ? { memoryBytes: options.kvMemoryBytes } : {}),
-      ...(options.kvShards !== undefined ? { shards: options.kvShards } : {})
+      ...(options.kvShards !== undefined ? { shards: options.kvShards } : {}),
+      ...(options.kvDtype !== undefined ? { kvDtype: options.kvDtype } : {})
     })
-    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize, poolShards: kv.shards }
+    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize, poolShards: kv.shards, kvDtype: kv.kvDtype }
     const owned: Array<{ destroy(): void }> = [kv]
     try {
       const hydragen = await createTreeAttention(device, shape)
@@ -234,6 +242,7 @@ export class TreeEngine {
         blockSize,
         numBlocks: kv.numBlocks,
         poolShards: kv.shards,
+        kvDtype: kv.kvDtype,
         attention: (encoder, _layer, buffers) => current.attention?.encode(encoder, current.prepared!, buffers)
       })
       return new TreeEngine(model, kv, forward, hydragen, baseline, device, maxBatch, maxPrefillRows, current)

@@ -14,12 +14,12 @@
  * Buffer layouts (f32 unless noted, row-major):
  *   q, attention out  [rows][heads][headDim]      lse [rows][heads]
  *   k, v (this step)  [rows][kvHeads][headDim]
- *   KV pools          [numBlocks][blockSize][kvHeads][headDim], one K and one V per layer
+ *   KV pools          [numBlocks][blockSize][kvHeads][headDim] of options.kvDtype, one K and one V per layer
  *   logits            [logitRows][vocab]          sampled tokens u32 [logitRows]
  */
 import {
   type AttentionBuffers, type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
-  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, MatmulKernel,
+  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, type KvDtype, MatmulKernel,
   packSamplingParams, readFloat32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
   SamplingKernel, type SamplingParams, SwigluKernel
 } from "@canopy/kernels"
@@ -44,6 +44,8 @@ export interface ForwardOptions {
   readonly numBlocks: number
   /** shards of each pool buffer (default 1), as in the KvCache and the attention kernels */
   readonly poolShards?: number
+  /** element type of the pools (default "f32"), as in the KvCache: the KV append rounds to it */
+  readonly kvDtype?: KvDtype
   readonly attention: AttentionCallback
 }
 
@@ -111,7 +113,7 @@ export class Forward {
     const [embedGather, gather, norm, matmul, rope, append, swiglu, sampling] = await Promise.all([
       GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), RmsNormKernel.create(device),
       MatmulKernel.create(device, undefined, weights.weightType),
-      RopeKernel.create(device), KvAppendKernel.create(device), SwigluKernel.create(device), SamplingKernel.create(device)
+      RopeKernel.create(device), KvAppendKernel.create(device, options.kvDtype ?? "f32"), SwigluKernel.create(device), SamplingKernel.create(device)
     ])
     const R = options.maxRows
     const L = options.maxLogitRows
