@@ -142,6 +142,17 @@ describe("the command line checks its input before it acquires anything", () => 
     expect(stop.flagErrors[0]).toMatch(/--stop must not be empty: a stop string needs at least one character$/)
   })
 
+  it("takes --kv-dtype f16 or f32 only, on generate, sample and serve", async () => {
+    for (const command of [["generate", "--tree", goodTree], ["sample"], ["serve"]]) {
+      const bad = await inProcess([command[0]!, "--model", NO_MODEL, ...command.slice(1), "--kv-dtype", "f64"])
+      expect(bad.flagErrors, command[0]).toHaveLength(1)
+      expect(bad.flagErrors[0]).toMatch(/--kv-dtype/)
+      expect(bad.flagErrors[0]).toMatch(/f16/)
+    }
+    const good = await inProcess(["generate", "--model", NO_MODEL, "--tree", goodTree, "--kv-dtype", "f32"])
+    expect(good.flagErrors).toEqual([])
+  })
+
   it("names what is wrong with a tree file, before loading the model", async () => {
     const notJson = file("not.json", `{"text": "a", "samples":`)
     expect((await inProcess(["generate", "--model", NO_MODEL, "--tree", notJson])).failure).toEqual({

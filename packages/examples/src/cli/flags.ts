@@ -53,9 +53,17 @@ export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
   Flag.optional
 )
 
-/** Engine options from --kv-memory. */
-export const kvMemoryOption = (mib: Option.Option<number>): { readonly kvMemoryBytes?: number } =>
-  Option.match(mib, { onNone: () => ({}), onSome: (n) => ({ kvMemoryBytes: n * 2 ** 20 }) })
+/** KV element type: f16 holds twice the tokens in the same memory; f32 stays for checking against it. */
+export const kvDtypeFlag = Flag.Literals("kv-dtype", ["f16", "f32"]).pipe(
+  Flag.withDescription("element type of the KV cache: f16 (the default: half the memory, attention still in f32) or f32"),
+  Flag.withDefault("f16" as const)
+)
+
+/** Engine options from --kv-memory and --kv-dtype. */
+export const kvMemoryOption = (
+  mib: Option.Option<number>, kvDtype: "f16" | "f32" = "f16"
+): { readonly kvMemoryBytes?: number; readonly kvDtype: "f16" | "f32" } =>
+  Option.match(mib, { onNone: () => ({ kvDtype }), onSome: (n) => ({ kvMemoryBytes: n * 2 ** 20, kvDtype }) })
 
 /** The largest seed: the sampler's random stream is keyed by a u32. */
 export const MAX_SEED = 0xffffffff

@@ -15,7 +15,7 @@ import { Command, Flag } from "effect/cli"
 import { createProgress, tokensPerSecond } from "../pipeline/progress.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { causeText, InputFileError } from "./errors.ts"
-import { checkModelSpec, kvMemoryFlag, kvMemoryOption, MAX_BATCH, modelFlag, positiveInt, samplingFlags, stopFlag } from "./flags.ts"
+import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvMemoryOption, MAX_BATCH, modelFlag, positiveInt, samplingFlags, stopFlag } from "./flags.ts"
 
 const completionJson = (c: Completion) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })
 
@@ -74,6 +74,7 @@ export const generateCommand = Command.make(
     stop: stopFlag,
     batch: positiveInt("max-batch", 1024, "most samples decoding at once", MAX_BATCH),
     kvMemory: kvMemoryFlag,
+    kvDtype: kvDtypeFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false)),
     stream: Flag.Boolean("stream").pipe(
       Flag.withDescription("print each token, completion and the final stats as JSON lines on standard output, as they happen"),
@@ -86,7 +87,7 @@ export const generateCommand = Command.make(
       const tree = yield* readTree(flags.tree)
       yield* checkModelSpec(flags.model)
       yield* generate(flags, tree).pipe(
-        Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory) }).pipe(Layer.provideMerge(modelStack(flags.model))))
+        Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory, flags.kvDtype) }).pipe(Layer.provideMerge(modelStack(flags.model))))
       )
     })
 ).pipe(Command.withDescription(TREE_FORMAT), Command.withShortDescription(SUMMARY))

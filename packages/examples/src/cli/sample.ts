@@ -16,7 +16,7 @@ import { type PipelineOptions, runPipeline } from "../sampling/pipeline.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { summaryLines } from "../sampling/summary.ts"
 import { causeText, SampleCountError } from "./errors.ts"
-import { checkModelSpec, kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
 import { prepareOutDir } from "./outDir.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
@@ -63,6 +63,7 @@ export const sampleCommand = Command.make(
     ),
     repeats: positiveInt("repeats", 3, "with --compare: timed rounds of the three modes, after an untimed warm-up of each"),
     kvMemory: kvMemoryFlag,
+    kvDtype: kvDtypeFlag,
     quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false))
   },
   (flags) =>
@@ -91,7 +92,7 @@ export const sampleCommand = Command.make(
         evaluate: flags.evaluate,
         compare: flags.compare,
         repeats: flags.repeats,
-        engine: kvMemoryOption(flags.kvMemory),
+        engine: kvMemoryOption(flags.kvMemory, flags.kvDtype),
         progress
       })
     })
