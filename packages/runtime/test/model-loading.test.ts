@@ -18,25 +18,8 @@ import { writeSafetensors } from "../src/model/safetensors.ts"
 import { saveModel } from "../src/model/synthetic.ts"
 import { elementCount, tensorSpecs } from "../src/model/tensors.ts"
 import { synthesizeHostWeights } from "../src/model/weights.ts"
+import { tinyBpe } from "./tinyBpe.ts"
 
-/** A tiny byte-level BPE tokenizer.json: ids 0 to 9. */
-const tokenizerJson = {
-  version: "1.0",
-  added_tokens: [
-    { id: 0, content: "<s>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-    { id: 1, content: "</s>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }
-  ],
-  normalizer: null,
-  pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
-  post_processor: null,
-  decoder: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
-  model: {
-    type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-    fuse_unk: false, byte_fallback: false,
-    vocab: { "<s>": 0, "</s>": 1, a: 2, b: 3, c: 4, "Ġ": 5, ab: 6, abc: 7, "Ġabc": 8, "Ġa": 9 },
-    merges: ["a b", "ab c", "Ġ a", "Ġa bc"]
-  }
-}
 
 const small: ModelConfig = {
   architecture: "LlamaForCausalLM", hiddenSize: 8, intermediateSize: 12, numLayers: 2, numHeads: 2, numKvHeads: 1,
@@ -79,7 +62,7 @@ const fresh = async (): Promise<string> => {
 const folder = async (config: ModelConfig = small, shards = 1): Promise<string> => {
   const dir = join(root, `m${count++}`)
   await saveModel(dir, config, synthesizeHostWeights(config, 1), { shards })
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson))
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tinyBpe))
   return dir
 }
 
@@ -143,7 +126,7 @@ describe("the folder and its files", () => {
     await unlink(join(noTokenizer, "tokenizer.json"))
     expect((await failure(noTokenizer, ModelFileError)).message).toBe(`${noTokenizer}: model folder is missing tokenizer.json`)
     const onlyTokenizer = await fresh()
-    await writeFile(join(onlyTokenizer, "tokenizer.json"), JSON.stringify(tokenizerJson))
+    await writeFile(join(onlyTokenizer, "tokenizer.json"), JSON.stringify(tinyBpe))
     expect((await failure(onlyTokenizer, ModelFileError)).message).toBe(
       `${onlyTokenizer}: model folder is missing config.json and the weights (model.safetensors or model.safetensors.index.json)`
     )

@@ -17,17 +17,20 @@ import { dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./com
 
 const WG = 64
 
-/** f32 pools: one invocation per element; shardSize and rowOffset count elements. */
-const F32_CODE = wgsl`
-struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
+/** The bindings both variants share; the pools hold f32 elements or u32 words of two f16. */
+const bindings = (poolElement: "f32" | "u32"): string => `struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
 @group(0) @binding(2) var<storage, read> slots: array<vec2u>;
 @group(0) @binding(3) var<storage, read> k: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> kPool: array<f32>;
-@group(0) @binding(6) var<storage, read_write> vPool: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kPool: array<${poolElement}>;
+@group(0) @binding(6) var<storage, read_write> vPool: array<${poolElement}>;
+`
 
+/** f32 pools: one invocation per element; shardSize and rowOffset count elements. */
+const F32_CODE = wgsl`
+${bindings("f32")}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
@@ -51,15 +54,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * words are the same on every device and equal packF16 of the inputs.
  */
 const F16_CODE = wgsl`
-struct Params { shardSize: u32, blockSize: u32, numBlocks: u32, rowSize: u32, rowOffset: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<uniform> count: vec4u;
-@group(0) @binding(2) var<storage, read> slots: array<vec2u>;
-@group(0) @binding(3) var<storage, read> k: array<f32>;
-@group(0) @binding(4) var<storage, read> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> kPool: array<u32>;
-@group(0) @binding(6) var<storage, read_write> vPool: array<u32>;
-${F16_BITS_WGSL}
+${bindings("u32")}${F16_BITS_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
