@@ -101,6 +101,13 @@ const treeArbitrary = (vocab: number): fc.Arbitrary<PromptTree> => {
   return fc.record({ tokens: run, children: fc.array(fc.oneof(leaf, mid), { minLength: 1, maxLength: 3 }) })
 }
 
+/** A random engine case: a config with a tree over its vocabulary, a weight seed, a block size. */
+const engineCase = [
+  configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
+  fc.integer({ min: 1, max: 1000 }),
+  fc.integer({ min: 1, max: 16 })
+] as const
+
 const promptOf = (tree: PromptTree, path: ReadonlyArray<number>): Array<number> => {
   const tokens = [...(tree.tokens ?? [])]
   let node = tree
@@ -180,9 +187,7 @@ describe("TreeEngine", () => {
   it("decodes greedily like the CPU reference, with hydragen and with the baseline, on random trees", async () => {
     await fc.assert(
       fc.asyncProperty(
-        configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
-        fc.integer({ min: 1, max: 1000 }),
-        fc.integer({ min: 1, max: 16 }),
+        ...engineCase,
         async ([config, tree], seed, blockSize) => {
           const { host, model } = makeModel(config, seed)
           // odd seeds keep each KV head's pools in a shard of its own
@@ -268,9 +273,7 @@ describe("TreeEngine with an f16 KV cache", () => {
     let divergences = 0
     await fc.assert(
       fc.asyncProperty(
-        configArbitrary.chain((config) => fc.tuple(fc.constant(config), treeArbitrary(config.vocabSize))),
-        fc.integer({ min: 1, max: 1000 }),
-        fc.integer({ min: 1, max: 16 }),
+        ...engineCase,
         async ([config, tree], seed, blockSize) => {
           const { model } = makeModel(config, seed)
           const kvShards = seed % 2 === 1 ? config.numKvHeads : 1

@@ -59,8 +59,8 @@ export const kvDtypeFlag = Flag.Literals("kv-dtype", ["f16", "f32"]).pipe(
   Flag.withDefault("f16" as const)
 )
 
-/** Engine options from --kv-memory and --kv-dtype. */
-export const kvMemoryOption = (
+/** The engine's KV options from --kv-memory and --kv-dtype. */
+export const kvOptions = (
   mib: Option.Option<number>, kvDtype: "f16" | "f32" = "f16"
 ): { readonly kvMemoryBytes?: number; readonly kvDtype: "f16" | "f32" } =>
   Option.match(mib, { onNone: () => ({ kvDtype }), onSome: (n) => ({ kvMemoryBytes: n * 2 ** 20, kvDtype }) })

@@ -8,14 +8,14 @@
  * `{"event": "token", "path", "sample", "token", "text"}` (the text the token adds; "" while a UTF-8 character is incomplete), `{"event": "completion", ...}`,
  * and last `{"event": "done", "stats": {...}}`.
  */
-import { type Completion, countSamples, Engine, type GenerateStats, MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH, parsePromptTree, type PromptTree } from "@canopy/runtime"
+import { type Completion, countSamples, Engine, type GenerateStats, MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH, parsePromptTree, type PromptTree, type SamplingOptions } from "@canopy/runtime"
 import { readFile } from "node:fs/promises"
 import { Console, Effect, Exit, Layer, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import { createProgress, tokensPerSecond } from "../pipeline/progress.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { causeText, InputFileError } from "./errors.ts"
-import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvMemoryOption, MAX_BATCH, modelFlag, positiveInt, samplingFlags, stopFlag } from "./flags.ts"
+import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvOptions, MAX_BATCH, modelFlag, positiveInt, samplingFlags, stopFlag } from "./flags.ts"
 
 const completionJson = (c: Completion) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })
 
@@ -87,20 +87,14 @@ export const generateCommand = Command.make(
       const tree = yield* readTree(flags.tree)
       yield* checkModelSpec(flags.model)
       yield* generate(flags, tree).pipe(
-        Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory, flags.kvDtype) }).pipe(Layer.provideMerge(modelStack(flags.model))))
+        Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) }).pipe(Layer.provideMerge(modelStack(flags.model))))
       )
     })
 ).pipe(Command.withDescription(TREE_FORMAT), Command.withShortDescription(SUMMARY))
 
-interface GenerateFlags {
+interface GenerateFlags extends Pick<SamplingOptions, "temperature" | "topK" | "topP" | "seed" | "maxTokens" | "stop"> {
   readonly attention: "hydragen" | "baseline"
   readonly sharing: "tree" | "single-level"
-  readonly temperature: number
-  readonly topK: number
-  readonly topP: number
-  readonly seed: number
-  readonly maxTokens: number
-  readonly stop: ReadonlyArray<string>
   readonly json: boolean
   readonly stream: boolean
 }

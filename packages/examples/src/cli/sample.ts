@@ -16,7 +16,7 @@ import { type PipelineOptions, runPipeline } from "../sampling/pipeline.ts"
 import { modelStack } from "../sampling/stack.ts"
 import { summaryLines } from "../sampling/summary.ts"
 import { causeText, SampleCountError } from "./errors.ts"
-import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
+import { checkModelSpec, kvDtypeFlag, kvMemoryFlag, kvOptions, modelFlag, positiveInt, samplingFlags } from "./flags.ts"
 import { prepareOutDir } from "./outDir.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
@@ -92,7 +92,7 @@ export const sampleCommand = Command.make(
         evaluate: flags.evaluate,
         compare: flags.compare,
         repeats: flags.repeats,
-        engine: kvMemoryOption(flags.kvMemory, flags.kvDtype),
+        engine: kvOptions(flags.kvMemory, flags.kvDtype),
         progress
       })
     })

@@ -9,7 +9,7 @@ import { CanopyServer, DEFAULTS } from "@canopy/server"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { modelStack } from "../sampling/stack.ts"
-import { kvDtypeFlag, kvMemoryFlag, kvMemoryOption, MAX_BATCH, modelFlag, positiveInt } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, kvOptions, MAX_BATCH, modelFlag, positiveInt } from "./flags.ts"
 
 export const serveCommand = Command.make(
   "serve",
@@ -65,7 +65,7 @@ export const serveCommand = Command.make(
           ...Option.match(flags.chatTemplate, { onNone: () => ({}), onSome: (chatTemplateFile) => ({ chatTemplateFile }) }),
           ...Option.match(flags.modelName, { onNone: () => ({}), onSome: (modelId) => ({ modelId }) })
         }).pipe(
-          Layer.provideMerge(Engine.layer({ maxBatch: flags.batch, ...kvMemoryOption(flags.kvMemory, flags.kvDtype) })),
+          Layer.provideMerge(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) })),
           Layer.provideMerge(modelStack(flags.model))
         )
       )

@@ -23,7 +23,7 @@ import type { LoadedModel } from "../model/model.ts"
 import { ContextTooLong, EngineCapacityError, InvalidEngineOptions, InvalidSampling, NonFiniteLogits } from "./errors.ts"
 import { KvCache } from "./KvCache.ts"
 import { planRows } from "./planRows.ts"
-import { InvalidPromptTree, jsonPathOf, MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH, pathOf, type PromptTree, walkPromptTree } from "./PromptTree.ts"
+import { addSamples, checkDepth, InvalidPromptTree, jsonPathOf, pathOf, type PromptTree, walkPromptTree } from "./PromptTree.ts"
 import { StopMatcher } from "./stops.ts"
 import { TokenText } from "./tokenText.ts"
 
@@ -585,9 +585,8 @@ export class TreeEngine {
     const own = new Map<PromptTree, { readonly tokens: ReadonlyArray<number>; readonly length: number }>()
     let total = 0
     for (const w of walkPromptTree(root)) {
-      if (w.depth >= MAX_TREE_DEPTH) {
-        throw new InvalidPromptTree({ path: jsonPathOf(w), problem: `nests deeper than ${MAX_TREE_DEPTH} levels, the most a prompt tree may` })
-      }
+      // A tree built in code never went through parsePromptTree: the same bounds, checked here.
+      checkDepth(w)
       const tokens = w.node.tokens ?? tok.encode(w.node.text ?? "", { addBos: w.parent === undefined })
       for (const t of tokens) {
         if (!Number.isInteger(t) || t < 0 || t >= vocab) {
@@ -600,10 +599,7 @@ export class TreeEngine {
       if (samples === 0) continue
       if (length === 0) throw new InvalidPromptTree({ path: jsonPathOf(w), problem: "asks for samples of an empty prompt" })
       if (length + maxTokens > maxPositions) throw new ContextTooLong({ path: pathOf(w), promptTokens: length, maxTokens, maxPositions })
-      total += samples
-      if (!Number.isInteger(samples) || samples < 0 || total > MAX_REQUEST_SAMPLES) {
-        throw new InvalidPromptTree({ path: jsonPathOf(w), problem: `the tree asks for more than ${MAX_REQUEST_SAMPLES} samples in all, the most one request may ask for` })
-      }
+      total = addSamples(w, total, samples)
       const prompt = new Array<number>(length)
       let end = length
       for (let at: typeof w | undefined = w; at !== undefined; at = at.parent) {

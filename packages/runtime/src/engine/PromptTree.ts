@@ -107,6 +107,20 @@ export const pathOf = (place: Place): Array<number> => {
 /** the node's JSON path, `$.children[0].children[2]` */
 export const jsonPathOf = (place: Place): string => `$${pathOf(place).map((i) => `.children[${i}]`).join("")}`
 
+/** A node at MAX_TREE_DEPTH or deeper is refused, whoever built the tree. */
+export const checkDepth = (place: Place): void => {
+  if (place.depth >= MAX_TREE_DEPTH) fail(jsonPathOf(place), `nests deeper than ${MAX_TREE_DEPTH.toLocaleString("en-US")} levels, the most a prompt tree may`)
+}
+
+/** The running total of a tree's samples with this node's added; refused past MAX_REQUEST_SAMPLES. */
+export const addSamples = (place: Place, total: number, samples: number): number => {
+  if (!Number.isInteger(samples) || samples < 0) fail(`${jsonPathOf(place)}.samples`, `must be a non-negative integer, got ${shown(samples)}`)
+  if (total + samples > MAX_REQUEST_SAMPLES) {
+    fail(jsonPathOf(place), `the tree asks for more than ${MAX_REQUEST_SAMPLES.toLocaleString("en-US")} samples in all, the most one request may ask for`)
+  }
+  return total + samples
+}
+
 /**
  * Validates parsed JSON as a prompt tree; throws InvalidPromptTree naming the
  * bad field. Without `vocabSize` token ids are checked for shape only (the
@@ -120,12 +134,9 @@ export const parsePromptTree = (input: unknown, vocabSize?: number): PromptTree 
   const stack: Array<Pending> = [{ input, place: { parent: undefined, index: 0, depth: 0 }, attach: (node) => (root = node) }]
   while (stack.length > 0) {
     const { input: raw, place, attach } = stack.pop()!
-    if (place.depth >= MAX_TREE_DEPTH) fail(jsonPathOf(place), `nests deeper than ${MAX_TREE_DEPTH.toLocaleString("en-US")} levels, the most a prompt tree may`)
+    checkDepth(place)
     const { children: rawChildren, ...own } = parseNode(raw, () => jsonPathOf(place), vocabSize)
-    total += own.samples ?? 0
-    if (total > MAX_REQUEST_SAMPLES) {
-      fail(jsonPathOf(place), `the tree asks for more than ${MAX_REQUEST_SAMPLES.toLocaleString("en-US")} samples in all, the most one request may ask for`)
-    }
+    total = addSamples(place, total, own.samples ?? 0)
     const children: Array<PromptTree> = []
     attach(rawChildren === undefined ? own : { ...own, children })
     // Pushed in reverse so nodes are checked in document order: the first bad field is the one reported.

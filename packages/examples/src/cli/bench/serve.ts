@@ -17,7 +17,7 @@ import { BUILTIN_PROBLEMS } from "../../pipeline/data/builtin-problems.ts"
 import { FEW_SHOT_PROMPT } from "../../pipeline/prompt.ts"
 import { modelStack } from "../../sampling/stack.ts"
 import { progressLine } from "../../terminal/progressLine.ts"
-import { kvMemoryFlag, kvMemoryOption, modelFlag, positiveInt } from "../flags.ts"
+import { kvMemoryFlag, kvOptions, modelFlag, positiveInt } from "../flags.ts"
 
 /** The run found a request answered wrongly, or sequences still live after it. */
 export class ServeBenchCheckFailed extends Data.TaggedError("ServeBenchCheckFailed")<{ readonly problems: ReadonlyArray<string> }> {
@@ -318,7 +318,7 @@ export const benchServeCommand = Command.make(
           port: 0,
           maxWaiting: Option.getOrElse(flags.maxWaiting, () => flags.clients)
         }).pipe(
-          Layer.provideMerge(Engine.layer(kvMemoryOption(flags.kvMemory))),
+          Layer.provideMerge(Engine.layer(kvOptions(flags.kvMemory))),
           Layer.provideMerge(modelStack(flags.model))
         )
       )
