@@ -6,15 +6,25 @@
 # by Dawn. Idempotent: a second run only prints the ICD file.
 #
 #   scripts/lavapipe.sh                  # prints the ICD json path
-#   VK_ICD_FILENAMES=$(scripts/lavapipe.sh) CANOPY_ADAPTER=software <command>
+#   scripts/lavapipe.sh --install-deps   # the same, installing the libraries it lacks first (root, apt)
+#   CANOPY_ADAPTER=llvmpipe <command>    # Canopy finds the cached driver by itself
 #
 # The driver links against bookworm's libLLVM-15, libdrm and X/Wayland client
-# libraries (what `apt-get install chromium-common libvulkan1` in setup.sh
-# already brings); the script says which are missing instead of installing them.
-# Nothing outside the cache folder (default .cache/lavapipe, git-ignored;
-# CANOPY_LAVAPIPE_DIR moves it) is written, and apt's own state is untouched:
-# the package lists for the one extra suite live in a temporary folder.
+# libraries (most of which `apt-get install chromium-common libvulkan1` in
+# setup.sh already brings); the script says which are missing, and with
+# --install-deps installs them from the machine's own package sources (what
+# scripts/setup.sh does). Otherwise nothing outside the cache folder (default
+# .cache/lavapipe, git-ignored; CANOPY_LAVAPIPE_DIR moves it, for the script
+# and for Canopy alike) is written, and apt's own state is untouched: the
+# package lists for the one extra suite live in a temporary folder.
 set -euo pipefail
+
+install_deps=0
+case "${1:-}" in
+  "") ;;
+  --install-deps) install_deps=1 ;;
+  *) echo "usage: scripts/lavapipe.sh [--install-deps]" >&2; exit 2 ;;
+esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${CANOPY_LAVAPIPE_DIR:-$root/.cache/lavapipe}"
@@ -48,7 +58,11 @@ apt=(
 echo "lavapipe.sh: fetching the $suite package list" >&2
 apt-get "${apt[@]}" -qq update >&2
 echo "lavapipe.sh: downloading mesa-vulkan-drivers $version" >&2
-(cd "$tmp/deb" && apt-get "${apt[@]}" -qq download "mesa-vulkan-drivers=$version" >&2)
+# the archive keeps only a suite's newest version: once this one is gone, take that (the tests say whether it still works)
+if ! (cd "$tmp/deb" && apt-get "${apt[@]}" -qq download "mesa-vulkan-drivers=$version" >&2 2>/dev/null); then
+  echo "lavapipe.sh: $version is no longer in $suite; taking the version it has now" >&2
+  (cd "$tmp/deb" && apt-get "${apt[@]}" -qq download "mesa-vulkan-drivers/$suite" >&2)
+fi
 
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -64,10 +78,18 @@ cat >"$icd" <<EOF
 }
 EOF
 
-missing="$(ldd "$lib" | awk '/not found/ { print $1 }')"
-if [[ -n "$missing" ]]; then
-  echo "lavapipe.sh: the driver needs libraries this system lacks: $(echo $missing)" >&2
-  echo "lavapipe.sh: install them with apt-get (bookworm: libllvm15 libdrm2 libwayland-client0 libx11-xcb1 libxcb-dri3-0 libxcb-present0 libxcb-randr0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxshmfence1 libzstd1 libelf1)" >&2
+# what the driver links against, by bookworm's package names
+deps="libllvm15 libdrm2 libwayland-client0 libx11-xcb1 libxcb1 libxcb-dri3-0 libxcb-present0 libxcb-randr0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxshmfence1 libzstd1 libexpat1 zlib1g"
+missing() { ldd "$lib" | awk '/not found/ { print $1 }'; }
+if [[ -n "$(missing)" && "$install_deps" == 1 && "$(id -u)" == 0 ]]; then
+  echo "lavapipe.sh: installing the libraries the driver needs ($(echo $(missing)))" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends $deps >/dev/null
+fi
+if [[ -n "$(missing)" ]]; then
+  echo "lavapipe.sh: the driver needs libraries this system lacks: $(echo $(missing))" >&2
+  echo "lavapipe.sh: install them with apt-get (bookworm: $deps), or run this again as root with --install-deps" >&2
   exit 1
 fi
 echo "$version" >"$dir/version"

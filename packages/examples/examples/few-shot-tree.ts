@@ -2,10 +2,10 @@
  * The prompt-tree library in a few lines: one few-shot prefix, two problems
  * under it, four samples each. The prefix is prefilled once for all eight.
  *
- *   node --import tsx examples/few-shot-tree.ts [model]   (default synthetic:tiny)
+ *   node --conditions=@canopy/source --import tsx examples/few-shot-tree.ts [model]   (default synthetic:tiny)
  */
 import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "@canopy/examples/pipeline"
-import { prompt, runPromise } from "@canopy/examples/prompt"
+import { prompt, runPromise } from "@canopy/runtime/prompt"
 
 const root = prompt(FEW_SHOT_PROMPT)
 const sum = root.child("\nQUESTION:\nRead two integers and print their sum.\nANSWER:\n```python\n").sample(4)

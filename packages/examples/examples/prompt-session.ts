@@ -2,10 +2,10 @@
  * A long-lived session: its engine keeps the KV cache between runs, so the
  * second run finds the few-shot prefix cached and prefills only its problem.
  *
- *   node --import tsx examples/prompt-session.ts [model]   (default synthetic:tiny)
+ *   node --conditions=@canopy/source --import tsx examples/prompt-session.ts [model]   (default synthetic:tiny)
  */
 import { FEW_SHOT_PROMPT, STOP_SEQUENCES } from "@canopy/examples/pipeline"
-import { openSession, prompt } from "@canopy/examples/prompt"
+import { openSession, prompt } from "@canopy/runtime/prompt"
 
 const session = await openSession({ model: process.argv[2] ?? "synthetic:tiny" })
 try {

@@ -4,7 +4,7 @@
  * report written to the output folder. `compare: true` would also time the
  * baseline and single-level modes on the same work (as `canopy demo` does).
  *
- *   node --import tsx examples/sampling-pipeline.ts [out-dir] [model]
+ *   node --conditions=@canopy/source --import tsx examples/sampling-pipeline.ts [out-dir] [model]
  */
 import { BUILTIN_PROBLEMS, FEW_SHOT_PROMPT } from "@canopy/examples/pipeline"
 import { modelStack, runPipeline, summaryLines } from "@canopy/examples/sampling"

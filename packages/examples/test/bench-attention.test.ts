@@ -72,7 +72,7 @@ describe("bench attention", () => {
     const doc = new XMLParser({ ignoreAttributes: false }).parse(svg) as { svg: { g: Array<{ "@_class": string; "@_data-name"?: string }> } }
     expect(doc.svg.g.filter((g) => g["@_class"] === "series").map((g) => g["@_data-name"])).toEqual(["prefix 64"])
     expect(svg).toContain("1× = same speed; below it Hydragen is slower")
-    expect(svg).toContain("Medians of 3 alternating pairs per point after a warm-up")
+    expect(svg).toContain("Medians of 3 rounds per point (methods in rotating order) after a warm-up")
   })
 })
 
@@ -98,7 +98,7 @@ describe("bench attention pieces", () => {
   it("words a point where hydragen lost as slower", () => {
     const slower = { batch: 2, prefix: 64, suffix: 8, hydragenMs: 1.2, baselineMs: 1, pairs: 3, speedupRange: spreadOf([0.8, 0.86, 0.9]) }
     expect(formatPointLine(slower as PointResult)).toBe(
-      "batch 2 prefix 64 suffix 8: hydragen 1.200 ms, baseline 1.000 ms, hydragen 0.86× (1.16× slower; 0.80–0.90×) over 3 pairs"
+      "batch 2 prefix 64 suffix 8: hydragen 1.200 ms, baseline 1.000 ms, hydragen 0.86× (1.16× slower; 0.80–0.90×) over 3 rounds"
     )
   })
 

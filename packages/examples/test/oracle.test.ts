@@ -51,7 +51,8 @@ const direct = (json: any, qi: number) => {
   return { out, lse }
 }
 
-const caseArbitrary = fc
+/** Random cases whose K, V and q values come from `value`. */
+const caseArbitraryOf = (value: fc.Arbitrary<number>) => fc
   .record({
     kvHeads: fc.integer({ min: 1, max: 2 }),
     group: fc.constantFrom(1, 2, 4),
@@ -59,7 +60,7 @@ const caseArbitrary = fc
     lengths: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 6 }),
     parentPicks: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 6, maxLength: 6 }),
     queryPicks: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 5 }),
-    values: fc.array(fc.double({ min: -3, max: 3, noNaN: true }), { minLength: 64, maxLength: 64 })
+    values: fc.array(value, { minLength: 64, maxLength: 64 })
   })
   .map(({ kvHeads, group, headDim, lengths, parentPicks, queryPicks, values }) => {
     let k = 0
@@ -74,6 +75,33 @@ const caseArbitrary = fc
     const queries = queryPicks.map((p) => ({ node: Math.min(nodes.length - 1, Math.floor(p * nodes.length)), q: Array.from({ length: heads * headDim }, next) }))
     return { heads, kvHeads, headDim, nodes, queries }
   })
+
+const caseArbitrary = caseArbitraryOf(fc.double({ min: -3, max: 3, noNaN: true }))
+
+/**
+ * The nearest f16 (ties to even), from the value's binade: written apart from
+ * Canopy's rounding on the bits. For f32 values (which f16 cases here are
+ * drawn from) rounding to f32 first, as Canopy does, changes nothing.
+ */
+const toF16 = (x: number): number => {
+  const a = Math.abs(x)
+  if (a === 0) return x
+  let e = Math.floor(Math.log2(a))
+  if (2 ** e > a) e--
+  if (2 ** (e + 1) <= a) e++
+  // 10 fraction bits in a normal binade; subnormals share the smallest normal's step, 2^-24
+  const ulp = 2 ** (Math.max(e, -14) - 10)
+  let n = Math.floor(a / ulp)
+  const rest = a / ulp - n
+  if (rest > 0.5 || (rest === 0.5 && n % 2 === 1)) n++
+  return Math.sign(x) * n * ulp
+}
+
+/** A case's K and V as an f16 KV cache holds them. */
+const roundedKv = (json: any) => ({
+  ...json,
+  nodes: json.nodes.map((n: any) => ({ ...n, k: n.k.map(toF16), v: n.v.map(toF16) }))
+})
 
 const expectClose = (got: ReadonlyArray<number | null>, want: ReadonlyArray<number | null>) => {
   expect(got.length).toBe(want.length)
@@ -98,6 +126,43 @@ describe("the attention oracle", () => {
       }),
       { numRuns: 30 }
     )
+  })
+
+  it("answers random f16-KV cases like a direct softmax over the f16-rounded K and V, with every method", async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArbitraryOf(fc.float({ min: -3, max: 3, noNaN: true })), fc.constantFrom("hydragen", "baseline", "reference"), async (json, method) => {
+        const answer = await answerCase(parseAttentionCase({ ...json, method, kvDtype: "f16" }), gpu)
+        const rounded = roundedKv(json)
+        json.queries.forEach((_, qi) => {
+          const want = direct(rounded, qi)
+          expectClose(answer.out[qi]!, want.out)
+          expectClose(answer.lse[qi]!, want.lse)
+        })
+      }),
+      { numRuns: 20 }
+    )
+  })
+
+  it("rounds K and V to f16 exactly as the contract says when kvDtype is f16, and not otherwise", async () => {
+    // One token: out is its value, lse its score. Ties go to the even neighbour; 65519 rounds down to 65504, the largest f16.
+    const v = [1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 2 ** -25, 3 * 2 ** -25, 0.1, -1 / 3, 2049]
+    const asF16 = [1, 1 + 2 ** -9, 65504, 0, 2 ** -23, 0.0999755859375, -0.333251953125, 2048]
+    const one = (kvDtype: string | undefined, method: string) => parseAttentionCase({
+      heads: 1, kvHeads: 1, headDim: 8, method, ...(kvDtype === undefined ? {} : { kvDtype }),
+      nodes: [{ parent: null, length: 1, k: [1 + 2 ** -11, 0, 0, 0, 0, 0, 0, 0], v }],
+      queries: [{ node: 0, q: [1, 0, 0, 0, 0, 0, 0, 0] }]
+    })
+    for (const method of ["hydragen", "baseline", "reference"]) {
+      const f16 = await answerCase(one("f16", method), gpu)
+      expect(f16.out[0], method).toEqual(asF16)
+      expect(f16.lse[0]![0]!, method).toBeCloseTo(1 / Math.sqrt(8), 6)
+      for (const kvDtype of ["f32", undefined]) {
+        const f32 = await answerCase(one(kvDtype, method), gpu)
+        // the GPU methods hold every input in f32; the reference computes in float64
+        expect(f32.out[0], method).toEqual(method === "reference" ? v : v.map(Math.fround))
+        expect(f32.lse[0]![0]!, method).toBeCloseTo((1 + 2 ** -11) / Math.sqrt(8), 6)
+      }
+    }
   })
 
   it("is a command: JSON in, JSON out, with exact answers on a hand-made case", () => {
@@ -131,6 +196,8 @@ describe("the attention oracle", () => {
     ["a short k array", { heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length: 1, k: [1], v: [] }], queries: [] }, "nodes[0].k"],
     ["a non-finite number", { heads: 1, kvHeads: 1, headDim: 8, nodes: [], queries: [{ node: 0, q: [] }] }, "queries[0].node"],
     ["an unknown method", { method: "fast", heads: 1, kvHeads: 1, headDim: 8, nodes: [], queries: [] }, "method"],
+    ["an unknown KV dtype", { kvDtype: "bf16", heads: 1, kvHeads: 1, headDim: 8, nodes: [], queries: [] }, '$.kvDtype: must be "f16" or "f32", got "bf16"'],
+    ["a KV value an f16 cache would hold as infinity", { kvDtype: "f16", heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length: 1, k: new Array(8).fill(0), v: [0, 65520, 0, 0, 0, 0, 0, 0] }], queries: [] }, "$.nodes[0].v[1]: must be within the range of an f16 KV cache (it rounds to infinity from magnitude 65520; the largest f16 is 65504), got 65520"],
     ["an unsupported head dim on the GPU", { heads: 1, kvHeads: 1, headDim: 12, nodes: [], queries: [] }, "headDim"],
     ["more query heads per KV head than the decode kernel takes", { heads: 1024, kvHeads: 1, headDim: 128, nodes: [], queries: [] }, "$.heads: 1024 query heads per KV head"],
     ["a value beyond the f32 range", { heads: 1, kvHeads: 1, headDim: 8, nodes: [{ parent: null, length: 1, k: [1e39, 0, 0, 0, 0, 0, 0, 0], v: new Array(8).fill(0) }], queries: [{ node: 0, q: new Array(8).fill(0) }] }, "$.nodes[0].k[0]: must be within the f32 range"]

@@ -9,7 +9,7 @@ import { GatherRowsKernel, referenceGather } from "../src/model/embedding.ts"
 import { FillKernel, fillScale, referenceFill } from "../src/model/fill.ts"
 import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
 import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
-import { bf16ToF32, f32ToBf16, packBf16, type WeightType } from "../src/model/weightType.ts"
+import { packWeights, roundWeights, WEIGHT_TYPES, weightStorageFor } from "../src/model/weightType.ts"
 import { RmsNormKernel, referenceRmsNorm } from "../src/model/rmsnorm.ts"
 import { referenceRope, RopeKernel, ropeFrequencies, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
 import { referenceSwiglu, SwigluKernel } from "../src/model/swiglu.ts"
@@ -50,21 +50,22 @@ const runs = { numRuns: 12, seed: 7 }
 /** Kernels split by KernelVariant run both forms on every adapter. */
 const variants: ReadonlyArray<KernelVariant> = ["gpu", "software"]
 
-/** Weights as the GPU holds them: bf16 keeps each value's top half (the reference uses the same rounded values). */
-const weightTypes: ReadonlyArray<WeightType> = ["f32", "bf16"]
-const held = (type: WeightType, values: Float32Array): Float32Array =>
-  type === "f32" ? values : values.map((v) => bf16ToF32(f32ToBf16(v)))
-const onGpu = (type: WeightType, values: Float32Array): Float32Array | Uint32Array => (type === "f32" ? values : packBf16(values))
+/**
+ * Weights as the GPU holds them, rounded to f16 or bf16 (the reference uses the same rounded values); this
+ * adapter reads f16 natively or through packed words, whichever it can (the native path on lavapipe: model-lavapipe.test.ts).
+ */
+const weightTypes = WEIGHT_TYPES
 
 describe("model kernels against float64 references", () => {
   it.each(weightTypes)("gathers embedding rows (and zero rows for out-of-range tokens) from a %s table", async (weights) => {
     const kernel = await GatherRowsKernel.create(device, weights)
+    expect(kernel.tableStorage).toBe(weightStorageFor(weights, gpu.capabilities))
     await fc.assert(fc.asyncProperty(
       fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 300 }), fc.integer(),
       async (vocab, hidden, rows, seed) => {
-        const table = held(weights, floats(vocab * hidden, seed))
+        const table = roundWeights(weights, floats(vocab * hidden, seed))
         const index = Uint32Array.from({ length: rows }, (_, r) => (r * 7 + seed) % (vocab + 2) >>> 0)
-        const bufs = [uploadBuffer(device, "table", onGpu(weights, table)), uploadBuffer(device, "index", index), createStorageBuffer(device, "out", rows * hidden * 4)] as const
+        const bufs = [uploadBuffer(device, "table", packWeights(weights, table)), uploadBuffer(device, "index", index), createStorageBuffer(device, "out", rows * hidden * 4)] as const
         const got = await run(rows, bufs[2], rows * hidden, (pass, count) => {
           const b = kernel.bind({ table: bufs[0], index: bufs[1], out: bufs[2], count, hidden, tableRows: vocab })
           b.encode(pass, rows)
@@ -96,6 +97,7 @@ describe("model kernels against float64 references", () => {
   it.each(variants.flatMap((v) => weightTypes.map((t) => [v, t] as const)))(
     "matmul Y = X·Wᵀ (+bias, +accumulate) on the decoding and the prefill path (%s variant, %s weights)", async (variant, weights) => {
     const kernel = await MatmulKernel.create(device, variant, weights)
+    expect(kernel.weightStorage).toBe(weightStorageFor(weights, gpu.capabilities))
     await fc.assert(fc.asyncProperty(
       fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 9, max: 150 })),
       // multiples of 4 take the software variant's vec4 loads
@@ -103,11 +105,11 @@ describe("model kernels against float64 references", () => {
       fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.boolean(), fc.integer(),
       async (rows, inDim, outDim, withBias, accumulate, seed) => {
         const x = floats(rows * inDim, seed)
-        const w = held(weights, floats(outDim * inDim, seed + 1))
+        const w = roundWeights(weights, floats(outDim * inDim, seed + 1))
         const bias = floats(outDim, seed + 2)
         const y0 = floats(rows * outDim, seed + 3)
         const bx = uploadBuffer(device, "x", x)
-        const bw = uploadBuffer(device, "w", onGpu(weights, w))
+        const bw = uploadBuffer(device, "w", packWeights(weights, w))
         const bb = uploadBuffer(device, "bias", bias)
         const by = uploadBuffer(device, "y", y0)
         const got = await run(rows, by, rows * outDim, (pass, count) =>

@@ -5,7 +5,7 @@
  */
 import type { BlockPoolExhausted } from "@canopy/tree-cache"
 import type { GpuBufferTooLarge, GpuDeviceLost, GpuValidationError } from "@canopy/kernels"
-import { Context, Data, Effect, Layer, Queue, Semaphore, Stream } from "effect"
+import { Context, Data, Effect, Layer, Queue, Stream } from "effect"
 import { Gpu } from "./Gpu.ts"
 import {
   type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type StepProgress, type TokenEvent,
@@ -78,22 +78,19 @@ export class Engine extends Context.Service<Engine, EngineService>()("@canopy/ru
           Effect.tryPromise({ try: () => TreeEngine.create(gpu.device, model, options), catch: toSetupError }),
           (e) => Effect.sync(() => e.destroy())
         )
-        // One request at a time: the engine's GPU buffers serve one step at a time.
-        const lock = yield* Semaphore.make(1)
+        // Requests run concurrently: the engine batches every running sample into one decode step.
         const generate = (request: GenerateRequest, events?: GenerateEvents) =>
-          lock.withPermits(1)(
-            Effect.suspend(() => {
-              const controller = new AbortController()
-              const running = engine.generate(request, events, controller.signal)
-              return Effect.tryPromise({ try: () => running, catch: toEngineError }).pipe(
-                // An interruption stops the run between two steps, and waits for
-                // that step to end: the next request must not share the GPU buffers with it.
-                Effect.onInterrupt(() =>
-                  Effect.sync(() => controller.abort()).pipe(Effect.andThen(Effect.promise(() => running.then(() => {}, () => {}))))
-                )
+          Effect.suspend(() => {
+            const controller = new AbortController()
+            const running = engine.generate(request, events, controller.signal)
+            return Effect.tryPromise({ try: () => running, catch: toEngineError }).pipe(
+              // An interruption ends the request before the next step, and waits
+              // until its sequences are released: nothing it held outlives it.
+              Effect.onInterrupt(() =>
+                Effect.sync(() => controller.abort()).pipe(Effect.andThen(Effect.promise(() => running.then(() => {}, () => {}))))
               )
-            })
-          )
+            )
+          })
         return Engine.of({
           engine,
           generate,

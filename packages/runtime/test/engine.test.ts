@@ -133,10 +133,8 @@ describe("prefill through the level machinery", () => {
           const attention = await createTreeAttention(gpu.device, {
             heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize, poolShards: kv.shards, kvDtype: kv.kvDtype
           })
-          const current: { plan?: ReturnType<typeof attention.prepare> } = {}
           const forward = await Forward.create(gpu.device, model.weights, {
-            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype,
-            attention: (encoder, _l, b) => attention.encode(encoder, current.plan!, b)
+            maxRows: 64, maxLogitRows: 64, kvPools: kv.pools, blockSize, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype
           })
           try {
             // The ancestor: its own node, prefilled first; then the child node's rows see it fully and themselves causally.
@@ -149,7 +147,7 @@ describe("prefill through the level machinery", () => {
               seq = placed.seq
               const positions = Array.from({ length: to - from }, (_, i) => from + i)
               const plan = planRows(kv.tree, positions.map(() => seq), positions)
-              current.plan = attention.prepare(plan)
+              const prepared = attention.prepare(plan)
               const slots = new Uint32Array(2 * positions.length)
               positions.forEach((p, i) => {
                 const { block, slot } = kv.tree.slotOf(seq, p)
@@ -162,13 +160,13 @@ describe("prefill through the level machinery", () => {
                 slots,
                 logitRows: Uint32Array.from(positions, (_, i) => i),
                 sampling: positions.map((p) => ({ temperature: 0, topK: 0, topP: 1, seed: 0, sequence: 0, step: p }))
-              })
+              }, (encoder, _l, b) => attention.encode(encoder, prepared, b))
               const logits = await forward.readLogits(positions.length)
               positions.forEach((p, i) => {
                 const got = logits.subarray(i * config.vocabSize, (i + 1) * config.vocabSize)
                 expect(relError(got, want[p]!), `position ${p}`).toBeLessThan(1e-4)
               })
-              current.plan.destroy()
+              prepared.destroy()
             }
           } finally {
             forward.destroy()
@@ -372,7 +370,7 @@ describe("KvCache element types", () => {
     const { model } = makeModel(config, 1)
     try {
       await expect(Forward.create(gpu.device, model.weights, {
-        maxRows: 4, maxLogitRows: 4, kvPools: kv.pools, blockSize: 4, numBlocks: kv.numBlocks, kvDtype: "f32", attention: () => {}
+        maxRows: 4, maxLogitRows: 4, kvPools: kv.pools, blockSize: 4, numBlocks: kv.numBlocks, kvDtype: "f32"
       })).rejects.toThrow(/holds f16 values/)
     } finally {
       kv.destroy()
@@ -409,7 +407,7 @@ describe("TreeEngine requests", () => {
     for (const model of models.values()) model.weights.destroy()
   })
 
-  it("runs a request larger than the KV pool in waves, with the same tokens", async () => {
+  it("runs a request larger than the KV pool continuously or in waves, with the same tokens", async () => {
     const model = modelOf(7)
     const big = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 256 })
     // the small pool also keeps each KV head in a shard of its own
@@ -417,13 +415,15 @@ describe("TreeEngine requests", () => {
     try {
       const request = { tree, sampling: { temperature: 0.7, seed: 11, maxTokens: 6 } }
       const a = await big.generate(request)
-      const b = await small.generate(request)
+      const continuous = await small.generate(request)
+      const waves = await small.generate({ ...request, scheduling: "waves" })
       expect(a.stats.waves).toBe(1)
-      expect(b.stats.waves).toBeGreaterThan(1)
+      expect(waves.stats.waves).toBeGreaterThan(1)
       expect(small.kv.shards).toBe(2)
-      expect(b.stats.peakBlocks).toBeLessThanOrEqual(24)
-      // seeded sampling depends on (seed, sample, step) only: waves do not change it
-      expect(b.completions).toEqual(a.completions)
+      for (const r of [continuous, waves]) expect(r.stats.peakBlocks).toBeLessThanOrEqual(24)
+      // seeded sampling depends on (seed, sample, step) only: batching, waves and preemption do not change it
+      expect(continuous.completions).toEqual(a.completions)
+      expect(waves.completions).toEqual(a.completions)
       expect(a.completions).toHaveLength(7)
       expect(small.kv.tree.stats().liveSequences).toBe(0)
     } finally {

@@ -12,7 +12,8 @@ import { type AttentionCallback, Forward } from "../src/model/forward.ts"
 import { loadModel } from "../src/model/model.ts"
 import { referenceLogits } from "../src/model/reference.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
-import { type HostWeights, loadHostWeights, loadWeights, type ModelWeights, synthesizeHostWeights, synthesizeWeights } from "../src/model/weights.ts"
+import { loadHostWeights, loadWeights } from "../src/model/folderWeights.ts"
+import { type HostWeights, type ModelWeights, synthesizeHostWeights, synthesizeWeights } from "../src/model/weights.ts"
 
 let gpu: GpuHandle
 let dir: string
@@ -93,8 +94,9 @@ const checkSingleTokens = async (
   const slots = Uint32Array.from(tokens.flatMap((_, r) => [Math.floor(r / BLOCK), r % BLOCK]))
   const slotBuffer = uploadBuffer(device, "slots", slots)
   const forward = await Forward.create(device, weights, {
-    maxRows: 16, maxLogitRows: 16, kvPools, blockSize: BLOCK, numBlocks: BLOCKS, attention: await copyAttention(c, slotBuffer)
+    maxRows: 16, maxLogitRows: 16, kvPools, blockSize: BLOCK, numBlocks: BLOCKS
   })
+  const attention = await copyAttention(c, slotBuffer)
   const logitRows = Uint32Array.from(tokens.map((_, r) => rows - 1 - r))
   const sampled = await forward.step({
     tokens: Uint32Array.from(tokens),
@@ -102,7 +104,7 @@ const checkSingleTokens = async (
     slots,
     logitRows,
     sampling: tokens.map((_, r) => ({ temperature: 0, topK: 0, topP: 1, seed: 1, sequence: r, step: 0 }))
-  })
+  }, attention)
   const logits = await forward.readLogits(rows)
   const kvRow = c.numKvHeads * c.headDim
   const kPool = await readFloat32(gpu.device, kvPools[0]!.k, BLOCKS * BLOCK * kvRow)
@@ -160,9 +162,10 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     weights.destroy()
     const f16Folder = join(dir, "qwen-f16")
     await saveModel(f16Folder, c, synthesizeHostWeights(c, 9), { dtype: "F16" })
-    const widened = await loadWeights(gpu.device, f16Folder)
-    expect(widened.weightType).toBe("f32")
-    widened.destroy()
+    // and an f16 one stays f16 (model-weights.test.ts checks its bytes and its decoding)
+    const kept = await loadWeights(gpu.device, f16Folder)
+    expect(kept.weightType).toBe("f16")
+    kept.destroy()
   })
 
   it("rejects a batch that does not fit its buffers or disagrees with itself", async () => {
@@ -171,7 +174,7 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     const pool = () => ({ k: createStorageBuffer(gpu.device, "k", 64), v: createStorageBuffer(gpu.device, "v", 64) })
     const kvPools = [pool(), pool()]
     const forward = await Forward.create(gpu.device, weights, {
-      maxRows: 2, maxLogitRows: 1, kvPools, blockSize: 1, numBlocks: 1, attention: () => {}
+      maxRows: 2, maxLogitRows: 1, kvPools, blockSize: 1, numBlocks: 1
     })
     const greedy = { temperature: 0, topK: 0, topP: 1, seed: 0, sequence: 0, step: 0 }
     const ok = { tokens: Uint32Array.of(1, 2), positions: Uint32Array.of(0, 1), slots: Uint32Array.of(0, 0, 0, 0), logitRows: Uint32Array.of(1), sampling: [greedy] }
@@ -182,12 +185,12 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
       { ...ok, slots: Uint32Array.of(0, 0) },
       { ...ok, logitRows: Uint32Array.of(5) },
       { ...ok, sampling: [] }
-    ]) expect(() => forward.encode(encoder, bad)).toThrow(ForwardBatchError)
-    expect(() => forward.encode(encoder, ok)).not.toThrow()
+    ]) expect(() => forward.encode(encoder, bad, () => {})).toThrow(ForwardBatchError)
+    expect(() => forward.encode(encoder, ok, () => {})).not.toThrow()
     forward.destroy()
     const unusable = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.COPY_DST })
     const error = await Forward.create(gpu.device, weights, {
-      maxRows: 2, maxLogitRows: 1, kvPools: [kvPools[0]!, { k: unusable, v: unusable }], blockSize: 1, numBlocks: 1, attention: () => {}
+      maxRows: 2, maxLogitRows: 1, kvPools: [kvPools[0]!, { k: unusable, v: unusable }], blockSize: 1, numBlocks: 1
     }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(GpuValidationError)
     unusable.destroy()

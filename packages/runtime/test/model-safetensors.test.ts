@@ -9,7 +9,8 @@ import { ModelConfigError, ModelFileError, SafetensorsError, TensorShapeMismatch
 import { encodeSafetensors, openSafetensors, openTensorSource, writeSafetensors } from "../src/model/safetensors.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
 import { tensorSpecs } from "../src/model/tensors.ts"
-import { loadHostWeights, synthesizeHostWeights } from "../src/model/weights.ts"
+import { loadHostWeights } from "../src/model/folderWeights.ts"
+import { synthesizeHostWeights } from "../src/model/weights.ts"
 
 let dir: string
 beforeAll(async () => {

@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
-import { describeAdapter, type GpuHandle, measureRoofline, type RooflineFigures, type TimeGpuOptions } from "@canopy/kernels"
+import { describeAdapter, type GpuHandle, type KvDtype, measureRoofline, type RooflineFigures, type TimeGpuOptions } from "@canopy/kernels"
 import { type AttentionReport, formatPointLine, speedupChartSvg } from "./attentionReport.ts"
 import { runAttentionSweep } from "./attentionSweep.ts"
 import type { SweepPoint } from "./attentionWorkload.ts"
@@ -21,6 +21,8 @@ export interface AttentionBenchOptions {
   readonly roofline?: RooflineFigures | undefined
   /** timed runs per method and point (default 7); the median is reported */
   readonly repeats?: number
+  /** the KV pools' element type (default "f32"); "f16" measures f32 pools alongside, in the same rounds */
+  readonly kvDtype?: KvDtype
   /** where Hydragen attends suffix nodes: the decode kernel (default) or the level kernel */
   readonly suffixKernel?: "decode" | "level"
   /** progress on standard error (default true) */
@@ -46,6 +48,7 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
       shape: options.shape,
       points: options.points,
       roofline,
+      kvDtype: options.kvDtype ?? "f32",
       ...(options.suffixKernel !== undefined ? { suffixKernel: options.suffixKernel } : {}),
       timing: sweepTiming(gpu.adapter.software, options.repeats ?? 7),
       onProgress: (index, total, point, outcome) => {
@@ -54,10 +57,12 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
         else if (outcome.kind === "skipped") line?.note(`${at} skipped batch ${point.batch} prefix ${point.prefix} suffix ${point.suffix}: ${outcome.skipped.reason}`)
         else if (!outcome.result.agree) {
           line?.note(`${at} HYDRAGEN AND BASELINE DISAGREE: relative difference ${outcome.result.maxRelDiff.toExponential(2)} at ${formatPointLine(outcome.result)}`)
+        } else if (outcome.result.f32?.agree === false) {
+          line?.note(`${at} F16 AND F32 POOLS DISAGREE: relative difference ${outcome.result.f32.maxRelDiff.toExponential(2)} at ${formatPointLine(outcome.result)}`)
         } else line?.update(`${at} ${formatPointLine(outcome.result)}`)
       }
     })
-    return { adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software, roofline, shape: options.shape, ...sweep }
+    return { adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software, roofline, shape: options.shape, kvDtype: options.kvDtype ?? "f32", ...sweep }
   } finally {
     line?.end()
   }
@@ -73,5 +78,5 @@ export const writeAttentionReport = async (report: AttentionReport, paths: { rea
   if (paths.svg !== undefined) await writeText(paths.svg, speedupChartSvg(report))
 }
 
-/** Points where the two methods disagreed: a benchmark of a wrong kernel must not pass quietly. */
-export const disagreements = (report: AttentionReport): number => report.points.filter((p) => !p.agree).length
+/** Points where the two methods, or the f16 and f32 pools, disagreed: a benchmark of a wrong kernel must not pass quietly. */
+export const disagreements = (report: AttentionReport): number => report.points.filter((p) => !p.agree || p.f32?.agree === false).length

@@ -2,10 +2,10 @@
  * The attention benchmark's report: its JSON document, the printed table and
  * the speed-up chart.
  */
-import type { RooflineFigures } from "@canopy/kernels"
+import type { KvDtype, RooflineFigures } from "@canopy/kernels"
 import { lineChartSvg } from "../charts/svg.ts"
 import { ratioPhrase, valueWithRange } from "./figures.ts"
-import type { AttentionSweep, PointResult } from "./attentionSweep.ts"
+import type { AttentionSweep, F32Reference, PointResult } from "./attentionSweep.ts"
 import type { BenchShape } from "./benchShape.ts"
 
 export interface AttentionReport extends AttentionSweep {
@@ -13,6 +13,8 @@ export interface AttentionReport extends AttentionSweep {
   readonly software: boolean
   readonly roofline: RooflineFigures
   readonly shape: BenchShape
+  /** the KV pools' element type; with f16 every point also holds its f32 reference */
+  readonly kvDtype: KvDtype
 }
 
 interface Column {
@@ -27,7 +29,7 @@ const COLUMNS: ReadonlyArray<Column> = [
   { title: "batch", cell: (p) => String(p.batch) },
   { title: "prefix", cell: (p) => String(p.prefix) },
   { title: "suffix", cell: (p) => String(p.suffix) },
-  { title: "pairs", cell: (p) => String(p.pairs) },
+  { title: "rounds", cell: (p) => String(p.pairs) },
   { title: "hydragen ms (range)", cell: (p) => valueWithRange(p.hydragenRange, 3) },
   { title: "baseline ms (range)", cell: (p) => valueWithRange(p.baselineRange, 3) },
   { title: "hydragen speed-up (range)", cell: (p) => ratioPhrase(p.speedupRange, { rounds: false }) },
@@ -40,28 +42,49 @@ const COLUMNS: ReadonlyArray<Column> = [
   { title: "agree", cell: (p) => (p.agree ? "yes" : `NO (${p.maxRelDiff.toExponential(1)})`) }
 ]
 
+/** The f32 reference of an f16 sweep: its times and f16's speed-up over them, per method. */
+const F32_COLUMNS: ReadonlyArray<Column> = [
+  { title: "f32 hyd ms (range)", cell: (p) => (p.f32 === undefined ? "-" : valueWithRange(p.f32.hydragenRange, 3)) },
+  { title: "f32 base ms (range)", cell: (p) => (p.f32 === undefined ? "-" : valueWithRange(p.f32.baselineRange, 3)) },
+  { title: "hydragen f16 vs f32 (range)", cell: (p) => (p.f32 === undefined ? "-" : ratioPhrase(p.f32.hydragenF16Speedup, { rounds: false })) },
+  { title: "baseline f16 vs f32 (range)", cell: (p) => (p.f32 === undefined ? "-" : ratioPhrase(p.f32.baselineF16Speedup, { rounds: false })) },
+  { title: "f16 ≈ f32", cell: (p) => (p.f32 === undefined ? "-" : p.f32.agree ? "yes" : `NO (${p.f32.maxRelDiff.toExponential(1)})`) }
+]
+
 /** How the figures were taken, printed above the table. */
 export const TIMING_NOTE =
-  "each point: both methods warmed up, then timed in alternating pairs; medians, with the range over the pairs in brackets; " +
-  "speed-up = the median of the per-pair ratios baseline / hydragen"
+  "each point: both methods warmed up, then timed in rounds, each running every method once in rotating order; " +
+  "medians, with the range over the rounds in brackets; speed-up = the median of the per-round ratios baseline / hydragen"
+
+/** How an f16 sweep's f32 reference was taken, printed under TIMING_NOTE. */
+export const F32_NOTE =
+  "KV pools in f16; both methods also ran on f32 pools holding the same values, in the same rounds: " +
+  "f16 vs f32 = the median of the per-round ratios f32 ms / f16 ms; f16 ≈ f32: Hydragen's outputs agree within 1e-2"
+
+const hasF32 = (report: AttentionReport): boolean => report.points.some((p) => p.f32 !== undefined)
 
 /** A right-aligned text table of the measured points, then the skipped ones. */
 export const formatAttentionTable = (report: AttentionReport): ReadonlyArray<string> => {
-  const rows = report.points.map((p) => COLUMNS.map((c) => c.cell(p)))
-  const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => r[i]!.length)))
+  const columns = hasF32(report) ? [...COLUMNS, ...F32_COLUMNS] : COLUMNS
+  const rows = report.points.map((p) => columns.map((c) => c.cell(p)))
+  const widths = columns.map((c, i) => Math.max(c.title.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padStart(widths[i]!)).join("  ")
   return [
     TIMING_NOTE,
-    line(COLUMNS.map((c) => c.title)),
+    ...(hasF32(report) ? [F32_NOTE] : []),
+    line(columns.map((c) => c.title)),
     ...rows.map(line),
     ...report.skipped.map((s) => `skipped batch ${s.batch} prefix ${s.prefix} suffix ${s.suffix}: ${s.reason}`)
   ]
 }
 
+const f32Phrase = (f32: F32Reference | undefined): string =>
+  f32 === undefined ? "" : `; f16 vs f32: hydragen ${ratioPhrase(f32.hydragenF16Speedup, { rounds: false })}, baseline ${ratioPhrase(f32.baselineF16Speedup, { rounds: false })}`
+
 /** One line per point while the sweep runs. */
 export const formatPointLine = (p: PointResult): string =>
   `batch ${p.batch} prefix ${p.prefix} suffix ${p.suffix}: hydragen ${p.hydragenMs.toFixed(3)} ms, baseline ${p.baselineMs.toFixed(3)} ms, ` +
-  `hydragen ${ratioPhrase(p.speedupRange, { rounds: false })} over ${p.pairs} pairs`
+  `hydragen ${ratioPhrase(p.speedupRange, { rounds: false })} over ${p.pairs} rounds${f32Phrase(p.f32)}`
 
 const pairCount = (pairs: ReadonlyArray<number>): string => {
   if (pairs.length === 0) return "the"
@@ -84,10 +107,10 @@ export const speedupChartSvg = (report: AttentionReport): string => {
   const pairs = report.points.map((p) => p.pairs).filter((n) => n !== undefined)
   const { heads, kvHeads, headDim } = report.shape
   return lineChartSvg({
-    title: `Hydragen over paged decoding: ${heads} heads / ${kvHeads} KV, d ${headDim}${report.software ? " (software adapter)" : ""}`,
+    title: `Hydragen over paged decoding: ${heads} heads / ${kvHeads} KV, d ${headDim}, ${report.kvDtype} KV${report.software ? " (software adapter)" : ""}`,
     subtitle: [
       report.adapter,
-      `Medians of ${pairCount(pairs)} alternating pairs per point after a warm-up; whiskers: range over the pairs`
+      `Medians of ${pairCount(pairs)} rounds per point (methods in rotating order) after a warm-up; whiskers: range over the rounds`
     ],
     xLabel: "batch size",
     yLabel: "speed-up (baseline ms / hydragen ms)",

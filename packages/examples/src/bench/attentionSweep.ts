@@ -1,45 +1,65 @@
 /**
  * The attention benchmark: for each point, Hydragen tree attention against
  * per-sequence paged decoding on the same block tables, pools and queries,
- * checked to agree, timed in alternation, and set against the roofline.
+ * checked to agree, timed in rotating rounds, and set against the roofline.
+ * With f16 KV, both methods also run on f32 pools holding the same values in
+ * the same rounds: the f16 pools' speed-up over f32 comes from one run.
  */
 import {
   type AttentionBuffers,
   type AttentionKernels,
-  createLargeStorageBuffer,
   createPagedDecode,
   createStorageBuffer,
   createTreeAttention,
-  FillKernel,
   GpuBufferTooLarge,
+  type KvDtype,
   maxStorageBytes,
   readFloat32,
   relativeError,
   type RooflineFigures,
   rooflineMs,
-  shardBytesFor,
   type TimeGpuOptions
 } from "@canopy/kernels"
 import { attentionWork } from "./attentionCost.ts"
 import { sharedPrefixWorkload, type SweepPoint } from "./attentionWorkload.ts"
+import { type BenchPools, benchPoolLayout, type PoolLayout, PoolWriter } from "./benchPools.ts"
 import type { BenchShape } from "./benchShape.ts"
 import type { Spread } from "./figures.ts"
-import { timePaired } from "./pairedTiming.ts"
+import { roundRatio, type RotatingTiming, timeRotating } from "./rotatingTiming.ts"
 
-/** Largest relative difference between the two methods' outputs that counts as agreement. */
+/** Largest relative difference between the two methods' outputs (same pools) that counts as agreement. */
 export const AGREEMENT_TOLERANCE = 1e-3
 
-export interface PointResult extends SweepPoint {
-  /** medians over the timed pairs */
+/** Largest relative difference between f16 and f32 pools' outputs that counts as agreement: f16 rounds K and V (2⁻¹¹ relative). */
+export const F16_AGREEMENT_TOLERANCE = 1e-2
+
+/** The same point on f32 pools, measured in the same rounds as the f16 one. */
+export interface F32Reference {
   readonly hydragenMs: number
   readonly baselineMs: number
-  /** baseline ms / hydragen ms: the median of the per-pair ratios */
+  readonly hydragenRange: Spread
+  readonly baselineRange: Spread
+  /** f32 ms / f16 ms per round: how many times faster each method ran on f16 pools */
+  readonly hydragenF16Speedup: Spread
+  readonly baselineF16Speedup: Spread
+  /** norm-wise relative difference of Hydragen's outputs (and LSEs), f16 pools vs f32 */
+  readonly maxRelDiff: number
+  readonly agree: boolean
+}
+
+export interface PointResult extends SweepPoint {
+  /** the KV pools' element type the figures below are for */
+  readonly kvDtype: KvDtype
+  /** medians over the timed rounds */
+  readonly hydragenMs: number
+  readonly baselineMs: number
+  /** baseline ms / hydragen ms: the median of the per-round ratios */
   readonly speedup: number
-  /** the ranges over the timed pairs */
+  /** the ranges over the timed rounds */
   readonly hydragenRange: Spread
   readonly baselineRange: Spread
   readonly speedupRange: Spread
-  /** alternating pairs timed, after the warm-up */
+  /** rounds timed (each method once per round, rotating), after the warm-up */
   readonly pairs: number
   readonly hydragenGflops: number
   readonly baselineGflops: number
@@ -55,6 +75,8 @@ export interface PointResult extends SweepPoint {
   readonly maxRelDiff: number
   readonly agree: boolean
   readonly timing: "timestamp-query" | "wall-clock"
+  /** with f16 KV: the f32 pools' figures and f16's speed-up over them */
+  readonly f32?: F32Reference
 }
 
 export interface SkippedPoint extends SweepPoint {
@@ -67,6 +89,8 @@ export interface AttentionSweepOptions {
   readonly shape: BenchShape
   readonly points: ReadonlyArray<SweepPoint>
   readonly roofline: RooflineFigures
+  /** the KV pools' element type (default "f32"); "f16" also measures f32 pools alongside */
+  readonly kvDtype?: KvDtype
   /** where Hydragen attends suffix nodes (one sequence each): the decode kernel (default) or the level kernel */
   readonly suffixKernel?: "decode" | "level"
   readonly timing?: TimeGpuOptions
@@ -82,104 +106,150 @@ export interface AttentionSweep {
 const F32 = 4
 
 interface Methods {
-  /** both methods' kernels for pools in `shards` shards (made on first use) */
-  readonly forShards: (shards: number) => Promise<{ readonly hydragen: AttentionKernels; readonly baseline: AttentionKernels }>
-  readonly fill: FillKernel
+  /** both methods' kernels for pools of this layout (made on first use) */
+  readonly forLayout: (layout: PoolLayout) => Promise<{ readonly hydragen: AttentionKernels; readonly baseline: AttentionKernels }>
+  readonly writer: PoolWriter
 }
 
-const measurePoint = async (
-  device: GPUDevice,
-  methods: Methods,
-  options: AttentionSweepOptions,
-  point: SweepPoint
-): Promise<PointOutcome> => {
-  const { shape, roofline } = options
-  const { heads, kvHeads, headDim, blockSize } = shape
-  const { plan, poolBlocks } = sharedPrefixWorkload(point, blockSize)
-  // a pool larger than one storage binding is laid out in shards of KV heads, bound one at a time
-  const tokens = poolBlocks * blockSize
-  const binding = maxStorageBytes(device)
-  const shards = Array.from({ length: kvHeads }, (_, i) => i + 1)
-    .find((s) => kvHeads % s === 0 && shardBytesFor(tokens, kvHeads / s, headDim) <= binding)
-  if (shards === undefined) {
-    const reason = `one KV head's pool (${(shardBytesFor(tokens, 1, headDim) / 2 ** 30).toFixed(2)} GiB) exceeds the device's storage binding (${(binding / 2 ** 30).toFixed(2)} GiB)`
-    return { kind: "skipped", skipped: { ...point, reason } }
+type Encode = (encoder: GPUCommandEncoder) => void
+
+/** One dtype's pools at a point, with both methods prepared on them. */
+interface Run {
+  readonly hydragen: Encode
+  readonly baseline: Encode
+  readonly hydragenOut: AttentionBuffers
+  readonly baselineOut: AttentionBuffers
+}
+
+type Owner = <T extends { destroy(): void }>(x: T) => T
+
+/** The dtypes a sweep runs: the asked one first, then f32 as the reference for f16. */
+export const sweepDtypes = (kvDtype: KvDtype): ReadonlyArray<KvDtype> => (kvDtype === "f16" ? ["f16", "f32"] : ["f32"])
+
+const prepareRuns = async (
+  device: GPUDevice, methods: Methods, shape: BenchShape, point: SweepPoint, layouts: ReadonlyArray<PoolLayout>, own: Owner
+): Promise<ReadonlyArray<Run>> => {
+  const { plan, poolBlocks } = sharedPrefixWorkload(point, shape.blockSize)
+  const rowValues = point.batch * shape.heads * shape.headDim
+  const q = own(createStorageBuffer(device, "bench q", rowValues * F32))
+  const pools = layouts.map((layout) => {
+    const p = methods.writer.allocate(layout)
+    own(p.kPool)
+    own(p.vPool)
+    return p
+  })
+  await methods.writer.write(pools, shape, poolBlocks * shape.blockSize, maxStorageBytes(device))
+  await methods.writer.fillQueries(q, rowValues)
+  const output = (name: string, pool: BenchPools): AttentionBuffers => ({
+    q, kPool: pool.kPool, vPool: pool.vPool,
+    out: own(createStorageBuffer(device, `bench ${name} out`, rowValues * F32)),
+    lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * shape.heads * F32))
+  })
+  const runs: Array<Run> = []
+  for (const pool of pools) {
+    const { hydragen, baseline } = await methods.forLayout(pool.layout)
+    const hydragenPlan = own(hydragen.prepare(plan))
+    const baselinePlan = own(baseline.prepare(plan))
+    const hydragenOut = output(`hydragen ${pool.layout.kvDtype}`, pool)
+    const baselineOut = output(`baseline ${pool.layout.kvDtype}`, pool)
+    runs.push({
+      hydragen: (e) => hydragen.encode(e, hydragenPlan, hydragenOut),
+      baseline: (e) => baseline.encode(e, baselinePlan, baselineOut),
+      hydragenOut,
+      baselineOut
+    })
   }
-  const poolBytes = shards === 1 ? tokens * kvHeads * headDim * F32 : shards * shardBytesFor(tokens, kvHeads / shards, headDim)
-  const { hydragen, baseline } = await methods.forShards(shards)
+  return runs
+}
+
+/**
+ * Every run once, then their outputs compared: hydragen against baseline on
+ * the same pools (`within`, per run) and the first run's hydragen against
+ * each other run's (`across`: f16 pools against f32).
+ */
+const checkRuns = async (
+  device: GPUDevice, runs: ReadonlyArray<Run>, point: SweepPoint, shape: BenchShape
+): Promise<{ readonly within: ReadonlyArray<number>; readonly across: ReadonlyArray<number> }> => {
+  const encoder = device.createCommandEncoder()
+  for (const r of runs) {
+    r.hydragen(encoder)
+    r.baseline(encoder)
+  }
+  device.queue.submit([encoder.finish()])
+  const rows = point.batch * shape.heads
+  const read = (b: AttentionBuffers) => Promise.all([readFloat32(device, b.out, rows * shape.headDim), readFloat32(device, b.lse, rows)])
+  const outputs = await Promise.all(runs.map((r) => Promise.all([read(r.hydragenOut), read(r.baselineOut)])))
+  const diff = (a: ReadonlyArray<Float32Array>, b: ReadonlyArray<Float32Array>) => Math.max(relativeError(a[0]!, b[0]!), relativeError(a[1]!, b[1]!))
+  return { within: outputs.map(([h, b]) => diff(h, b)), across: outputs.slice(1).map(([h]) => diff(outputs[0]![0], h)) }
+}
+
+/** The first dtype's result from its two workloads' timings (0 hydragen, 1 baseline), the roofline and the checks. */
+const resultOf = (
+  options: AttentionSweepOptions, point: SweepPoint, kvDtype: KvDtype, timing: RotatingTiming, maxRelDiff: number
+): PointResult => {
+  const work = attentionWork(options.shape, point, kvDtype)
+  const [hydragen, baseline] = [timing.spreads[0]!, timing.spreads[1]!]
+  const speedup = roundRatio(timing, 1, 0)
+  // per ms → per s (×1e3), in 1e9 units (÷1e9)
+  const perSecond = (amount: number, ms: number) => amount / (ms * 1e6)
+  return {
+    ...point,
+    kvDtype,
+    hydragenMs: hydragen.median,
+    baselineMs: baseline.median,
+    speedup: speedup.median,
+    hydragenRange: hydragen,
+    baselineRange: baseline,
+    speedupRange: speedup,
+    pairs: timing.rounds,
+    hydragenGflops: perSecond(work.flops, hydragen.median),
+    baselineGflops: perSecond(work.flops, baseline.median),
+    hydragenGBps: perSecond(work.hydragenBytes, hydragen.median),
+    baselineGBps: perSecond(work.baselineBytes, baseline.median),
+    hydragenRoofline: rooflineMs(options.roofline, { bytes: work.hydragenBytes, flops: work.flops }) / hydragen.median,
+    baselineRoofline: rooflineMs(options.roofline, { bytes: work.baselineBytes, flops: work.flops }) / baseline.median,
+    ...work,
+    maxRelDiff,
+    agree: maxRelDiff < AGREEMENT_TOLERANCE,
+    timing: timing.source
+  }
+}
+
+/** The f32 runs' figures (workloads 2 and 3) against the f16 ones (0 and 1). */
+const f32ReferenceOf = (timing: RotatingTiming, maxRelDiff: number): F32Reference => ({
+  hydragenMs: timing.spreads[2]!.median,
+  baselineMs: timing.spreads[3]!.median,
+  hydragenRange: timing.spreads[2]!,
+  baselineRange: timing.spreads[3]!,
+  hydragenF16Speedup: roundRatio(timing, 2, 0),
+  baselineF16Speedup: roundRatio(timing, 3, 1),
+  maxRelDiff,
+  agree: maxRelDiff < F16_AGREEMENT_TOLERANCE
+})
+
+const measurePoint = async (device: GPUDevice, methods: Methods, options: AttentionSweepOptions, point: SweepPoint): Promise<PointOutcome> => {
+  const { shape } = options
+  const dtypes = sweepDtypes(options.kvDtype ?? "f32")
+  const { poolBlocks } = sharedPrefixWorkload(point, shape.blockSize)
+  // a pool larger than one storage binding is laid out in shards of KV heads, bound one at a time
+  const layouts: Array<PoolLayout> = []
+  for (const dtype of dtypes) {
+    const layout = benchPoolLayout(shape, poolBlocks * shape.blockSize, dtype, maxStorageBytes(device))
+    if ("reason" in layout) return { kind: "skipped", skipped: { ...point, reason: layout.reason } }
+    layouts.push(layout)
+  }
   const owned: Array<{ destroy(): void }> = []
-  const own = <T extends { destroy(): void }>(x: T): T => {
+  const own: Owner = (x) => {
     owned.push(x)
     return x
   }
   try {
-    const rowValues = point.batch * heads * headDim
-    const q = own(createStorageBuffer(device, "bench q", rowValues * F32))
-    const kPool = own(createLargeStorageBuffer(device, "bench k pool", poolBytes))
-    const vPool = own(createLargeStorageBuffer(device, "bench v pool", poolBytes))
-    const output = (name: string): Pick<AttentionBuffers, "out" | "lse"> => ({
-      out: own(createStorageBuffer(device, `bench ${name} out`, rowValues * F32)),
-      lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * heads * F32))
-    })
-    const hydragenBuffers: AttentionBuffers = { q, kPool, vPool, ...output("hydragen") }
-    const baselineBuffers: AttentionBuffers = { q, kPool, vPool, ...output("baseline") }
-
-    // Random q, K and V generated on the GPU: nothing large crosses the bus.
-    const fillEncoder = device.createCommandEncoder()
-    const poolValues = poolBytes / F32
-    for (const [buffer, count, tensorId] of [[q, rowValues, 0], [kPool, poolValues, 1], [vPool, poolValues, 2]] as const) {
-      own(methods.fill.encode(fillEncoder, buffer, count, { seed: 7, tensorId, scale: 1 }))
-    }
-    device.queue.submit([fillEncoder.finish()])
-
-    const hydragenPlan = own(hydragen.prepare(plan))
-    const baselinePlan = own(baseline.prepare(plan))
-
+    const runs = await prepareRuns(device, methods, shape, point, layouts, own)
     // One run of each, compared before timing: a fast wrong kernel is no result.
-    const checkEncoder = device.createCommandEncoder()
-    hydragen.encode(checkEncoder, hydragenPlan, hydragenBuffers)
-    baseline.encode(checkEncoder, baselinePlan, baselineBuffers)
-    device.queue.submit([checkEncoder.finish()])
-    const [hOut, bOut, hLse, bLse] = await Promise.all([
-      readFloat32(device, hydragenBuffers.out, rowValues),
-      readFloat32(device, baselineBuffers.out, rowValues),
-      readFloat32(device, hydragenBuffers.lse, point.batch * heads),
-      readFloat32(device, baselineBuffers.lse, point.batch * heads)
-    ])
-    const maxRelDiff = Math.max(relativeError(hOut, bOut), relativeError(hLse, bLse))
-
-    const timing = await timePaired(
-      device,
-      (e) => hydragen.encode(e, hydragenPlan, hydragenBuffers),
-      (e) => baseline.encode(e, baselinePlan, baselineBuffers),
-      options.timing
-    )
-    const work = attentionWork(shape, point)
-    const hydragenMs = timing.aMs
-    const baselineMs = timing.bMs
-    // per ms → per s (×1e3), in 1e9 units (÷1e9)
-    const perSecond = (amount: number, ms: number) => amount / (ms * 1e6)
-    const result: PointResult = {
-      ...point,
-      hydragenMs,
-      baselineMs,
-      speedup: timing.ratio.median,
-      hydragenRange: timing.a,
-      baselineRange: timing.b,
-      speedupRange: timing.ratio,
-      pairs: timing.samples,
-      hydragenGflops: perSecond(work.flops, hydragenMs),
-      baselineGflops: perSecond(work.flops, baselineMs),
-      hydragenGBps: perSecond(work.hydragenBytes, hydragenMs),
-      baselineGBps: perSecond(work.baselineBytes, baselineMs),
-      hydragenRoofline: rooflineMs(roofline, { bytes: work.hydragenBytes, flops: work.flops }) / hydragenMs,
-      baselineRoofline: rooflineMs(roofline, { bytes: work.baselineBytes, flops: work.flops }) / baselineMs,
-      ...work,
-      maxRelDiff,
-      agree: maxRelDiff < AGREEMENT_TOLERANCE,
-      timing: timing.source
-    }
-    return { kind: "measured", result }
+    const { within, across } = await checkRuns(device, runs, point, shape)
+    const timing = await timeRotating(device, runs.flatMap((r) => [r.hydragen, r.baseline]), options.timing)
+    const result = resultOf(options, point, dtypes[0]!, timing, Math.max(...within))
+    return { kind: "measured", result: across.length > 0 ? { ...result, f32: f32ReferenceOf(timing, across[0]!) } : result }
   } catch (e) {
     // partial-state or plan buffers beyond the binding limit: a shape this device cannot take
     if (e instanceof GpuBufferTooLarge) return { kind: "skipped", skipped: { ...point, reason: e.message } }
@@ -190,26 +260,27 @@ const measurePoint = async (
 }
 
 export const runAttentionSweep = async (device: GPUDevice, options: AttentionSweepOptions): Promise<AttentionSweep> => {
-  const made = new Map<number, { hydragen: AttentionKernels; baseline: AttentionKernels }>()
-  const forShards = async (poolShards: number) => {
-    const known = made.get(poolShards)
+  const made = new Map<string, { hydragen: AttentionKernels; baseline: AttentionKernels }>()
+  const forLayout = async (layout: PoolLayout) => {
+    const key = `${layout.kvDtype}:${layout.shards}`
+    const known = made.get(key)
     if (known !== undefined) return known
-    const kernelOptions = { ...options.shape, poolShards }
+    const kernelOptions = { ...options.shape, poolShards: layout.shards, kvDtype: layout.kvDtype }
     const kernels = {
       hydragen: await createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1 }),
       baseline: await createPagedDecode(device, kernelOptions)
     }
-    made.set(poolShards, kernels)
+    made.set(key, kernels)
     return kernels
   }
-  const fill = await FillKernel.create(device)
+  const writer = await PoolWriter.create(device, sweepDtypes(options.kvDtype ?? "f32"))
   const points: Array<PointResult> = []
   const skipped: Array<SkippedPoint> = []
   try {
     const total = options.points.length
     for (const [index, point] of options.points.entries()) {
       options.onProgress?.(index, total, point)
-      const outcome = await measurePoint(device, { forShards, fill }, options, point)
+      const outcome = await measurePoint(device, { forLayout, writer }, options, point)
       if (outcome.kind === "measured") points.push(outcome.result)
       else skipped.push(outcome.skipped)
       options.onProgress?.(index, total, point, outcome)

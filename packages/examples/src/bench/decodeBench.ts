@@ -1,26 +1,43 @@
 /**
  * Decode throughput against batch size and shared prefix length: Hydragen,
  * the per-sequence baseline, and the attention-free ceiling (the same model
- * with attention skipped), on one engine. Each point is one shared prefix with
- * `batch` samples under it decoding `tokens` tokens; only decoding is timed
- * (the prefix is prefilled once and stays cached across the modes).
+ * with attention skipped), on one engine per KV dtype over the same model.
+ * Each point is one shared prefix with `batch` samples under it decoding
+ * `tokens` tokens; only decoding is timed (the prefix is prefilled once per
+ * engine and stays cached across the modes). With f16 KV, Hydragen and the
+ * baseline also decode on an f32 KV cache in the same rounds: f16's speed-up
+ * over f32 comes from one run.
  *
- * Every mode first decodes once, untimed, on a small point (the first run of
- * each pays for first uses); then each point is decoded `repeats` times by
- * every mode, the modes' order rotating from round to round. Figures are
- * medians, ratios the medians of per-round ratios, each with its range.
+ * Every variant (mode and KV dtype) first decodes once, untimed, on a small
+ * point (the first run of each pays for first uses); then each point is
+ * decoded `repeats` times by every variant, their order rotating from round
+ * to round. Figures are medians, ratios the medians of per-round ratios, each
+ * with its range.
  */
+import type { KvDtype } from "@canopy/kernels"
 import type { AttentionMode, TreeEngine } from "@canopy/runtime"
 import { lineChartSvg } from "../charts/svg.ts"
 import { pairedRatios, ratioPhrase, type Spread, spreadOf, valueWithRange } from "./figures.ts"
+
+/** One thing timed at every point: an attention mode on an engine whose KV cache holds `kvDtype`. */
+export interface DecodeVariant {
+  readonly mode: AttentionMode
+  readonly kvDtype: KvDtype
+}
+
+/** The variants for `kvDtype`: every mode on it, and for f16 Hydragen and the baseline on f32 too (the ceiling reads no KV). */
+export const decodeVariants = (kvDtype: KvDtype): ReadonlyArray<DecodeVariant> => [
+  ...(["hydragen", "baseline", "none"] as const).map((mode) => ({ mode, kvDtype })),
+  ...(kvDtype === "f16" ? (["hydragen", "baseline"] as const).map((mode) => ({ mode, kvDtype: "f32" as const })) : [])
+]
 
 export interface DecodeBenchOptions {
   readonly batches: ReadonlyArray<number>
   readonly prefixes: ReadonlyArray<number>
   /** tokens decoded per sample */
   readonly tokens: number
-  readonly modes: ReadonlyArray<AttentionMode>
-  /** timed rounds of every mode at each point (default 3) */
+  readonly variants: ReadonlyArray<DecodeVariant>
+  /** timed rounds of every variant at each point (default 3) */
   readonly repeats?: number
   readonly seed?: number
   readonly onPoint?: (text: string) => void
@@ -30,6 +47,8 @@ export interface DecodePoint {
   readonly batch: number
   readonly prefix: number
   readonly mode: AttentionMode
+  /** the KV cache's element type of the engine that decoded */
+  readonly kvDtype: KvDtype
   /** medians over the rounds */
   readonly tokensPerSecond: number
   readonly decodeSeconds: number
@@ -41,8 +60,10 @@ export interface DecodePoint {
 export interface DecodeReport {
   readonly adapter: string
   readonly model: string
+  /** the KV dtype measured; with f16 the points hold Hydragen's and the baseline's f32 reference too */
+  readonly kvDtype: KvDtype
   readonly tokens: number
-  /** timed rounds per mode and point */
+  /** timed rounds per variant and point */
   readonly repeats?: number
   readonly points: ReadonlyArray<DecodePoint>
 }
@@ -60,17 +81,23 @@ const promptTokens = (length: number, vocab: number, seed: number): Array<number
 
 const rotated = <A>(xs: ReadonlyArray<A>, by: number): ReadonlyArray<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
 
-export const runDecodeBench = async (engine: TreeEngine, options: DecodeBenchOptions): Promise<ReadonlyArray<DecodePoint>> => {
-  const vocab = engine.model.config.vocabSize
-  const repeats = Math.max(1, options.repeats ?? 3)
-  const decode = (tree: { tokens: ReadonlyArray<number>; samples: number }, mode: AttentionMode, maxTokens: number) =>
-    engine.generate({ tree, attention: mode, sampling: { temperature: 1, seed: options.seed ?? 0, maxTokens, ignoreEos: true } })
+const variantName = (v: DecodeVariant): string => `${v.mode} ${v.kvDtype}`
 
-  // Untimed: the smallest point's shape, a few tokens, in every mode.
+export const runDecodeBench = async (
+  engineFor: (kvDtype: KvDtype) => TreeEngine, options: DecodeBenchOptions
+): Promise<ReadonlyArray<DecodePoint>> => {
+  const repeats = Math.max(1, options.repeats ?? 3)
+  const decode = (tree: { tokens: ReadonlyArray<number>; samples: number }, v: DecodeVariant, maxTokens: number) =>
+    engineFor(v.kvDtype).generate({
+      tree, attention: v.mode, sampling: { temperature: 1, seed: options.seed ?? 0, maxTokens, ignoreEos: true }
+    })
+  const vocab = engineFor(options.variants[0]!.kvDtype).model.config.vocabSize
+
+  // Untimed: the smallest point's shape, a few tokens, in every variant.
   const warm = { tokens: promptTokens(Math.min(...options.prefixes), vocab, 1), samples: Math.min(...options.batches) }
-  for (const mode of options.modes) {
-    options.onPoint?.(`warm-up ${mode}, untimed`)
-    await decode(warm, mode, Math.min(options.tokens, 4))
+  for (const v of options.variants) {
+    options.onPoint?.(`warm-up ${variantName(v)}, untimed`)
+    await decode(warm, v, Math.min(options.tokens, 4))
   }
 
   const points: Array<DecodePoint> = []
@@ -78,69 +105,97 @@ export const runDecodeBench = async (engine: TreeEngine, options: DecodeBenchOpt
     for (const batch of options.batches) {
       // a distinct prompt per point: no point decodes on another's cached suffixes
       const tree = { tokens: promptTokens(prefix, vocab, prefix * 7919 + batch), samples: batch }
-      const runs = new Map<AttentionMode, Array<{ tokensPerSecond: number; decodeSeconds: number; steps: number }>>(
-        options.modes.map((m) => [m, []])
-      )
+      const runs = options.variants.map((): Array<{ tokensPerSecond: number; decodeSeconds: number; steps: number }> => [])
       for (let round = 0; round < repeats; round++) {
-        for (const mode of rotated(options.modes, round)) {
-          const r = await decode(tree, mode, options.tokens)
-          runs.get(mode)!.push({ tokensPerSecond: r.stats.decodeTokensPerSecond, decodeSeconds: r.stats.decodeSeconds, steps: r.stats.steps })
+        for (const i of rotated(options.variants.map((_, i) => i), round)) {
+          const v = options.variants[i]!
+          const r = await decode(tree, v, options.tokens)
+          runs[i]!.push({ tokensPerSecond: r.stats.decodeTokensPerSecond, decodeSeconds: r.stats.decodeSeconds, steps: r.stats.steps })
           options.onPoint?.(
-            `batch ${batch} prefix ${prefix} round ${round + 1}/${repeats} ${mode}: ${r.stats.decodeTokensPerSecond.toFixed(1)} tokens/s`
+            `batch ${batch} prefix ${prefix} round ${round + 1}/${repeats} ${variantName(v)}: ${r.stats.decodeTokensPerSecond.toFixed(1)} tokens/s`
           )
         }
       }
-      for (const mode of options.modes) {
-        const mine = runs.get(mode)!
-        const rate = spreadOf(mine.map((r) => r.tokensPerSecond))
+      options.variants.forEach((v, i) => {
+        const mine = runs[i]!
         points.push({
           batch,
           prefix,
-          mode,
-          tokensPerSecond: rate.median,
+          mode: v.mode,
+          kvDtype: v.kvDtype,
+          tokensPerSecond: spreadOf(mine.map((r) => r.tokensPerSecond)).median,
           decodeSeconds: spreadOf(mine.map((r) => r.decodeSeconds)).median,
           steps: mine[0]!.steps,
           rounds: mine.map((r) => r.tokensPerSecond)
         })
-      }
+      })
     }
   }
   return points
 }
 
-const find = (points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, mode: AttentionMode) =>
-  points.find((p) => p.batch === batch && p.prefix === prefix && p.mode === mode)
+const find = (points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, mode: AttentionMode, kvDtype: KvDtype) =>
+  points.find((p) => p.batch === batch && p.prefix === prefix && p.mode === mode && p.kvDtype === kvDtype)
 
 /** `a`'s tokens/s over `b`'s, round by round: the median and range of those ratios. */
 export const rateRatio = (a: DecodePoint | undefined, b: DecodePoint | undefined): Spread | undefined =>
   a === undefined || b === undefined ? undefined : spreadOf(pairedRatios(a.rounds, b.rounds))
 
+const percentWithRange = (s: Spread): string =>
+  s.n > 1 ? `${(100 * s.median).toFixed(0)}% (${(100 * s.min).toFixed(0)}–${(100 * s.max).toFixed(0)}%)` : `${(100 * s.median).toFixed(0)}%`
+
+type PointAt = (mode: AttentionMode, kvDtype: KvDtype) => DecodePoint | undefined
+
+interface DecodeColumn {
+  readonly title: string
+  /** the cell of one point, the report's KV dtype being `kvDtype` */
+  readonly cell: (at: PointAt, kvDtype: KvDtype) => string
+}
+
+const rate = (p: DecodePoint | undefined) => (p === undefined ? "-" : valueWithRange(spreadOf(p.rounds), 1))
+const ratio = (r: Spread | undefined) => (r === undefined ? "-" : ratioPhrase(r, { rounds: false }))
+
+const DECODE_COLUMNS: ReadonlyArray<DecodeColumn> = [
+  { title: "hydragen tok/s", cell: (at, d) => rate(at("hydragen", d)) },
+  { title: "baseline tok/s", cell: (at, d) => rate(at("baseline", d)) },
+  { title: "ceiling tok/s", cell: (at, d) => rate(at("none", d)) },
+  { title: "hydragen/baseline", cell: (at, d) => ratio(rateRatio(at("hydragen", d), at("baseline", d))) },
+  {
+    title: "hydragen/ceiling",
+    cell: (at, d) => {
+      const share = rateRatio(at("hydragen", d), at("none", d))
+      return share === undefined ? "-" : percentWithRange(share)
+    }
+  }
+]
+
+/** With f16 KV: the f32 cache's rates and f16's speed-up over them. */
+const F32_DECODE_COLUMNS: ReadonlyArray<DecodeColumn> = [
+  { title: "f32 hydragen tok/s", cell: (at) => rate(at("hydragen", "f32")) },
+  { title: "f32 baseline tok/s", cell: (at) => rate(at("baseline", "f32")) },
+  { title: "hydragen f16 vs f32", cell: (at, d) => ratio(rateRatio(at("hydragen", d), at("hydragen", "f32"))) },
+  { title: "baseline f16 vs f32", cell: (at, d) => ratio(rateRatio(at("baseline", d), at("baseline", "f32"))) }
+]
+
+/** How the figures were taken, printed above the table. */
+const timingNote = (rounds: number): string =>
+  `each point: ${rounds} timed round${rounds === 1 ? "" : "s"} of every variant after an untimed warm-up, the order rotating; ` +
+  "medians, with the range over the rounds in brackets; ratios are medians of the per-round ratios"
+
 export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> => {
-  const header = ["batch", "prefix", "hydragen tok/s", "baseline tok/s", "ceiling tok/s", "hydragen/baseline", "hydragen/ceiling"]
+  const withF32 = report.kvDtype !== "f32" && report.points.some((p) => p.kvDtype === "f32")
+  const columns = withF32 ? [...DECODE_COLUMNS, ...F32_DECODE_COLUMNS] : DECODE_COLUMNS
+  const header = ["batch", "prefix", ...columns.map((c) => c.title)]
   const rows = [...new Set(report.points.map((p) => `${p.prefix}:${p.batch}`))].map((key) => {
     const [prefix, batch] = key.split(":").map(Number) as [number, number]
-    const h = find(report.points, batch, prefix, "hydragen")
-    const b = find(report.points, batch, prefix, "baseline")
-    const c = find(report.points, batch, prefix, "none")
-    const rate = (p: DecodePoint | undefined) => (p === undefined ? "-" : valueWithRange(spreadOf(p.rounds), 1))
-    const speedUp = rateRatio(h, b)
-    const share = rateRatio(h, c)
-    return [
-      String(batch),
-      String(prefix),
-      rate(h),
-      rate(b),
-      rate(c),
-      speedUp === undefined ? "-" : ratioPhrase(speedUp, { rounds: false }),
-      share === undefined ? "-" : share.n > 1 ? `${(100 * share.median).toFixed(0)}% (${(100 * share.min).toFixed(0)}–${(100 * share.max).toFixed(0)}%)` : `${(100 * share.median).toFixed(0)}%`
-    ]
+    const at: PointAt = (mode, kvDtype) => find(report.points, batch, prefix, mode, kvDtype)
+    return [String(batch), String(prefix), ...columns.map((c) => c.cell(at, report.kvDtype))]
   })
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padStart(widths[i]!)).join("  ")
-  const rounds = report.repeats ?? report.points[0]?.rounds.length ?? 1
   return [
-    `each point: ${rounds} timed round${rounds === 1 ? "" : "s"} of every mode after an untimed warm-up, the order rotating; ` +
-    "medians, with the range over the rounds in brackets; ratios are medians of the per-round ratios",
+    timingNote(report.repeats ?? report.points[0]?.rounds.length ?? 1),
+    ...(withF32 ? [`KV cache in ${report.kvDtype}; Hydragen and the baseline also decoded on an f32 KV cache in the same rounds (f16 vs f32: the tokens/s ratio)`] : []),
     line(header),
     ...rows.map(line)
   ]
@@ -148,7 +203,7 @@ export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> =
 
 export const decodeChartSvg = (report: DecodeReport): string =>
   lineChartSvg({
-    title: `Decode tokens/s by shared prefix P${report.adapter.includes("(software)") ? " (software adapter)" : ""}`,
+    title: `Decode tokens/s by shared prefix P, ${report.kvDtype} KV${report.adapter.includes("(software)") ? " (software adapter)" : ""}`,
     subtitle: [
       report.adapter,
       `${report.model}; ${report.tokens} tokens per sample; medians of ${report.repeats ?? report.points[0]?.rounds.length ?? 1} rounds after a warm-up; whiskers: range over the rounds`
@@ -156,15 +211,14 @@ export const decodeChartSvg = (report: DecodeReport): string =>
     xLabel: "batch size (samples decoding together)",
     yLabel: "tokens/s",
     logX: true,
-    series: [...new Set(report.points.map((p) => `${p.mode}:${p.prefix}`))].map((key) => {
-      const [mode, prefix] = key.split(":") as [AttentionMode, string]
-      const name = mode === "none" ? "no attention" : mode
+    series: [...new Set(report.points.map((p) => `${p.mode}:${p.kvDtype}:${p.prefix}`))].map((key) => {
+      const [mode, kvDtype, prefix] = key.split(":") as [AttentionMode, KvDtype, string]
+      const name = mode === "none" ? "no attention" : kvDtype === report.kvDtype ? mode : `${mode} (${kvDtype} KV)`
+      const mine = report.points.filter((p) => p.mode === mode && p.kvDtype === kvDtype && p.prefix === Number(prefix))
       return {
         name: `${name}, P=${prefix}`,
-        points: report.points.filter((p) => p.mode === mode && p.prefix === Number(prefix)).map((p) => [p.batch, p.tokensPerSecond] as const),
-        ranges: report.points
-          .filter((p) => p.mode === mode && p.prefix === Number(prefix) && p.rounds.length > 1)
-          .map((p) => [p.batch, Math.min(...p.rounds), Math.max(...p.rounds)] as const)
+        points: mine.map((p) => [p.batch, p.tokensPerSecond] as const),
+        ranges: mine.filter((p) => p.rounds.length > 1).map((p) => [p.batch, Math.min(...p.rounds), Math.max(...p.rounds)] as const)
       }
     })
   })

@@ -3,7 +3,9 @@
  * next to its sources): the roofline, then the attention sweeps of Hydragen's
  * microbenchmarks, then decode throughput of a CodeLlama-7b-shaped synthetic
  * model (4 of its 32 layers) for Hydragen, the baseline and the attention-free
- * ceiling, each written as JSON + SVG into the folder given as the first argument.
+ * ceiling, each written as JSON + SVG into the folder given as the first
+ * argument. Every sweep runs f16 KV and, in the same rounds, f32 KV: the
+ * first GPU run measures what f16 buys.
  *
  *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|decode|smoke|decode-smoke ...]   (default: 13b gqa decode)
  *
@@ -11,13 +13,13 @@
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import { describeAdapter, type GpuHandle, measureRoofline, openGpu } from "@canopy/kernels"
+import { describeAdapter, type GpuHandle, type KvDtype, measureRoofline, openGpu } from "@canopy/kernels"
 import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
 import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
 import { formatAttentionTable } from "./attentionReport.ts"
 import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
-import { decodeChartSvg, type DecodeReport, formatDecodeTable, runDecodeBench } from "./decodeBench.ts"
+import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 
 interface Sweep {
@@ -82,25 +84,32 @@ const DECODE_SWEEPS: Record<string, DecodeSweep> = {
   }
 }
 
-/** Decode tokens/s for Hydragen, the baseline and the attention-free ceiling, into OUT/<name>.{json,svg}. */
+/**
+ * Decode tokens/s for Hydragen, the baseline and the attention-free ceiling on
+ * an f16 KV cache, with Hydragen and the baseline on an f32 one in the same
+ * rounds (two engines over one model), into OUT/<name>.{json,svg}.
+ */
 const runDecode = async (gpu: GpuHandle, outDir: string, name: string, sweep: DecodeSweep): Promise<void> => {
   const model = await loadModel(gpu.device, { kind: "synthetic", model: sweep.model, seed: 0 })
-  const engine = await TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...sweep.batches), kvMemoryBytes: sweep.kvMemoryBytes })
+  const engines = new Map<KvDtype, TreeEngine>()
   try {
-    const points = await runDecodeBench(engine, {
+    for (const kvDtype of ["f16", "f32"] as const) {
+      engines.set(kvDtype, await TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...sweep.batches), kvMemoryBytes: sweep.kvMemoryBytes, kvDtype }))
+    }
+    const points = await runDecodeBench((kvDtype) => engines.get(kvDtype)!, {
       batches: sweep.batches,
       prefixes: sweep.prefixes,
       tokens: sweep.tokens,
-      modes: ["hydragen", "baseline", "none"],
+      variants: decodeVariants("f16"),
       onPoint: (text) => console.log(text)
     })
-    const report: DecodeReport = { adapter: describeAdapter(gpu.adapter), model: sweep.label, tokens: sweep.tokens, points }
+    const report: DecodeReport = { adapter: describeAdapter(gpu.adapter), model: sweep.label, kvDtype: "f16", tokens: sweep.tokens, points }
     console.log(`\n${name}`)
     for (const line of formatDecodeTable(report)) console.log(line)
     await writeFile(join(outDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`)
     await writeFile(join(outDir, `${name}.svg`), decodeChartSvg(report))
   } finally {
-    engine.destroy()
+    for (const engine of engines.values()) engine.destroy()
     model.weights.destroy()
   }
 }
@@ -128,8 +137,8 @@ const main = async (): Promise<number> => {
         continue
       }
       const sweep = SWEEPS[name]!
-      const report = await runAttentionBench(gpu, { ...sweep, roofline })
-      console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}`)
+      const report = await runAttentionBench(gpu, { ...sweep, roofline, kvDtype: "f16" })
+      console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}, f16 KV against f32`)
       for (const line of formatAttentionTable(report)) console.log(line)
       await writeAttentionReport(report, { json: join(outDir, `attention-${name}.json`), svg: join(outDir, `attention-${name}.svg`) })
       wrong += disagreements(report)

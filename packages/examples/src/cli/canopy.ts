@@ -1,16 +1,26 @@
 /**
  * The `canopy` command tree, apart from the process that runs it (main.ts),
  * so that tests can run it in process.
+ *
+ * Each command's module holds only its flags and descriptions; its handler
+ * imports what the command runs (run/COMMAND.ts, which exports `run`) when
+ * it runs. So the tree loads in a blink and `--help` loads neither the
+ * kernels nor Dawn: a command's module must not import @canopy/runtime,
+ * @canopy/kernels, @canopy/server or @canopy/queue (their bounds that the help
+ * shows are in bounds.ts). startup.test.ts checks both.
  */
 import { Effect } from "effect"
 import { Argument, Command } from "effect/cli"
 import { adapterCommand } from "./adapter.ts"
 import { attentionCommand } from "./attention.ts"
 import { benchCommand } from "./bench/index.ts"
+import { collectCommand } from "./collect.ts"
 import { demoCommand } from "./demo.ts"
 import { generateCommand } from "./generate.ts"
 import { sampleCommand } from "./sample.ts"
 import { serveCommand } from "./serve.ts"
+import { statusCommand } from "./status.ts"
+import { workerCommand } from "./worker.ts"
 
 export const VERSION = "0.1.0"
 
@@ -26,5 +36,8 @@ const helpCommand = Command.make(
 
 export const canopy: Command.Command<"canopy", {}, {}, unknown, Command.Environment> = Command.make("canopy").pipe(
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
-  Command.withSubcommands([demoCommand, sampleCommand, generateCommand, serveCommand, attentionCommand, benchCommand, adapterCommand, helpCommand])
+  Command.withSubcommands([
+    demoCommand, sampleCommand, workerCommand, statusCommand, collectCommand, generateCommand, serveCommand, attentionCommand, benchCommand,
+    adapterCommand, helpCommand
+  ])
 )

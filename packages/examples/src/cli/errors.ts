@@ -27,7 +27,11 @@ const INPUT_ERRORS = new Set([
   "ChatTemplateLoadError",
   "InputFileError",
   "OutputDirError",
-  "SampleCountError"
+  "SampleCountError",
+  // the queue's: a URL, a run spec or a run id that is wrong (a queue that does not answer, or a failed run, is 1)
+  "InvalidQueueUrl",
+  "InvalidRunSpec",
+  "RunNotFound"
 ])
 
 /** A flag value the command cannot use. */
@@ -72,7 +76,7 @@ export class SampleCountError extends Data.TaggedError("SampleCountError")<{
 export const causeText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /** Tags whose message already names the flag or field, so the tag would only repeat it. */
-const UNTAGGED = ["InvalidFlag", "InvalidAttentionCase", "InputFileError", "OutputDirError", "SampleCountError"]
+const UNTAGGED = ["InvalidFlag", "InvalidAttentionCase", "InputFileError", "OutputDirError", "SampleCountError", "InvalidQueueUrl"]
 
 const tagOf = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" ? e._tag : undefined

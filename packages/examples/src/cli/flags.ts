@@ -1,10 +1,10 @@
 /**
  * Flags several commands share: the model and the sampling parameters.
  */
-import { MAX_BATCH_ROWS, parseModelSource } from "@canopy/runtime"
-import { Effect, Option } from "effect"
+import { Option } from "effect"
 import { Flag } from "effect/cli"
 import { parseIntList } from "../bench/lists.ts"
+import { MAX_BATCH_ROWS } from "./bounds.ts"
 
 /** An integer flag ≥ 1 with a default; `max` bounds it where a larger value would only fail later, after allocating. */
 export const positiveInt = (name: string, fallback: number, description: string, max = Number.MAX_SAFE_INTEGER) =>
@@ -40,9 +40,6 @@ export const MAX_BATCH = MAX_BATCH_ROWS
  */
 export const MAX_KV_MEMORY_MIB = 1 << 20
 
-/** Checks `--model`'s form (a known preset, or a folder) before anything is acquired; the model stack reads it again. */
-export const checkModelSpec = (model: string): Effect.Effect<void, unknown> => Effect.try({ try: () => void parseModelSource(model), catch: (e) => e })
-
 /** KV cache size; the engine's default is 256 MiB on a software adapter and 4 GiB on a GPU. */
 export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
   Flag.withDescription(`MiB for the KV cache, all layers (default: 4096 on a GPU, 256 on a software adapter; at most ${MAX_KV_MEMORY_MIB}, 1 TiB)`),
@@ -57,6 +54,16 @@ export const kvMemoryFlag = Flag.Int("kv-memory").pipe(
 export const kvDtypeFlag = Flag.Literals("kv-dtype", ["f16", "f32"]).pipe(
   Flag.withDescription("element type of the KV cache: f16 (the default: half the memory, attention still in f32) or f32"),
   Flag.withDefault("f16" as const)
+)
+
+/**
+ * Weight type of a synthetic model: f16 and bf16 are what checkpoints ship in
+ * (half the memory of f32, the values rounded to them). A model folder loads
+ * in the dtype its safetensors hold, so with a folder the flag is an error.
+ */
+export const weightDtypeFlag = Flag.Literals("dtype", ["f32", "f16", "bf16"]).pipe(
+  Flag.withDescription("synthetic models: the weights' type, f32 (the default), f16 or bf16 (values rounded to it, half the memory); a model folder loads in the dtype its safetensors hold"),
+  Flag.optional
 )
 
 /** The engine's KV options from --kv-memory and --kv-dtype. */

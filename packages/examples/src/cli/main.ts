@@ -1,7 +1,9 @@
 /**
  * The `canopy` command line.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+// the modules themselves, not the package's index, which loads its HTTP, socket and worker modules too (a third of a second)
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Effect, Runtime } from "effect"
 import { Command } from "effect/cli"
 import { canopy, VERSION } from "./canopy.ts"

@@ -4,6 +4,7 @@
  * lengths, parent order, head ratios, non-finite numbers — and names the first
  * problem it finds.
  */
+import { type KvDtype, roundToF16 } from "@canopy/kernels"
 import { Data } from "effect"
 
 export type AttentionMethod = "hydragen" | "baseline" | "reference"
@@ -25,6 +26,13 @@ export interface AttentionCase {
   readonly kvHeads: number
   readonly headDim: number
   readonly method: AttentionMethod
+  /**
+   * The KV cache's element type the case is answered for (default "f32"). With
+   * "f16" every K and V value is rounded as an f16 cache stores it (to f32, then
+   * to the nearest f16, ties to even) before any method sees it, so the
+   * reference attends exactly the values the GPU pools hold.
+   */
+  readonly kvDtype: KvDtype
   readonly nodes: ReadonlyArray<CaseNode>
   readonly queries: ReadonlyArray<CaseQuery>
 }
@@ -85,6 +93,24 @@ const finiteArray = (value: unknown, path: string, expected: number): Float64Arr
       fail(`${path}[${i}]`, `must be within the f32 range the GPU path computes in (magnitude at most ${F32_MAX}), got ${x as number}`)
     }
     out[i] = x as number
+  }
+  return out
+}
+
+/**
+ * K or V values as a cache of `kvDtype` holds them. An f16 cache rounds
+ * 65520 and beyond to infinity, so such a value is refused rather than
+ * attended as ±∞.
+ */
+const kvArray = (value: unknown, path: string, expected: number, kvDtype: KvDtype): Float64Array => {
+  const out = finiteArray(value, path, expected)
+  if (kvDtype === "f32") return out
+  for (let i = 0; i < expected; i++) {
+    const rounded = roundToF16(out[i]!)
+    if (!Number.isFinite(rounded)) {
+      fail(`${path}[${i}]`, `must be within the range of an f16 KV cache (it rounds to infinity from magnitude 65520; the largest f16 is 65504), got ${out[i]!}`)
+    }
+    out[i] = rounded
   }
   return out
 }
@@ -177,6 +203,8 @@ export const parseAttentionCase = (input: unknown): AttentionCase => {
   if (method !== "hydragen" && method !== "baseline" && method !== "reference") {
     fail("$.method", `must be "hydragen", "baseline" or "reference", got ${JSON.stringify(method)}`)
   }
+  const kvDtype = input["kvDtype"] ?? "f32"
+  if (kvDtype !== "f16" && kvDtype !== "f32") fail("$.kvDtype", `must be "f16" or "f32", got ${shown(kvDtype)}`)
   const rawNodes = input["nodes"]
   if (!Array.isArray(rawNodes)) return fail("$.nodes", "must be an array")
   let totalTokens = 0
@@ -197,8 +225,8 @@ export const parseAttentionCase = (input: unknown): AttentionCase => {
     return {
       parent: parent as number | null,
       length: length as number,
-      k: finiteArray(raw["k"], `${path}.k`, size),
-      v: finiteArray(raw["v"], `${path}.v`, size)
+      k: kvArray(raw["k"], `${path}.k`, size, kvDtype as KvDtype),
+      v: kvArray(raw["v"], `${path}.v`, size, kvDtype as KvDtype)
     }
   })
   const rawQueries = input["queries"]
@@ -213,7 +241,7 @@ export const parseAttentionCase = (input: unknown): AttentionCase => {
     return { node: node as number, q: finiteArray(raw["q"], `${path}.q`, heads * headDim) }
   })
   checkMagnitudes(heads, kvHeads, headDim, nodes, queries)
-  return { heads, kvHeads, headDim, method: method as AttentionMethod, nodes, queries }
+  return { heads, kvHeads, headDim, method: method as AttentionMethod, kvDtype: kvDtype as KvDtype, nodes, queries }
 }
 
 /** The oracle's output: lse −∞ (a path with no tokens) is written as null. */

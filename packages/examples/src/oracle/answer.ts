@@ -3,7 +3,7 @@
  */
 import {
   ATTENTION_WORKGROUP, type AttentionKernels, type GpuHandle, createPagedDecode, createTreeAttention, describeAdapter, findLevelTile,
-  layoutCase, maxDecodeGroup, maxStorageBytes, openGpu, type PooledInputs, referenceTreeAttention, runTreeAttention, type TreeAttentionCase
+  kvElementBytes, layoutCase, maxDecodeGroup, maxStorageBytes, openGpu, type PooledInputs, referenceTreeAttention, runTreeAttention, type TreeAttentionCase
 } from "@canopy/kernels"
 import type { LevelPlan } from "@canopy/tree-cache"
 import { type AttentionCase, type AttentionAnswer, formatAnswer, InvalidAttentionCase, parseAttentionCase } from "./AttentionCase.ts"
@@ -69,7 +69,8 @@ const checkBuffers = (c: AttentionCase, plan: LevelPlan, inputs: PooledInputs, d
   }
   const rows = c.queries.length
   check("$.queries", `the ${rows} queries (q and out: ${rows} × ${c.heads} heads × ${c.headDim} f32 each)`, inputs.q.byteLength)
-  check("$.nodes", `the K pool and the V pool (${inputs.kPool.length / (blockSize * c.kvHeads * c.headDim)} blocks of ${blockSize} tokens each)`, inputs.kPool.byteLength)
+  const blocks = inputs.kPool.length / (blockSize * c.kvHeads * c.headDim)
+  check("$.nodes", `the K pool and the V pool (${blocks} blocks of ${blockSize} tokens each, ${c.kvDtype})`, inputs.kPool.length * kvElementBytes(c.kvDtype))
   check(
     "$.queries",
     `the partial states (${plan.numPartials}: one per query per node on its path, × ${c.heads} heads × ${c.headDim} f32)`,
@@ -100,7 +101,7 @@ export const answerCase = async (c: AttentionCase, shared?: GpuHandle): Promise<
     checkDeviceShape(c, gpu.device.limits)
     const { plan, inputs } = layoutCase(tree, blockSize)
     checkBuffers(c, plan, inputs, gpu.device, blockSize)
-    const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, blockSize }
+    const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, blockSize, kvDtype: c.kvDtype }
     kernels = c.method === "baseline" ? await createPagedDecode(gpu.device, shape) : await createTreeAttention(gpu.device, shape)
     const r = await runTreeAttention(gpu.device, kernels, plan, inputs)
     return formatAnswer(split(r.out, rows, c.heads * c.headDim), split(r.lse, rows, c.heads), describeAdapter(gpu.adapter))

@@ -32,7 +32,7 @@ import { createProgress, type ProgressMode } from "../pipeline/progress.ts"
 import { extractProgram, STOP_SEQUENCES } from "../pipeline/prompt.ts"
 import { type ModeResult, type RunReport, writeReport } from "../pipeline/report.ts"
 import { formatSamplesJsonl, openSamplesWriter, type SampleRecord, sampleRecord } from "../pipeline/samples.ts"
-import { type PromptRun, run, type RunStats } from "../prompt/run.ts"
+import { type PromptRun, run, type RunStats } from "@canopy/runtime/prompt"
 import { GEMV_MAX_ROWS } from "@canopy/kernels"
 import { median, type Spread, spreadOf } from "../bench/figures.ts"
 import { COMPARED_MODES, type DecodeMode, TREE_MODE } from "./modes.ts"
@@ -229,7 +229,7 @@ const reportNotes = (options: PipelineOptions, modes: ReadonlyArray<ModeRun>, sa
   const s = options.sampling
   const notes = [
     `Sampling: temperature ${s.temperature ?? "default"}, top-k ${s.topK ?? "off"}, top-p ${s.topP ?? "off"}, ` +
-    `seed ${s.seed ?? 0}, at most ${s.maxTokens ?? "default"} tokens per sample.`
+    `seed ${s.seed ?? 0} (each problem's own seed derived from it and the problem's id), at most ${s.maxTokens ?? "default"} tokens per sample.`
   ]
   if (modes.length > 1) {
     const rounds = repeats === 1 ? "one timed round" : `${repeats} timed rounds`
@@ -290,7 +290,7 @@ const warmUpWork = (options: PipelineOptions) => {
   const total = options.problems.length * options.samplesPerProblem
   const samples = Math.min(total, Math.max(options.samplesPerProblem, GEMV_MAX_ROWS + 1))
   return {
-    work: problemTree(options.fewShot, options.problems.slice(0, 1), samples),
+    work: problemTree(options.fewShot, options.problems.slice(0, 1), samples, options.sampling.seed),
     sampling: { ...options.sampling, maxTokens: Math.min(options.sampling.maxTokens ?? 4, 4) }
   }
 }
@@ -351,7 +351,7 @@ export const runPipeline = (options: PipelineOptions): Effect.Effect<PipelineRes
     const gpu = yield* Gpu
     const adapter = adapterName(gpu)
     const model = describeModelSource((yield* Model).source)
-    const work = problemTree(options.fewShot, options.problems, options.samplesPerProblem)
+    const work = problemTree(options.fewShot, options.problems, options.samplesPerProblem, options.sampling.seed)
     const samplesPath = join(options.outDir, "samples.jsonl")
     const modes = options.compare ? COMPARED_MODES : [TREE_MODE]
     const repeats = options.compare ? Math.max(1, options.repeats ?? 3) : 1
@@ -428,7 +428,9 @@ export const runPipeline = (options: PipelineOptions): Effect.Effect<PipelineRes
   })
 
 /** "4 problems × 12 samples, at most 20 tokens each, under a 622-character few-shot prompt" */
-export const workloadText = (options: Pick<PipelineOptions, "problems" | "samplesPerProblem" | "sampling" | "fewShot">): string =>
+export const workloadText = (
+  options: Pick<PipelineOptions, "samplesPerProblem" | "sampling" | "fewShot"> & { readonly problems: ArrayLike<unknown> }
+): string =>
   `${options.problems.length} problem${options.problems.length === 1 ? "" : "s"} × ${options.samplesPerProblem} samples` +
   `${options.sampling.maxTokens !== undefined ? `, at most ${options.sampling.maxTokens} tokens each` : ""}, ` +
   `under a ${options.fewShot.length}-character few-shot prompt`

@@ -1,10 +1,14 @@
 /**
  * The GPU and the model a pipeline runs on, as one layer. A bad model spec
- * fails as a typed ModelConfigError when the layer is built. Reading a model
+ * fails as a typed ModelConfigError (a --dtype with a folder, InvalidFlag)
+ * when the layer is built. Reading a model
  * folder (gigabytes) shows its progress on standard error.
  */
-import { checkModelSource, Gpu, Model, ModelConfigError, type ModelLoadError, parseModelSource } from "@canopy/runtime"
+import type { WeightType } from "@canopy/kernels"
+import { checkModelSource, Gpu, Model, ModelConfigError, type ModelLoadError } from "@canopy/runtime"
 import { Effect, Layer } from "effect"
+import { InvalidFlag } from "../cli/errors.ts"
+import { modelSourceOf } from "./modelSource.ts"
 import { progressLine } from "../terminal/progressLine.ts"
 
 /** "loading weights: 120/291 tensors", rewritten on a terminal, every tenth elsewhere. */
@@ -19,11 +23,12 @@ const weightsProgress = (): ((loaded: number, total: number) => void) => {
   }
 }
 
-export const modelStack = (model: string, modelSeed = 0) =>
+/** The model and the GPU for `--model` (and `--dtype`, for a synthetic model; a folder loads as stored). */
+export const modelStack = (model: string, modelSeed = 0, dtype?: WeightType) =>
   Layer.unwrap(
     Effect.try({
-      try: () => parseModelSource(model, modelSeed),
-      catch: (e) => (e instanceof ModelConfigError ? e : new ModelConfigError({ field: "--model", reason: String(e) }))
+      try: () => modelSourceOf(model, dtype, modelSeed),
+      catch: (e) => (e instanceof ModelConfigError || e instanceof InvalidFlag ? e : new ModelConfigError({ field: "--model", reason: String(e) }))
     }).pipe(
       // A model folder's files and config are checked before the GPU is opened, so a bad --model is reported with nothing acquired.
       Effect.tap((source) =>

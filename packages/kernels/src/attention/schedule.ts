@@ -7,8 +7,13 @@
  * A node whose KV is long compared with the total work is split into chunks of
  * `chunkTokens` tokens so the dispatch has enough workgroups; every (entry,
  * chunk) owns one partial slot (all heads), which the merge folds back.
+ *
+ * The scheduler runs every decoding step, so it allocates nothing per plan:
+ * three passes over the plan's entries (size the chunks, count each
+ * sequence's slots, fill) write into arrays it keeps and grows
+ * geometrically, and the schedule it returns views them.
  */
-import type { LevelPlan } from "@canopy/tree-cache"
+import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
 import { WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
 
 /** kv limit of an entry with none: every token of its node */
@@ -16,6 +21,9 @@ const NO_LIMIT = 0xffffffff
 
 /** chunk lengths are multiples of this: whole K/V tiles of both kernels */
 const CHUNK_ALIGN = 32
+
+/** WebGPU's bound on workgroups per grid dimension */
+export const MAX_GROUPS_PER_DIMENSION = 65535
 
 export interface ScheduleOptions {
   /** query heads per KV head */
@@ -31,137 +39,257 @@ export interface ScheduleOptions {
   readonly minChunkTokens: number
 }
 
+/**
+ * A grid of workgroups `[x, y]` the kernels flatten as index = wx + wy·x:
+ * exactly `count` when it fits one dimension, otherwise fewer than y more.
+ */
+export const itemGrid = (count: number): readonly [number, number] => {
+  if (count === 0) return [0, 0]
+  const y = Math.ceil(count / MAX_GROUPS_PER_DIMENSION)
+  return [Math.ceil(count / y), y]
+}
+
+/**
+ * Work items padded to their grid: the kernels bound-check the index against
+ * the bound buffer, which holds items of earlier, larger plans past the end,
+ * so every workgroup of the grid must find an item of this plan. A padding
+ * item has no rows and no tokens (the level kernel writes nothing for it; the
+ * decode kernel writes an empty state into the spare slot `numPartials`).
+ */
+export interface ScheduledItems {
+  /** `[x·y][WORK_ITEM_WORDS]`, padding included */
+  readonly words: Uint32Array
+  /** items of the plan, padding excluded */
+  readonly count: number
+  readonly grid: readonly [number, number]
+}
+
+/** Views into the scheduler's arrays: valid until its next `schedule` call. */
 export interface AttentionSchedule {
   readonly numSequences: number
   /** every level's block tables, concatenated */
   readonly blockIndices: Uint32Array
   /** (sequence, kv limit) per plan entry, levels concatenated */
   readonly entries: Uint32Array
-  readonly tileItems: Uint32Array
-  readonly decodeItems: Uint32Array
+  readonly tileItems: ScheduledItems
+  readonly decodeItems: ScheduledItems
+  /** partial slots the merge reads; slot `numPartials` is the spare the decode padding writes */
   readonly numPartials: number
   readonly seqPartialIndptr: Uint32Array
   readonly seqPartials: Uint32Array
   readonly chunkTokens: number
 }
 
-class U32Builder {
-  private data = new Uint32Array(64)
+/** A Uint32Array kept across plans: grown geometrically, contents rewritten each plan. */
+class Words {
+  data = new Uint32Array(64)
   length = 0
-  push(...words: ReadonlyArray<number>): void {
-    if (this.length + words.length > this.data.length) {
-      const grown = new Uint32Array(Math.max(this.data.length * 2, this.length + words.length))
-      grown.set(this.data)
-      this.data = grown
-    }
-    for (const w of words) this.data[this.length++] = w
+  /** Empties it and makes room for `n` words. */
+  reset(n: number): void {
+    if (n > this.data.length) this.data = new Uint32Array(Math.max(n, Math.ceil(this.data.length * 1.5)))
+    this.length = 0
   }
-  finish(): Uint32Array {
-    return this.data.slice(0, this.length)
+  view(): Uint32Array {
+    return this.data.subarray(0, this.length)
   }
 }
 
-interface NodeVisit {
-  readonly tableOffset: number
-  readonly startSlot: number
-  /** global index of the node's first entry */
-  readonly entryBase: number
-  /** per entry: sequence and visible tokens */
-  readonly sequences: ArrayLike<number>
-  readonly visible: ReadonlyArray<number>
+const visibleOf = (level: LevelPlanLevel, n: number, k: number): number => {
+  const length = level.length[n]!
+  const limit = level.queryKvLimit?.[k]
+  return limit === undefined ? length : Math.min(length, limit)
 }
 
-const visitNodes = (plan: LevelPlan, blockIndices: U32Builder, entries: U32Builder): Array<NodeVisit> => {
-  const visits: Array<NodeVisit> = []
-  for (const level of plan.levels) {
-    const blockBase = blockIndices.length
-    const entryBase = entries.length / 2
-    for (const b of level.blockIndices) blockIndices.push(b)
-    for (let k = 0; k < level.queryIndices.length; k++) {
-      entries.push(level.queryIndices[k]!, level.queryKvLimit?.[k] ?? NO_LIMIT)
-    }
-    for (let n = 0; n < level.nodeIds.length; n++) {
-      const begin = level.queryIndptr[n]!
-      const end = level.queryIndptr[n + 1]!
-      const length = level.length[n]!
-      const visible: Array<number> = []
-      for (let k = begin; k < end; k++) visible.push(Math.min(length, level.queryKvLimit?.[k] ?? length))
-      visits.push({
-        tableOffset: blockBase + level.blockIndptr[n]!,
-        startSlot: level.startSlot[n]!,
-        entryBase: entryBase + begin,
-        sequences: level.queryIndices.subarray(begin, end),
-        visible
-      })
-    }
-  }
-  return visits
+const spanOf = (level: LevelPlanLevel, n: number): number => {
+  let span = 0
+  for (let k = level.queryIndptr[n]!; k < level.queryIndptr[n + 1]!; k++) span = Math.max(span, visibleOf(level, n, k))
+  return span
 }
 
-const maxOf = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => Math.max(a, b), 0)
+const chunksOf = (tokens: number, chunkTokens: number): number => Math.ceil(tokens / chunkTokens)
 
-const usesDecode = (visit: NodeVisit, options: ScheduleOptions): boolean =>
-  visit.visible.length <= options.decodeMaxEntries
+export class AttentionScheduler {
+  private readonly blockIndices = new Words()
+  private readonly entries = new Words()
+  private readonly tileItems = new Words()
+  private readonly decodeItems = new Words()
+  private readonly seqPartialIndptr = new Words()
+  private readonly seqPartials = new Words()
+  /** per sequence: its next free position in seqPartials */
+  private readonly cursor = new Words()
 
-export const scheduleAttention = (plan: LevelPlan, options: ScheduleOptions): AttentionSchedule => {
-  const blockIndices = new U32Builder()
-  const entries = new U32Builder()
-  const visits = visitNodes(plan, blockIndices, entries)
-  const { group, tileRows } = options
+  constructor(readonly options: ScheduleOptions) {}
 
-  // tokens × workgroups before chunking, to size chunks for the target
-  let work = 0
-  for (const visit of visits) {
-    if (usesDecode(visit, options)) for (const v of visit.visible) work += v
-    else work += maxOf(visit.visible) * Math.ceil((visit.visible.length * group) / tileRows)
+  schedule(plan: LevelPlan): AttentionSchedule {
+    this.copyPlan(plan)
+    const chunkTokens = this.chunkTokensFor(plan)
+    const counts = this.countSlots(plan, chunkTokens)
+    const tileGrid = itemGrid(counts.tileItems)
+    const decodeGrid = itemGrid(counts.decodeItems)
+    this.tileItems.reset((tileGrid[0] * tileGrid[1]) * WORK_ITEM_WORDS)
+    this.decodeItems.reset((decodeGrid[0] * decodeGrid[1]) * WORK_ITEM_WORDS)
+    const numPartials = this.fill(plan, chunkTokens)
+    this.pad(this.tileItems, tileGrid, 0)
+    this.pad(this.decodeItems, decodeGrid, numPartials)
+    return {
+      numSequences: plan.numSequences,
+      blockIndices: this.blockIndices.view(),
+      entries: this.entries.view(),
+      tileItems: { words: this.tileItems.view(), count: counts.tileItems, grid: tileGrid },
+      decodeItems: { words: this.decodeItems.view(), count: counts.decodeItems, grid: decodeGrid },
+      numPartials,
+      seqPartialIndptr: this.seqPartialIndptr.view(),
+      seqPartials: this.seqPartials.view(),
+      chunkTokens
+    }
   }
-  const wanted = Math.ceil((work * options.kvHeads) / options.targetWorkgroups)
-  const chunkTokens = Math.ceil(Math.max(options.minChunkTokens, wanted) / CHUNK_ALIGN) * CHUNK_ALIGN
 
-  const tileItems = new U32Builder()
-  const decodeItems = new U32Builder()
-  const seqSlots: Array<Array<number>> = Array.from({ length: plan.numSequences }, () => [])
-  let numPartials = 0
-  for (const visit of visits) {
-    if (usesDecode(visit, options)) {
-      visit.visible.forEach((visible, e) => {
-        for (let t0 = 0; t0 < visible; t0 += chunkTokens) {
-          const slot = numPartials++
-          seqSlots[visit.sequences[e]!]!.push(slot)
-          decodeItems.push(visit.tableOffset, visit.startSlot, t0, Math.min(visible, t0 + chunkTokens), visit.entryBase + e, 0, group, slot)
+  private usesDecode(level: LevelPlanLevel, n: number): boolean {
+    return level.queryIndptr[n + 1]! - level.queryIndptr[n]! <= this.options.decodeMaxEntries
+  }
+
+  /** Every level's block tables and entries, concatenated. */
+  private copyPlan(plan: LevelPlan): void {
+    let blocks = 0
+    let entries = 0
+    for (const level of plan.levels) {
+      blocks += level.blockIndices.length
+      entries += level.queryIndices.length
+    }
+    this.blockIndices.reset(blocks)
+    this.entries.reset(2 * entries)
+    const b = this.blockIndices.data
+    const e = this.entries.data
+    for (const level of plan.levels) {
+      b.set(level.blockIndices, this.blockIndices.length)
+      this.blockIndices.length += level.blockIndices.length
+      const limits = level.queryKvLimit
+      let at = this.entries.length
+      for (let k = 0; k < level.queryIndices.length; k++) {
+        e[at++] = level.queryIndices[k]!
+        e[at++] = limits === undefined ? NO_LIMIT : limits[k]!
+      }
+      this.entries.length = at
+    }
+  }
+
+  /** tokens × workgroups before chunking, sized so the pass has about targetWorkgroups */
+  private chunkTokensFor(plan: LevelPlan): number {
+    const { group, tileRows, kvHeads, targetWorkgroups, minChunkTokens } = this.options
+    let work = 0
+    for (const level of plan.levels) {
+      for (let n = 0; n < level.nodeIds.length; n++) {
+        const begin = level.queryIndptr[n]!
+        const end = level.queryIndptr[n + 1]!
+        if (this.usesDecode(level, n)) for (let k = begin; k < end; k++) work += visibleOf(level, n, k)
+        else work += spanOf(level, n) * Math.ceil(((end - begin) * group) / tileRows)
+      }
+    }
+    const wanted = Math.ceil((work * kvHeads) / targetWorkgroups)
+    return Math.ceil(Math.max(minChunkTokens, wanted) / CHUNK_ALIGN) * CHUNK_ALIGN
+  }
+
+  /** Items of each kernel, and each sequence's partial slots as the CSR offsets (cursor: where each sequence's slots start). */
+  private countSlots(plan: LevelPlan, chunkTokens: number): { readonly tileItems: number; readonly decodeItems: number } {
+    const sequences = plan.numSequences
+    this.seqPartialIndptr.reset(sequences + 1)
+    this.seqPartialIndptr.length = sequences + 1
+    const indptr = this.seqPartialIndptr.data
+    indptr.fill(0, 0, sequences + 1)
+    let tileItems = 0
+    let decodeItems = 0
+    for (const level of plan.levels) {
+      for (let n = 0; n < level.nodeIds.length; n++) {
+        const begin = level.queryIndptr[n]!
+        const end = level.queryIndptr[n + 1]!
+        for (let k = begin; k < end; k++) {
+          const chunks = chunksOf(visibleOf(level, n, k), chunkTokens)
+          indptr[level.queryIndices[k]! + 1]! += chunks
+          if (this.usesDecode(level, n)) decodeItems += chunks
         }
-      })
-    } else {
-      const span = maxOf(visit.visible)
-      const rows = visit.visible.length * group
-      for (let t0 = 0; t0 < span; t0 += chunkTokens) {
-        const t1 = Math.min(span, t0 + chunkTokens)
-        const base = numPartials
-        numPartials += visit.visible.length
-        // an entry that sees none of this chunk writes an empty state nobody merges
-        visit.visible.forEach((visible, e) => {
-          if (visible > t0) seqSlots[visit.sequences[e]!]!.push(base + e)
-        })
-        for (let r0 = 0; r0 < rows; r0 += tileRows) {
-          tileItems.push(visit.tableOffset, visit.startSlot, t0, t1, visit.entryBase, r0, Math.min(tileRows, rows - r0), base)
+        if (!this.usesDecode(level, n)) {
+          tileItems += chunksOf(spanOf(level, n), chunkTokens) * Math.ceil(((end - begin) * this.options.group) / this.options.tileRows)
         }
       }
     }
+    for (let s = 0; s < sequences; s++) indptr[s + 1]! += indptr[s]!
+    this.cursor.reset(sequences)
+    this.cursor.data.set(indptr.subarray(0, sequences))
+    this.seqPartials.reset(indptr[sequences]!)
+    this.seqPartials.length = indptr[sequences]!
+    return { tileItems, decodeItems }
   }
 
-  const seqPartialIndptr = new Uint32Array(plan.numSequences + 1)
-  seqSlots.forEach((slots, s) => (seqPartialIndptr[s + 1] = seqPartialIndptr[s]! + slots.length))
-  return {
-    numSequences: plan.numSequences,
-    blockIndices: blockIndices.finish(),
-    entries: entries.finish(),
-    tileItems: tileItems.finish(),
-    decodeItems: decodeItems.finish(),
-    numPartials,
-    seqPartialIndptr,
-    seqPartials: Uint32Array.from(seqSlots.flat()),
-    chunkTokens
+  /** Writes the items and every sequence's slots, in plan order (a sequence's slots root → leaf); returns the slots used. */
+  private fill(plan: LevelPlan, chunkTokens: number): number {
+    const { group, tileRows } = this.options
+    const cursor = this.cursor.data
+    const slots = this.seqPartials.data
+    let numPartials = 0
+    let blockBase = 0
+    let entryBase = 0
+    for (const level of plan.levels) {
+      for (let n = 0; n < level.nodeIds.length; n++) {
+        const begin = level.queryIndptr[n]!
+        const end = level.queryIndptr[n + 1]!
+        const tableOffset = blockBase + level.blockIndptr[n]!
+        const startSlot = level.startSlot[n]!
+        if (this.usesDecode(level, n)) {
+          for (let k = begin; k < end; k++) {
+            const visible = visibleOf(level, n, k)
+            const seq = level.queryIndices[k]!
+            for (let t0 = 0; t0 < visible; t0 += chunkTokens) {
+              const slot = numPartials++
+              slots[cursor[seq]!++] = slot
+              push(this.decodeItems, tableOffset, startSlot, t0, Math.min(visible, t0 + chunkTokens), entryBase + k, 0, group, slot)
+            }
+          }
+          continue
+        }
+        const span = spanOf(level, n)
+        const rows = (end - begin) * group
+        for (let t0 = 0; t0 < span; t0 += chunkTokens) {
+          const base = numPartials
+          numPartials += end - begin
+          // an entry that sees none of this chunk writes an empty state nobody merges
+          for (let k = begin; k < end; k++) {
+            if (visibleOf(level, n, k) > t0) slots[cursor[level.queryIndices[k]!]!++] = base + k - begin
+          }
+          const t1 = Math.min(span, t0 + chunkTokens)
+          for (let r0 = 0; r0 < rows; r0 += tileRows) {
+            push(this.tileItems, tableOffset, startSlot, t0, t1, entryBase + begin, r0, Math.min(tileRows, rows - r0), base)
+          }
+        }
+      }
+      blockBase += level.blockIndices.length
+      entryBase += level.queryIndices.length
+    }
+    return numPartials
+  }
+
+  /** Fills the grid's spare workgroups with items that attend nothing; decode padding writes `spareSlot`. */
+  private pad(items: Words, grid: readonly [number, number], spareSlot: number): void {
+    const end = grid[0] * grid[1] * WORK_ITEM_WORDS
+    items.data.fill(0, items.length, end)
+    for (let at = items.length; at < end; at += WORK_ITEM_WORDS) items.data[at + 7] = spareSlot
+    items.length = end
   }
 }
 
-export const workItemCount = (items: Uint32Array): number => items.length / WORK_ITEM_WORDS
+/** One work item (see WORK_ITEM_WGSL); the caller reserved the room. */
+const push = (
+  items: Words, tableOffset: number, startSlot: number, tokenBegin: number, tokenEnd: number,
+  entryBase: number, rowBegin: number, rowCount: number, partialBase: number
+): void => {
+  const d = items.data
+  let at = items.length
+  d[at++] = tableOffset
+  d[at++] = startSlot
+  d[at++] = tokenBegin
+  d[at++] = tokenEnd
+  d[at++] = entryBase
+  d[at++] = rowBegin
+  d[at++] = rowCount
+  d[at++] = partialBase
+  items.length = at
+}

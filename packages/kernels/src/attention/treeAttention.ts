@@ -1,20 +1,31 @@
 /**
  * Host side of tree attention (Hydragen) and of the per-sequence paged
- * decoding baseline. Plain TypeScript: `prepare` once per plan (uploads the
- * plan and its work items), `encode` once per layer (records the dispatches,
- * no CPU round trip), `destroy` frees what each object created.
+ * decoding baseline. Plain TypeScript: `prepare` once per plan (schedules it
+ * and writes it into the object's plan buffers), `encode` once per layer
+ * (records the dispatches, no CPU round trip), `destroy` frees what each
+ * object created.
+ *
+ * The plan buffers and the bind groups over them live as long as the object:
+ * buffers are sized by the largest plan so far and rewritten in place each
+ * step, and a bind group is made again only when a buffer it binds was
+ * replaced (a larger plan), another pool or output is bound, or (the merge's)
+ * the number of sequences changes. A steady decoding step therefore creates
+ * no GPU object; `counters` counts what each step does ask for.
  */
 import type { LevelPlan } from "@canopy/tree-cache"
 import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
-import { createStorageBuffer, uniformBuffer, uploadBuffer } from "../gpu/resources.ts"
+import { uniformBuffer } from "../gpu/resources.ts"
+import { GpuWorkCounters } from "../gpu/workCounters.ts"
+import { bindGroup, CachedBindGroups } from "./cachedBindGroups.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
 import { checkKvPool, kvHeadDimProblem, type KvDtype, kvStorageFor, type KvStorage } from "./kvStorage.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
 import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
-import { scheduleAttention, workItemCount } from "./schedule.ts"
-import { ATTENTION_PARAM_WORDS, WORK_ITEM_WORDS } from "./workItem.wgsl.ts"
+import { GrowingBuffer } from "./planBuffers.ts"
+import { AttentionScheduler, itemGrid } from "./schedule.ts"
+import { ATTENTION_PARAM_WORDS } from "./workItem.wgsl.ts"
 import { chooseDecodeTile, chooseLevelTile, type DecodeTile, type LevelTile } from "./tiling.ts"
 
 export interface TreeAttentionConfig extends AttentionShape {
@@ -67,7 +78,11 @@ export interface AttentionBuffers {
   readonly lse: GPUBuffer
 }
 
-/** A plan uploaded for one attention object; encode it for every layer of a step. */
+/**
+ * A plan written into one attention object's buffers; encode it for every
+ * layer of a step, submit, then destroy it (a cheap release) before
+ * preparing the next: the object holds one plan at a time.
+ */
 export interface PreparedAttention {
   readonly numSequences: number
   readonly levelWorkgroups: number
@@ -84,9 +99,13 @@ export interface AttentionKernels {
   /** null where this object never uses the level kernel (the baseline) */
   readonly levelTile: LevelTile | null
   readonly decodeTile: DecodeTile
+  /** dispatches, bind groups and buffers this object created, bytes it wrote: cumulative */
+  readonly counters: GpuWorkCounters
   /**
-   * Uploads the plan and grows the partial-state buffers if needed. Growing
-   * replaces buffers that earlier encodes used: submit encoded work first.
+   * Schedules the plan and writes it into the object's buffers, growing them
+   * if needed. Throws while an earlier prepared plan is not destroyed: its
+   * encoded work would read this plan. Growing replaces buffers that earlier
+   * encodes used: submit encoded work first.
    */
   prepare(plan: LevelPlan): PreparedAttention
   /**
@@ -102,36 +121,24 @@ export interface AttentionKernels {
 export type TreeAttention = AttentionKernels
 export type PagedDecode = AttentionKernels
 
-interface Uploaded extends PreparedAttention {
+interface Prepared extends PreparedAttention {
   readonly owner: object
-  readonly blockIndices: GPUBuffer
-  readonly entries: GPUBuffer
-  readonly tileItems: GPUBuffer | null
-  readonly decodeItems: GPUBuffer | null
-  readonly seqPartialIndptr: GPUBuffer
-  readonly seqPartials: GPUBuffer
-  readonly destroyed: () => boolean
+  /** the schedule's figures the encode needs */
+  readonly tileGrid: readonly [number, number]
+  readonly decodeGrid: readonly [number, number]
+  destroyed: boolean
 }
 
-const MAX_GROUPS_PER_DIMENSION = 65535
-
-const dispatchItems = (pass: GPUComputePassEncoder, count: number, depth: number): void => {
-  const x = Math.min(count, MAX_GROUPS_PER_DIMENSION)
-  pass.dispatchWorkgroups(x, Math.ceil(count / x), depth)
+/** Per KV pool (one per layer in the engine): the level and decode kernels' bind groups, one per pool shard. */
+interface PoolBindGroups {
+  readonly level: CachedBindGroups
+  readonly decode: CachedBindGroups
 }
 
-const bindSized = (
-  device: GPUDevice,
-  pipeline: GPUComputePipeline,
-  entries: ReadonlyArray<readonly [GPUBuffer, number?, number?]>
-): GPUBindGroup =>
-  device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: entries.map(([buffer, size, offset], binding) => ({
-      binding,
-      resource: { buffer, ...(size === undefined ? {} : { size }), ...(offset === undefined ? {} : { offset }) }
-    }))
-  })
+const dispatchGrid = (pass: GPUComputePassEncoder, grid: readonly [number, number], depth: number, counters: GpuWorkCounters): void => {
+  pass.dispatchWorkgroups(grid[0], grid[1], depth)
+  counters.dispatches++
+}
 
 /** Bytes of one shard of a pool buffer of `shards` shards (see TreeAttentionConfig.poolShards). */
 export const poolShardBytes = (pool: GPUBuffer, shards: number): number => {
@@ -183,6 +190,7 @@ const createAttention = async (
   const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv }))
   const mergePipeline = await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
 
+  const counters = new GpuWorkCounters()
   // one parameter block per pool shard: its first KV head and head count
   const poolHeads = kvHeads / poolShards
   const shardParams = Array.from({ length: poolShards }, (_, s) => {
@@ -193,114 +201,134 @@ const createAttention = async (
     return uniformBuffer(device, `attention params, pool shard ${s}`, words)
   })
   const mergeParams = uniformBuffer(device, "merge params", Uint32Array.of(heads, headDim / 4))
+  counters.buffers += poolShards + 1
+  counters.bytesWritten += poolShards * ATTENTION_PARAM_WORDS * 4 + 8
+
+  const scheduler = new AttentionScheduler({
+    group,
+    kvHeads,
+    tileRows: levelTile?.rows ?? 1,
+    decodeMaxEntries,
+    targetWorkgroups: options.targetWorkgroups ?? 1024,
+    minChunkTokens: options.minChunkTokens ?? 64
+  })
+  const planBuffer = (label: string) => new GrowingBuffer(device, label, counters)
+  const plan = {
+    blockIndices: planBuffer("attention block indices"),
+    entries: planBuffer("attention entries"),
+    tileItems: planBuffer("level attention items"),
+    decodeItems: planBuffer("decode attention items"),
+    seqPartialIndptr: planBuffer("attention partial indptr"),
+    seqPartials: planBuffer("attention partial slots"),
+    partialO: planBuffer("attention partial o"),
+    partialLse: planBuffer("attention partial lse")
+  }
+  const poolGroups = new WeakMap<GPUBuffer, PoolBindGroups>()
+  const mergeGroups = new CachedBindGroups(counters)
 
   const owner = {}
-  let partialO: GPUBuffer | null = null
-  let partialLse: GPUBuffer | null = null
-  let capacity = 0
   let destroyed = false
-  const live = new Set<Uploaded>()
+  let current: Prepared | null = null
 
-  const ensurePartials = (count: number): void => {
-    if (partialO !== null && count <= capacity) return
-    partialO?.destroy()
-    partialLse?.destroy()
-    // grow geometrically: plans get a little larger every decoding step
-    capacity = Math.max(count, Math.ceil(capacity * 1.5), 1)
-    partialO = createStorageBuffer(device, "attention partial o", capacity * heads * headDim * 4)
-    partialLse = createStorageBuffer(device, "attention partial lse", capacity * heads * 4)
-  }
-
-  const prepare = (plan: LevelPlan): PreparedAttention => {
+  const prepare = (levelPlan: LevelPlan): PreparedAttention => {
     if (destroyed) throw new Error("attention: prepare after destroy")
-    if (plan.blockSize !== blockSize) {
-      throw new RangeError(`attention: plan blockSize ${plan.blockSize} differs from the pools' ${blockSize}`)
+    if (current !== null) {
+      throw new Error("attention: a prepared plan is still in use; destroy it (after submitting its work) before preparing the next")
     }
-    const schedule = scheduleAttention(plan, {
-      group,
-      kvHeads,
-      tileRows: levelTile?.rows ?? 1,
-      decodeMaxEntries,
-      targetWorkgroups: options.targetWorkgroups ?? 1024,
-      minChunkTokens: options.minChunkTokens ?? 64
-    })
-    ensurePartials(schedule.numPartials)
-    const items = (label: string, data: Uint32Array): GPUBuffer | null =>
-      data.length === 0 ? null : uploadBuffer(device, label, data)
-    let freed = false
-    const uploaded: Uploaded = {
+    if (levelPlan.blockSize !== blockSize) {
+      throw new RangeError(`attention: plan blockSize ${levelPlan.blockSize} differs from the pools' ${blockSize}`)
+    }
+    const schedule = scheduler.schedule(levelPlan)
+    plan.blockIndices.write(schedule.blockIndices)
+    plan.entries.write(schedule.entries)
+    plan.tileItems.write(schedule.tileItems.words)
+    plan.decodeItems.write(schedule.decodeItems.words)
+    plan.seqPartialIndptr.write(schedule.seqPartialIndptr)
+    plan.seqPartials.write(schedule.seqPartials)
+    // and the spare slot the decode kernel's padding items write
+    const slots = schedule.numPartials + 1
+    plan.partialO.reserve(slots * heads * headDim * 4)
+    plan.partialLse.reserve(slots * heads * 4)
+    const prepared: Prepared = {
       owner,
       numSequences: schedule.numSequences,
-      levelWorkgroups: workItemCount(schedule.tileItems) * kvHeads,
-      decodeWorkgroups: workItemCount(schedule.decodeItems) * kvHeads,
+      levelWorkgroups: schedule.tileItems.count * kvHeads,
+      decodeWorkgroups: schedule.decodeItems.count * kvHeads,
       partials: schedule.numPartials,
       chunkTokens: schedule.chunkTokens,
-      blockIndices: uploadBuffer(device, "attention block indices", schedule.blockIndices),
-      entries: uploadBuffer(device, "attention entries", schedule.entries),
-      tileItems: items("level attention items", schedule.tileItems),
-      decodeItems: items("decode attention items", schedule.decodeItems),
-      seqPartialIndptr: uploadBuffer(device, "attention partial indptr", schedule.seqPartialIndptr),
-      seqPartials: uploadBuffer(device, "attention partial slots", schedule.seqPartials),
-      destroyed: () => freed,
+      tileGrid: schedule.tileItems.grid,
+      decodeGrid: schedule.decodeItems.grid,
+      destroyed: false,
       destroy() {
-        if (freed) return
-        freed = true
-        live.delete(uploaded)
-        const u = uploaded
-        for (const b of [u.blockIndices, u.entries, u.tileItems, u.decodeItems, u.seqPartialIndptr, u.seqPartials]) b?.destroy()
+        if (prepared.destroyed) return
+        prepared.destroyed = true
+        if (current === prepared) current = null
       }
     }
-    live.add(uploaded)
-    return uploaded
+    current = prepared
+    return prepared
+  }
+
+  const groupsOf = (pool: GPUBuffer): PoolBindGroups => {
+    let groups = poolGroups.get(pool)
+    if (groups === undefined) {
+      groups = { level: new CachedBindGroups(counters), decode: new CachedBindGroups(counters) }
+      poolGroups.set(pool, groups)
+    }
+    return groups
+  }
+
+  const attend = (
+    pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, cache: CachedBindGroups, items: GPUBuffer,
+    grid: readonly [number, number], buffers: AttentionBuffers
+  ): void => {
+    const { q, kPool, vPool } = buffers
+    const bound = [items, plan.blockIndices.buffer, plan.entries.buffer, q, kPool, vPool, plan.partialO.buffer, plan.partialLse.buffer]
+    const groups = cache.get(bound, 0, () => {
+      const shardBytes = poolShardBytes(kPool, poolShards)
+      return shardParams.map((params, s) =>
+        bindGroup(device, pipeline, [
+          [items], [plan.blockIndices.buffer], [plan.entries.buffer], [q],
+          [kPool, shardBytes, s * shardBytes], [vPool, shardBytes, s * shardBytes],
+          [plan.partialO.buffer], [plan.partialLse.buffer], [params]
+        ])
+      )
+    })
+    pass.setPipeline(pipeline)
+    for (const g of groups) {
+      pass.setBindGroup(0, g)
+      dispatchGrid(pass, grid, poolHeads, counters)
+    }
+  }
+
+  const merge = (pass: GPUComputePassEncoder, p: Prepared, buffers: AttentionBuffers): void => {
+    const indptrBytes = (p.numSequences + 1) * 4
+    const bound = [plan.seqPartialIndptr.buffer, plan.seqPartials.buffer, plan.partialO.buffer, plan.partialLse.buffer, buffers.out, buffers.lse]
+    // the indptr is bound to this plan's sequences: the kernel reads their count from its length
+    const [group] = mergeGroups.get(bound, indptrBytes, () => [
+      bindGroup(device, mergePipeline, [
+        [plan.seqPartialIndptr.buffer, indptrBytes], [plan.seqPartials.buffer], [plan.partialO.buffer], [plan.partialLse.buffer],
+        [buffers.out], [buffers.lse], [mergeParams]
+      ])
+    ])
+    pass.setPipeline(mergePipeline)
+    pass.setBindGroup(0, group!)
+    dispatchGrid(pass, itemGrid(p.numSequences), 1, counters)
   }
 
   const encode = (encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void => {
-    const p = prepared as Uploaded
+    const p = prepared as Prepared
     if (p.owner !== owner) throw new Error("attention: prepared by another attention object")
-    if (p.destroyed()) throw new Error("attention: prepared plan was destroyed")
-    if (partialO === null || partialLse === null) throw new Error("attention: encode after destroy")
+    if (p.destroyed) throw new Error("attention: prepared plan was destroyed")
     checkKvPool(buffers.kPool, kvDtype, "attention")
     checkKvPool(buffers.vPool, kvDtype, "attention")
-    const shardBytes = poolShardBytes(buffers.kPool, poolShards)
+    const groups = groupsOf(buffers.kPool)
     const pass = encoder.beginComputePass({ label: "tree attention" })
-    const attend = (pipeline: GPUComputePipeline, items: GPUBuffer): void => {
-      pass.setPipeline(pipeline)
-      shardParams.forEach((params, s) => {
-        pass.setBindGroup(
-          0,
-          bindSized(device, pipeline, [
-            [items],
-            [p.blockIndices],
-            [p.entries],
-            [buffers.q],
-            [buffers.kPool, shardBytes, s * shardBytes],
-            [buffers.vPool, shardBytes, s * shardBytes],
-            [partialO!],
-            [partialLse!],
-            [params]
-          ])
-        )
-        dispatchItems(pass, items.size / (WORK_ITEM_WORDS * 4), poolHeads)
-      })
+    if (p.levelWorkgroups > 0 && levelPipeline !== null) {
+      attend(pass, levelPipeline, groups.level, plan.tileItems.buffer, p.tileGrid, buffers)
     }
-    if (p.tileItems !== null && levelPipeline !== null) attend(levelPipeline, p.tileItems)
-    if (p.decodeItems !== null) attend(decodePipeline, p.decodeItems)
-    if (p.numSequences > 0) {
-      pass.setPipeline(mergePipeline)
-      pass.setBindGroup(
-        0,
-        bindSized(device, mergePipeline, [
-          [p.seqPartialIndptr, (p.numSequences + 1) * 4],
-          [p.seqPartials],
-          [partialO],
-          [partialLse],
-          [buffers.out],
-          [buffers.lse],
-          [mergeParams]
-        ])
-      )
-      dispatchItems(pass, p.numSequences, 1)
-    }
+    if (p.decodeWorkgroups > 0) attend(pass, decodePipeline, groups.decode, plan.decodeItems.buffer, p.decodeGrid, buffers)
+    if (p.numSequences > 0) merge(pass, p, buffers)
     pass.end()
   }
 
@@ -309,15 +337,14 @@ const createAttention = async (
     kvStorage: kv,
     levelTile,
     decodeTile,
+    counters,
     prepare,
     encode,
     destroy() {
       if (destroyed) return
       destroyed = true
-      for (const p of [...live]) p.destroy()
-      partialO?.destroy()
-      partialLse?.destroy()
-      partialO = partialLse = null
+      current?.destroy()
+      for (const b of Object.values(plan)) b.destroy()
       for (const params of shardParams) params.destroy()
       mergeParams.destroy()
     }

@@ -114,3 +114,90 @@ export const adapterOf = (device: GPUDevice): GpuAdapterSummary | undefined => a
  */
 export const isSoftwareDevice = (device: GPUDevice): boolean => adapters.get(device)?.software ?? false
 
+
+/** What names a software adapter (SwiftShader, Mesa's llvmpipe / lavapipe, any CPU adapter) in its name or info strings. */
+export const SOFTWARE_ADAPTER_PATTERN = /swiftshader|llvmpipe|lavapipe|software|cpu/i
+
+/** Where the Vulkan loader found an adapter's driver. */
+export type AdapterDriver =
+  /** the system's own drivers (the loader's search: a GPU's, or Mesa's where installed) */
+  | "system"
+  /** SwiftShader's ICD from Debian's chromium package */
+  | "swiftshader"
+  /** Mesa's lavapipe, fetched by scripts/lavapipe.sh or installed */
+  | "lavapipe"
+  /** the drivers VK_ICD_FILENAMES (or VK_DRIVER_FILES) names, as the user set it */
+  | "user"
+
+/** An adapter as listed before any is opened: enough to pick one. */
+export interface AdapterCandidate {
+  /** the name Dawn lists it by, e.g. "SwiftShader Device (Subzero)", "llvmpipe (LLVM 15.0.6, 256 bits)" */
+  readonly name: string
+  readonly backend: string
+  readonly driver: AdapterDriver
+  /** the ICD file(s) the loader was pointed at; undefined for the system's own search */
+  readonly icd: string | undefined
+  readonly software: boolean
+}
+
+/**
+ * Which adapter to open: "auto" (a hardware adapter, else the preferred
+ * software one), "hardware" or "software" only, or the first whose name
+ * contains `name` (case-insensitive), in the order "auto" ranks them.
+ */
+export type AdapterChoice = "auto" | "hardware" | "software" | { readonly name: string }
+
+/** CANOPY_ADAPTER's value as a choice: empty or unset is "auto"; anything but the three words (in any case) is part of a name. */
+export const parseAdapterChoice = (raw: string | undefined): AdapterChoice => {
+  const text = (raw ?? "").trim()
+  const word = text.toLowerCase()
+  if (word === "" || word === "auto") return "auto"
+  if (word === "hardware" || word === "software") return word
+  return { name: text }
+}
+
+export const describeChoice = (choice: AdapterChoice): string =>
+  typeof choice === "string" ? choice : `an adapter whose name contains ${JSON.stringify(choice.name)}`
+
+/**
+ * Software adapters in the order "auto" and "software" prefer them, by name.
+ * SwiftShader first: it ran Canopy's attention and decode benchmarks faster
+ * than lavapipe on the same 2-core machine (README, "Software adapters"), and
+ * it is the one the kernels' software variants were tuned on.
+ */
+export const SOFTWARE_PREFERENCE: ReadonlyArray<RegExp> = [/swiftshader/i, /llvmpipe|lavapipe/i]
+
+/**
+ * How much Canopy prefers an adapter (lower first): 0 for hardware, then the
+ * software adapters in SOFTWARE_PREFERENCE's order, unknown ones last.
+ */
+export const adapterRank = (name: string, software: boolean): number => {
+  if (!software) return 0
+  const at = SOFTWARE_PREFERENCE.findIndex((p) => p.test(name))
+  return 1 + (at < 0 ? SOFTWARE_PREFERENCE.length : at)
+}
+
+/**
+ * The best rank an adapter of `driver` can have: any (0) for the system's or
+ * the user's drivers, which may hold hardware; SwiftShader's and lavapipe's
+ * their own. Drivers are asked in this order, and no further once the pick
+ * so far ranks at least as well as any adapter a driver left could offer.
+ */
+export const driverRank = (driver: AdapterDriver): number =>
+  driver === "system" || driver === "user" ? 0 : adapterRank(driver, true)
+
+/** Candidates in the order Canopy prefers them: hardware as listed, then software by SOFTWARE_PREFERENCE (ties as listed). */
+export const rankAdapters = (candidates: ReadonlyArray<AdapterCandidate>): ReadonlyArray<AdapterCandidate> => {
+  const rank = (c: AdapterCandidate) => adapterRank(c.name, c.software)
+  return candidates.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map(({ c }) => c)
+}
+
+/** The adapter `choice` picks among `candidates`, or undefined when none fits it. */
+export const pickAdapter = (candidates: ReadonlyArray<AdapterCandidate>, choice: AdapterChoice): AdapterCandidate | undefined => {
+  const ranked = rankAdapters(candidates)
+  if (choice === "auto") return ranked[0]
+  if (choice === "hardware") return ranked.find((c) => !c.software)
+  if (choice === "software") return ranked.find((c) => c.software)
+  const wanted = choice.name.toLowerCase()
+  return ranked.find((c) => c.name.toLowerCase().includes(wanted))
+}

@@ -1,17 +1,26 @@
 /**
  * Opening a WebGPU device in Node.js through Dawn (the `webgpu` package).
  *
- * Hardware adapter first; when Dawn finds none, SwiftShader (a software Vulkan
- * driver shipped by Debian's `chromium` package) is tried by pointing the Vulkan
- * loader at its ICD file. The Dawn instance returned by `create()` must outlive
- * the device (a dropped instance can crash the process), so it is kept on the
- * returned handle until `close()`.
+ * Every Vulkan driver Canopy finds (the system's, SwiftShader from Debian's
+ * `chromium` package, lavapipe from scripts/lavapipe.sh; or only those
+ * VK_ICD_FILENAMES names, where the user set it) lists its adapters; the
+ * choice (CANOPY_ADAPTER: auto, hardware, software or part of a name) picks
+ * one, hardware first, and the device opens on an instance that sees that
+ * adapter's driver only. The Dawn instance must outlive the device (a dropped
+ * instance can crash the process), so it is kept on the returned handle.
+ *
+ * Node's modules are fetched when openGpu runs (process.getBuiltinModule),
+ * not imported: the kernels' barrel, this file included, must load in a
+ * browser page, where bundlers cannot resolve `node:` modules or Dawn.
  */
-import { existsSync, readdirSync } from "node:fs"
-import { createRequire } from "node:module"
-import { describeCapabilities, type GpuAdapterSummary, type GpuCapabilities, rememberAdapter, rememberLost } from "./adapters.ts"
-import { GpuDeviceLost, GpuNoAdapter } from "./errors.ts"
-
+import {
+  type AdapterCandidate, type AdapterChoice, adapterRank, describeChoice, driverRank, type GpuAdapterSummary, type GpuCapabilities,
+  type GpuKernelLimits, parseAdapterChoice, pickAdapter, rankAdapters
+} from "./adapters.ts"
+import { listDriverAdapters, requestNamedAdapter } from "./dawnAdapters.ts"
+import { GpuNoAdapter } from "./errors.ts"
+import { describeDriver, type VulkanDriver, vulkanDrivers } from "./vulkanDrivers.ts"
+import { DEFAULT_FEATURES, openAdapterDevice, summarizeAdapter } from "./webgpu.ts"
 
 export interface GpuHandle {
   readonly device: GPUDevice
@@ -29,159 +38,120 @@ export interface GpuHandle {
 }
 
 export interface OpenGpuOptions {
-  /** "auto" (hardware, then software), "hardware" only, or "software" only */
-  readonly adapter?: "auto" | "hardware" | "software"
+  /**
+   * Which adapter (default: CANOPY_ADAPTER's, else "auto"): "auto" (hardware,
+   * then the preferred software adapter), "hardware" or "software" only, or
+   * `{ name }`, the first adapter whose name contains it (case-insensitive)
+   */
+  readonly adapter?: AdapterChoice
   /** Features requested where the adapter has them. */
   readonly wantFeatures?: ReadonlyArray<string>
 }
 
-/** Where Debian's chromium package puts SwiftShader's Vulkan ICD. */
-export const SWIFTSHADER_ICD_PATHS: ReadonlyArray<string> = [
-  "/usr/lib/chromium/vk_swiftshader_icd.json",
-  "/usr/lib/chromium-browser/vk_swiftshader_icd.json",
-  "/usr/lib64/chromium/vk_swiftshader_icd.json"
-]
+export { lavapipeCacheDir, SWIFTSHADER_ICD_PATHS } from "./vulkanDrivers.ts"
 
 export const INSTALL_HINT =
   "install a software Vulkan driver and loader: `apt-get install -y chromium-common libvulkan1` " +
-  "(Canopy finds SwiftShader's ICD at /usr/lib/chromium/vk_swiftshader_icd.json by itself), " +
-  "or run on a machine with a GPU and its Vulkan driver"
+  "(Canopy finds SwiftShader's ICD at /usr/lib/chromium/vk_swiftshader_icd.json by itself, and lavapipe " +
+  "where scripts/lavapipe.sh put it), or run on a machine with a GPU and its Vulkan driver"
 
-const DEFAULT_FEATURES = [
-  "shader-f16",
-  "subgroups",
-  "timestamp-query",
-  "chromium-experimental-subgroup-matrix"
+/** The choice OpenGpuOptions.adapter falls back to: CANOPY_ADAPTER, else "auto". */
+export const adapterChoiceFromEnv = (): AdapterChoice => parseAdapterChoice(process.env["CANOPY_ADAPTER"])
+
+interface Found {
+  readonly candidate: AdapterCandidate
+  readonly driver: VulkanDriver
+}
+
+/**
+ * The adapters the drivers offer, each once (the first driver to list a name
+ * keeps it). Unless `every`, drivers are asked in driverRank order only until
+ * the pick can no longer change: a driver that is never asked costs nothing,
+ * and lavapipe, once asked, prints two warnings about its limits on stderr.
+ * "hardware" asks the system's drivers even without a GPU device node (to say
+ * so when they have none) and never the software ones.
+ */
+const findAdapters = async (choice: AdapterChoice, every = false): Promise<{ readonly found: ReadonlyArray<Found>; readonly drivers: ReadonlyArray<VulkanDriver> }> => {
+  const drivers = [...vulkanDrivers(choice === "hardware")]
+    .filter((d) => choice !== "hardware" || driverRank(d.kind) === 0)
+    .sort((a, b) => driverRank(a.kind) - driverRank(b.kind))
+  const found: Array<Found> = []
+  for (const [i, driver] of drivers.entries()) {
+    for (const candidate of await listDriverAdapters(driver)) {
+      if (!found.some((f) => f.candidate.name === candidate.name)) found.push({ candidate, driver })
+    }
+    const picked = pickAdapter(found.map((f) => f.candidate), choice)
+    const next = drivers[i + 1]
+    if (!every && picked !== undefined && (next === undefined || adapterRank(picked.name, picked.software) <= driverRank(next.kind))) {
+      return { found, drivers: drivers.slice(0, i + 1) }
+    }
+  }
+  return { found, drivers }
+}
+
+const noAdapter = (choice: AdapterChoice, found: ReadonlyArray<Found>, drivers: ReadonlyArray<VulkanDriver>): GpuNoAdapter => {
+  const where = drivers.length === 0 ? ["no Vulkan driver found"] : drivers.map(describeDriver)
+  if (found.length === 0) return new GpuNoAdapter({ tried: where, hint: INSTALL_HINT })
+  const names = found.map(({ candidate: c }) => `${JSON.stringify(c.name)}${c.software ? " (software)" : ""}`).join(", ")
+  return new GpuNoAdapter({
+    tried: [`${describeChoice(choice)} (CANOPY_ADAPTER or the adapter option), among ${where.join("; ")}`],
+    hint: `the adapters here are ${names}: set CANOPY_ADAPTER to part of one of these names, or to auto, hardware or software`
+  })
+}
+
+/**
+ * Opens a device on the adapter `options.adapter` (else CANOPY_ADAPTER, else
+ * "auto") picks among those every Vulkan driver offers (see pickAdapter).
+ * Rejects with `GpuNoAdapter`: saying what to install when there is no
+ * adapter at all, or naming the adapters there are when none fits the choice.
+ */
+export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> => {
+  const choice = options.adapter ?? adapterChoiceFromEnv()
+  const { found, drivers } = await findAdapters(choice)
+  const picked = pickAdapter(found.map((f) => f.candidate), choice)
+  const from = found.find((f) => f.candidate === picked)
+  if (from === undefined) throw noAdapter(choice, found, drivers)
+  const { instance, adapter } = await requestNamedAdapter(from.candidate, from.driver)
+  if (adapter === null) throw new GpuNoAdapter({ tried: [`${JSON.stringify(from.candidate.name)} from ${describeDriver(from.driver)}`], hint: INSTALL_HINT })
+  return openAdapterDevice(instance, adapter, options.wantFeatures ?? DEFAULT_FEATURES)
+}
+
+/** One adapter as `canopy adapter` shows it: what it offers (not yet a device), and whether openGpu would pick it. */
+export interface ListedAdapter {
+  readonly candidate: AdapterCandidate
+  /** undefined where Dawn listed it but would not hand it out */
+  readonly summary: GpuAdapterSummary | undefined
+  readonly features: ReadonlyArray<string>
+  readonly limits: Partial<GpuKernelLimits>
+  readonly picked: boolean
+}
+
+const KERNEL_LIMITS: ReadonlyArray<keyof GpuKernelLimits> = [
+  "maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX", "maxComputeWorkgroupsPerDimension", "maxStorageBuffersPerShaderStage", "minStorageBufferOffsetAlignment"
 ]
 
 /**
- * Dawn toggles, given to every instance Canopy creates (Dawn takes toggles at
- * instance creation; the adapters and devices of that instance inherit them):
- * `allow_unsafe_apis` exposes `chromium-experimental-subgroup-matrix`, and on
- * NVIDIA through Vulkan `shader-f16` is offered only with
- * `vulkan_enable_f16_on_nvidia`. Elsewhere they change nothing.
+ * Every adapter found, in the order Canopy ranks them, each asked for its
+ * features and limits, with the one `choice` picks marked. Opens no device.
  */
-const DAWN_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"]
-
-interface DawnModule {
-  create(flags: Array<string>): GPU
-  globals: Record<string, unknown>
-}
-
-let dawn: DawnModule | undefined
-const loadDawn = (): DawnModule => {
-  if (dawn === undefined) {
-    const require = createRequire(import.meta.url)
-    dawn = require("webgpu") as DawnModule
-    // WebGPU code refers to GPUBufferUsage, GPUShaderStage, ... as globals.
-    for (const [name, value] of Object.entries(dawn.globals)) {
-      if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value
-    }
+export const listAdapters = async (choice: AdapterChoice = adapterChoiceFromEnv()): Promise<ReadonlyArray<ListedAdapter>> => {
+  const { found } = await findAdapters(choice, true)
+  const picked = pickAdapter(found.map((f) => f.candidate), choice)
+  const listed: Array<ListedAdapter> = []
+  for (const candidate of rankAdapters(found.map((f) => f.candidate))) {
+    const { adapter } = await requestNamedAdapter(candidate, found.find((f) => f.candidate === candidate)!.driver)
+    const limits: Partial<Record<keyof GpuKernelLimits, number>> = {}
+    for (const key of KERNEL_LIMITS) if (adapter !== null) limits[key] = adapter.limits[key]
+    listed.push({
+      candidate,
+      summary: adapter === null ? undefined : summarizeAdapter(adapter.info),
+      features: adapter === null ? [] : [...adapter.features].sort(),
+      limits,
+      picked: candidate === picked
+    })
   }
-  return dawn
-}
-
-const summarize = (info: GPUAdapterInfo): GpuAdapterSummary => {
-  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase()
-  return {
-    vendor: info.vendor,
-    architecture: info.architecture,
-    device: info.device,
-    description: info.description,
-    software: /swiftshader|llvmpipe|lavapipe|software|cpu/.test(text)
-  }
-}
-
-const hasGpuDeviceNode = (): boolean => {
-  if (existsSync("/dev/nvidia0") || existsSync("/dev/nvidiactl")) return true
-  try {
-    return readdirSync("/dev/dri").some((name) => name.startsWith("renderD"))
-  } catch {
-    return process.platform !== "linux" // elsewhere, just ask the drivers
-  }
-}
-
-const findSwiftShader = (): string | undefined => SWIFTSHADER_ICD_PATHS.find((p) => existsSync(p))
-
-const tryAdapter = async (instance: GPU): Promise<GPUAdapter | null> => {
-  try {
-    return await instance.requestAdapter({ powerPreference: "high-performance" })
-  } catch {
-    return null
-  }
-}
-
-/** Every numeric limit the adapter offers, so large buffers and workgroups are allowed. */
-const adapterLimits = (adapter: GPUAdapter): Record<string, number> => {
-  const out: Record<string, number> = {}
-  for (const key in adapter.limits) {
-    const value = (adapter.limits as unknown as Record<string, unknown>)[key]
-    if (typeof value === "number") out[key] = value
-  }
-  return out
-}
-
-/**
- * Opens a device. Rejects with `GpuNoAdapter` (saying what to install) when no
- * adapter can be found at all.
- */
-export const openGpu = async (options: OpenGpuOptions = {}): Promise<GpuHandle> => {
-  const mode = options.adapter ?? (process.env["CANOPY_ADAPTER"] as OpenGpuOptions["adapter"]) ?? "auto"
-  const { create } = loadDawn()
-  let instance: GPU | undefined
-  let adapter: GPUAdapter | null = null
-  const tried: Array<string> = []
-
-  // The Vulkan loader complains on stderr when this is unset.
-  process.env["XDG_RUNTIME_DIR"] ??= "/tmp"
-  // With no GPU device node, asking the hardware drivers only prints their refusals.
-  if (mode === "hardware" || (mode === "auto" && hasGpuDeviceNode())) {
-    instance = create(DAWN_TOGGLES)
-    adapter = await tryAdapter(instance)
-    tried.push("hardware (Vulkan)")
-  }
-  if (adapter === null && mode !== "hardware") {
-    const icd = process.env["VK_ICD_FILENAMES"] ?? findSwiftShader()
-    tried.push(`software (SwiftShader ICD: ${icd ?? "not found"})`)
-    if (icd !== undefined) {
-      // The Vulkan loader reads these when Dawn creates its Vulkan instance.
-      process.env["VK_ICD_FILENAMES"] = icd
-      process.env["VK_DRIVER_FILES"] = icd
-      instance = create(DAWN_TOGGLES)
-      adapter = await tryAdapter(instance)
-    }
-  }
-  if (adapter === null || instance === undefined) {
-    throw new GpuNoAdapter({ tried, hint: INSTALL_HINT })
-  }
-
-  const want = options.wantFeatures ?? DEFAULT_FEATURES
-  const requiredFeatures = want.filter((f) => adapter.features.has(f)) as Array<GPUFeatureName>
-  const device = await adapter.requestDevice({
-    requiredFeatures,
-    requiredLimits: adapterLimits(adapter)
-  })
-  const summary = summarize(adapter.info)
-  const capabilities = describeCapabilities(device, summary.software)
-  rememberAdapter(device, summary, capabilities)
-  let closed = false
-  void device.lost.then((info) => {
-    if (!closed && info.reason !== "destroyed") rememberLost(device, new GpuDeviceLost({ reason: info.reason, message: info.message }))
-  })
-  return {
-    device,
-    adapter: summary,
-    features: new Set(device.features),
-    limits: device.limits,
-    timestamps: capabilities.timestamps,
-    capabilities,
-    instance,
-    close() {
-      if (closed) return
-      closed = true
-      device.destroy()
-    }
-  }
+  return listed
 }
 
 export const describeAdapter = (a: GpuAdapterSummary): string =>

@@ -3,20 +3,22 @@
  * An index at or past the table's row count yields a zero row instead of an
  * out-of-bounds read. The same kernel gathers hidden rows by row index (the
  * rows that need logits), since that is the same operation on another table.
+ * The table is f32, f16 or bf16 (see weightType.ts), widened to f32 exactly.
  */
 import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
 import { wgsl, uniformBuffer } from "../gpu/resources.ts"
-import { type WeightType, weightArrayWgsl } from "./weightType.ts"
+import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
+import { type WeightStorage, type WeightType, weightArrayWgsl, weightEnableWgsl, weightStorageFor } from "./weightType.ts"
 import { bindAll, dispatch, packParams, type BoundDispatch } from "./common.ts"
 
 const WG = 64
 
-const codeFor = (tableWgsl: string): string => wgsl`
+const codeFor = (table: WeightStorage): string => wgsl`${weightEnableWgsl(table)}
 struct Params { hidden: u32, tableRows: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
 @group(0) @binding(2) var<storage, read> index: array<u32>;
-${tableWgsl}
+${weightArrayWgsl(table, 3, "table", "loadTable", false)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(${WG})
@@ -47,12 +49,22 @@ export interface GatherBinding {
 }
 
 export class GatherRowsKernel {
-  private constructor(readonly device: GPUDevice, readonly pipeline: GPUComputePipeline) {}
+  private constructor(
+    readonly device: GPUDevice,
+    /** how the kernel reads the table (from its type and the device's capabilities) */
+    readonly tableStorage: WeightStorage,
+    readonly pipeline: GPUComputePipeline
+  ) {}
 
-  /** `table`: how the table is held (an embedding may be bf16; hidden rows are f32) */
-  static async create(device: GPUDevice, table: WeightType = "f32"): Promise<GatherRowsKernel> {
-    const code = codeFor(weightArrayWgsl(table, 3, "table", "loadTable", false))
-    return new GatherRowsKernel(device, await sharedComputePipeline(device, `embedding-gather-${table}`, code))
+  static async create(
+    device: GPUDevice,
+    /** how the table is held (an embedding may be f16 or bf16; hidden rows are f32) */
+    table: WeightType = "f32",
+    /** what the device can do (default: its own record); f16 is read natively where shaderF16 is true */
+    capabilities: GpuCapabilities = capabilitiesOf(device)
+  ): Promise<GatherRowsKernel> {
+    const storage = weightStorageFor(table, capabilities)
+    return new GatherRowsKernel(device, storage, await sharedComputePipeline(device, `embedding-gather-${storage}`, codeFor(storage)))
   }
 
   bind(b: GatherBinding): BoundGather {

@@ -16,10 +16,15 @@
  * RB×CB block of Y (decoding 1×4 over all ≤ 8 rows, so no row is computed twice;
  * prefill 4×4, up to 16 rows per invocation), with vec4 loads along the inner
  * dimension when inDim % 4 = 0 and scalar loads otherwise.
+ *
+ * W is f32, f16 or bf16 (see weightType.ts): 16-bit weights are read as
+ * native f16 where the device has shader-f16 and through packed u32 words
+ * elsewhere, widened to f32 exactly; X, the accumulation and Y stay f32.
  */
 import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
 import { wgsl, uniformBuffer } from "../gpu/resources.ts"
-import { type WeightType, weightArrayWgsl } from "./weightType.ts"
+import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
+import { type WeightStorage, type WeightType, weightArrayWgsl, weightEnableWgsl, weightStorageFor } from "./weightType.ts"
 import {
   bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
   type BoundDispatch
@@ -30,7 +35,7 @@ export const GEMV_MAX_ROWS = 8
 const BK = 16
 const LANES = 32
 
-const headerOf = (weights: WeightType, vec4: boolean): string => wgsl`
+const headerOf = (weights: WeightStorage, vec4: boolean): string => wgsl`${weightEnableWgsl(weights)}
 struct Params { inDim: u32, outDim: u32, hasBias: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> count: vec4u;
@@ -47,7 +52,7 @@ fn finish(r: u32, o: u32, dot: f32) {
   y[at] = v;
 }
 `
-const tiledCode = (t: number, weights: WeightType): string => {
+const tiledCode = (t: number, weights: WeightStorage): string => {
   const side = t / 4
   return wgsl`${headerOf(weights, false)}
 var<workgroup> xs: array<f32, ${t * BK}>;
@@ -97,7 +102,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `
 }
 
-const gemvCode = (wg: number, weights: WeightType): string => {
+const gemvCode = (wg: number, weights: WeightStorage): string => {
   const groups = wg / LANES
   return wgsl`${headerOf(weights, false)}
 var<workgroup> partial: array<f32, ${wg * GEMV_MAX_ROWS}>;
@@ -145,7 +150,7 @@ const SOFTWARE_WG = 16
  * Invocation id = rowGroup · ⌈outDim/CB⌉ + colBlock. Rows and columns past the
  * end are clamped for loading (a few redundant products) and skipped on store.
  */
-const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean, weights: WeightType): string => {
+const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean, weights: WeightStorage): string => {
   const width = vec ? 4 : 1
   const I = Array.from({ length: rb }, (_, i) => i)
   const J = Array.from({ length: cb }, (_, j) => j)
@@ -211,10 +216,42 @@ interface MatmulPaths {
   readonly prefill: MatmulPath
 }
 
+/** The software variant's four register-tile pipelines (vec4 and scalar loads, decoding and prefill). */
+const softwarePaths = async (device: GPUDevice, name: (label: string) => string, weights: WeightStorage) => {
+  const [decode4, prefill4, decode1, prefill1] = await Promise.all([
+    sharedComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
+    sharedComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
+    sharedComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
+    sharedComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
+  ])
+  const vec4: MatmulPaths = { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) }
+  const scalar: MatmulPaths = { decode: registerPath(decode1, DECODE_TILE), prefill: registerPath(prefill1, PREFILL_TILE) }
+  return { vec4, scalar }
+}
+
+/** The GPU variant's GEMV and tiled GEMM; they load scalars, so one set of paths serves every inDim. */
+const gpuPaths = async (device: GPUDevice, name: (label: string) => string, weights: WeightStorage) => {
+  const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
+    device.limits.maxComputeWorkgroupStorageSize >= 2 * 64 * BK * 4
+  const tile = big ? 64 : 32
+  const wg = rowWorkgroupSize(device)
+  const [tiled, gemv] = await Promise.all([
+    sharedComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
+    sharedComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
+  ])
+  const paths: MatmulPaths = {
+    decode: { pipeline: gemv, grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / LANES))) },
+    prefill: { pipeline: tiled, grid: (rows, outDim) => [Math.ceil(outDim / tile), Math.ceil(rows / tile)] }
+  }
+  return { vec4: paths, scalar: paths }
+}
+
 export class MatmulKernel {
   private constructor(
     readonly device: GPUDevice,
     readonly variant: KernelVariant,
+    /** how the kernel reads W (from the weight type and the device's capabilities) */
+    readonly weightStorage: WeightStorage,
     private readonly vec4: MatmulPaths,
     private readonly scalar: MatmulPaths,
     private readonly noBias: GPUBuffer
@@ -223,37 +260,16 @@ export class MatmulKernel {
   static async create(
     device: GPUDevice,
     variant: KernelVariant = defaultVariant(device),
-    /** how W is held: f32, or bf16 two to a word (see weightType.ts) */
-    weights: WeightType = "f32"
+    /** how W is held: f32, or f16 / bf16 two to a word (see weightType.ts) */
+    weights: WeightType = "f32",
+    /** what the device can do (default: its own record); f16 is read natively where shaderF16 is true */
+    capabilities: GpuCapabilities = capabilitiesOf(device)
   ): Promise<MatmulKernel> {
-    const name = (label: string) => (weights === "f32" ? label : `${label}-${weights}`)
+    const storage = weightStorageFor(weights, capabilities)
+    const name = (label: string) => (storage === "f32" ? label : `${label}-${storage}`)
+    const { vec4, scalar } = await (variant === "software" ? softwarePaths : gpuPaths)(device, name, storage)
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
-    if (variant === "software") {
-      const [decode4, prefill4, decode1, prefill1] = await Promise.all([
-        sharedComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
-        sharedComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
-        sharedComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
-        sharedComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
-      ])
-      return new MatmulKernel(device, variant,
-        { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) },
-        { decode: registerPath(decode1, DECODE_TILE), prefill: registerPath(prefill1, PREFILL_TILE) },
-        noBias)
-    }
-    const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
-      device.limits.maxComputeWorkgroupStorageSize >= 2 * 64 * BK * 4
-    const tile = big ? 64 : 32
-    const wg = rowWorkgroupSize(device)
-    const [tiled, gemv] = await Promise.all([
-      sharedComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
-      sharedComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
-    ])
-    // The GPU kernels load scalars: one set of paths serves every inDim.
-    const paths: MatmulPaths = {
-      decode: { pipeline: gemv, grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / LANES))) },
-      prefill: { pipeline: tiled, grid: (rows, outDim) => [Math.ceil(outDim / tile), Math.ceil(rows / tile)] }
-    }
-    return new MatmulKernel(device, variant, paths, paths, noBias)
+    return new MatmulKernel(device, variant, storage, vec4, scalar, noBias)
   }
 
   bind(b: MatmulBinding): BoundMatmul {

@@ -10,11 +10,22 @@
  * number of samples is bounded before anything is built for them.
  */
 import { Data } from "effect"
+import type { SamplingOptions } from "./request.ts"
+import { checkSamplingOverrides } from "./sampling.ts"
 
 export interface PromptTree {
   readonly text?: string
   readonly tokens?: ReadonlyArray<number>
   readonly samples?: number
+  /**
+   * The index of this node's first sample (default 0): its samples are
+   * numbered firstSample, firstSample + 1, … in completions, and each one's
+   * randomness is keyed by its node's seed and that number alone, so samples
+   * split over several requests (jobs of one run) are the samples one request would draw.
+   */
+  readonly firstSample?: number
+  /** overrides of the request's sampling for the samples of this node and its descendants */
+  readonly sampling?: Partial<SamplingOptions>
   readonly children?: ReadonlyArray<PromptTree>
 }
 
@@ -36,7 +47,7 @@ export interface PromptLeaf {
   readonly samples: number
 }
 
-const KEYS = ["text", "tokens", "samples", "children"] as const
+const KEYS = ["text", "tokens", "samples", "firstSample", "sampling", "children"] as const
 
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
@@ -57,7 +68,7 @@ const parseNode = (input: unknown, at: () => string, vocabSize: number | undefin
       fail(at(), `unknown key ${JSON.stringify(k)}${near !== undefined ? ` (did you mean "${near}"?)` : ""}; a node has ${KEYS.map((x) => `"${x}"`).join(", ")}`)
     }
   }
-  const { text, tokens, samples, children } = node
+  const { text, tokens, samples, firstSample, sampling, children } = node
   if (text !== undefined && tokens !== undefined) fail(at(), `has both "text" and "tokens"; give one`)
   if (text !== undefined && typeof text !== "string") fail(`${at()}.text`, `must be a string, got ${shown(text)}`)
   if (tokens !== undefined) {
@@ -77,12 +88,32 @@ const parseNode = (input: unknown, at: () => string, vocabSize: number | undefin
       fail(`${at()}.samples`, `asks for ${samples as number} samples; a request may ask for at most ${MAX_REQUEST_SAMPLES.toLocaleString("en-US")}`)
     }
   }
+  if (firstSample !== undefined) checkFirstSample(firstSample, (samples as number | undefined) ?? 0, at)
+  if (sampling !== undefined) checkNodeSampling(sampling, at, vocabSize)
   if (children !== undefined && !Array.isArray(children)) fail(`${at()}.children`, "must be an array of nodes")
   return {
     ...(text !== undefined ? { text: text as string } : {}),
     ...(tokens !== undefined ? { tokens: tokens as Array<number> } : {}),
     ...(samples !== undefined ? { samples: samples as number } : {}),
+    ...(firstSample !== undefined ? { firstSample: firstSample as number } : {}),
+    ...(sampling !== undefined ? { sampling: sampling as Partial<SamplingOptions> } : {}),
     ...(children !== undefined ? { children: children as Array<unknown> } : {})
+  }
+}
+
+/** Sample numbers are 32-bit (they key the sampler's random streams). */
+export const checkFirstSample = (firstSample: unknown, samples: number, at: () => string): void => {
+  const ok = typeof firstSample === "number" && Number.isInteger(firstSample) && firstSample >= 0 && firstSample + samples <= 0x100000000
+  if (!ok) fail(`${at()}.firstSample`, `must be an integer ≥ 0 with firstSample + samples ≤ 2³², got ${shown(firstSample)}`)
+}
+
+/** A node's sampling overrides, with errors spelled as prompt-tree errors at the node's path. */
+export const checkNodeSampling = (sampling: unknown, at: () => string, vocabSize: number | undefined): void => {
+  try {
+    checkSamplingOverrides(sampling, `${at()}.sampling.`, vocabSize)
+  } catch (e) {
+    const field = (e as { field?: string }).field
+    fail(field ?? `${at()}.sampling`, (e as { problem?: string }).problem ?? String(e))
   }
 }
 

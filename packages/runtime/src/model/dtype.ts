@@ -1,52 +1,23 @@
 /**
- * The floating-point storage types of checkpoint tensors and their conversion
- * to and from f32 (round to nearest, ties to even, as PyTorch does).
+ * The floating-point storage types of checkpoint tensors, the weight type each
+ * is held as on the GPU, and conversion to and from f32 (round to nearest,
+ * ties to even, as PyTorch does). The bit conversions are the kernels' own, so
+ * the CPU and the GPU round alike.
  */
+import { bf16ToF32, f16BitsToF32, f32ToBf16, f32ToF16Bits, type WeightType } from "@canopy/kernels"
+
 export type Dtype = "F32" | "F16" | "BF16"
 export const DTYPES: ReadonlyArray<Dtype> = ["F32", "F16", "BF16"]
 export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2 }
 
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
+/** The GPU weight type that holds a tensor of `dtype` as it is stored. */
+export const weightTypeOfDtype = (dtype: Dtype): WeightType => (dtype === "F32" ? "f32" : dtype === "F16" ? "f16" : "bf16")
 
-export const f16ToF32 = (h: number): number => {
-  const sign = h & 0x8000 ? -1 : 1
-  const exponent = (h >> 10) & 0x1f
-  const mantissa = h & 0x3ff
-  if (exponent === 0) return sign * mantissa * 2 ** -24
-  if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15)
-}
+export const dtypeOfWeightType = (type: WeightType): Dtype => (type === "f32" ? "F32" : type === "f16" ? "F16" : "BF16")
 
-export const f32ToF16 = (value: number): number => {
-  f32[0] = value
-  const x = u32[0]!
-  const sign = (x >>> 16) & 0x8000
-  const exponent = (x >>> 23) & 0xff
-  const mantissa = x & 0x7fffff
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa !== 0 ? 0x200 : 0)
-  const e = exponent - 127 + 15
-  if (e >= 0x1f) return sign | 0x7c00
-  if (e <= 0) {
-    if (e < -10) return sign
-    // Subnormal: shift the mantissa (with its implicit 1) and round to nearest even.
-    const m = mantissa | 0x800000
-    const shift = 14 - e
-    const half = 1 << (shift - 1)
-    const rest = m & ((1 << shift) - 1)
-    let h = m >>> shift
-    if (rest > half || (rest === half && (h & 1) === 1)) h++
-    return sign | h
-  }
-  let h = (e << 10) | (mantissa >>> 13)
-  const rest = mantissa & 0x1fff
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h++
-  return sign | h
-}
-
-// bf16 conversions are shared with the kernels, which hold bf16 weights on the GPU.
-export { bf16ToF32, f32ToBf16 } from "@canopy/kernels"
-import { bf16ToF32, f32ToBf16 } from "@canopy/kernels"
+export const f16ToF32 = f16BitsToF32
+export const f32ToF16 = f32ToF16Bits
+export { bf16ToF32, f32ToBf16 }
 
 /** Decodes little-endian `bytes` of `dtype` into f32. */
 export const decodeToF32 = (dtype: Dtype, bytes: Uint8Array): Float32Array => {

@@ -9,10 +9,7 @@ import { constants, type Stats } from "node:fs"
 import { type FileHandle, open, stat } from "node:fs/promises"
 import { ModelFileError } from "./errors.ts"
 
-/** Cap on config.json and tokenizer_config.json (real ones are a few KB). */
-export const MAX_CONFIG_BYTES = 16 * 1024 * 1024
-/** Cap on tokenizer.json and model.safetensors.index.json (real ones are tens of MB at most). */
-export const MAX_JSON_BYTES = 256 * 1024 * 1024
+export { MAX_CONFIG_BYTES, MAX_JSON_BYTES } from "./fileLimits.ts"
 
 /** What is at a path, as the error messages say it. */
 export const kindOf = (s: Stats): string =>

@@ -9,7 +9,7 @@ import { type ModelConfig, parseModelConfig } from "./config.ts"
 import { ModelFileError } from "./errors.ts"
 import { kindOf, MAX_CONFIG_BYTES, readJsonFile, requireRegularFile, statIfPresent } from "./files.ts"
 import { INDEX_FILE, openTensorSource, SINGLE_FILE, type TensorSource } from "./safetensors.ts"
-import { checkConfigAgainstTensors, checkShapes, tensorEvidence } from "./tensors.ts"
+import { parseConfigForTensors } from "./tensors.ts"
 
 export const CONFIG_FILE = "config.json"
 export const TOKENIZER_FILE = "tokenizer.json"
@@ -64,12 +64,7 @@ export const openModelFolder = async (dir: string, options: { readonly tokenizer
   const { text, json } = await readJsonFile(join(dir, CONFIG_FILE), MAX_CONFIG_BYTES)
   const source = await openTensorSource(dir)
   try {
-    const shapes = new Map<string, ReadonlyArray<number>>()
-    for (const [name, info] of source.tensors) shapes.set(name, info.shape)
-    const config = parseModelConfig(json, { text, tensors: tensorEvidence(shapes) })
-    checkConfigAgainstTensors(config, shapes)
-    checkShapes(config, shapes)
-    return { config, source }
+    return { config: parseConfigForTensors(json, text, source.tensors), source }
   } catch (e) {
     await source.close()
     throw e

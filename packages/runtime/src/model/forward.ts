@@ -19,7 +19,7 @@
  */
 import {
   type AttentionBuffers, type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
-  type BoundSwiglu, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, KvAppendKernel, type KvDtype, MatmulKernel,
+  type BoundSwiglu, countingPass, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, GpuWorkCounters, KvAppendKernel, type KvDtype, MatmulKernel,
   packSamplingParams, readFloat32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
   SamplingKernel, type SamplingParams, SwigluKernel
 } from "@canopy/kernels"
@@ -46,7 +46,6 @@ export interface ForwardOptions {
   readonly poolShards?: number
   /** element type of the pools (default "f32"), as in the KvCache: the KV append rounds to it */
   readonly kvDtype?: KvDtype
-  readonly attention: AttentionCallback
 }
 
 export interface ForwardBatch {
@@ -77,6 +76,13 @@ interface LayerDispatches {
 }
 
 export class Forward {
+  /**
+   * What encode asks of the GPU, cumulative: its dispatches and the bytes of
+   * its queue writes. Every bind group and buffer is made by create, so a
+   * step adds none (the step's attention keeps its own counters).
+   */
+  readonly counters = new GpuWorkCounters()
+
   private constructor(
     readonly weights: ModelWeights,
     readonly options: ForwardOptions,
@@ -198,25 +204,27 @@ export class Forward {
   /**
    * Uploads the batch's inputs (queue writes, ordered before the encoder's
    * submission) and encodes the step. The inputs live in one set of buffers, so
-   * submit each step before encoding the next.
+   * submit each step before encoding the next. `attention` encodes each
+   * layer's attention for these rows (the caller's plan and kernels).
    */
-  encode(encoder: GPUCommandEncoder, batch: ForwardBatch): void {
+  encode(encoder: GPUCommandEncoder, batch: ForwardBatch, attention: AttentionCallback): void {
     const rows = batch.tokens.length
     const logitRows = batch.logitRows.length
     this.check(batch)
-    const q = this.device.queue
-    q.writeBuffer(this.inputs.tokens, 0, batch.tokens)
-    q.writeBuffer(this.inputs.positions, 0, batch.positions)
-    q.writeBuffer(this.inputs.slots, 0, batch.slots)
+    this.write(this.inputs.tokens, batch.tokens)
+    this.write(this.inputs.positions, batch.positions)
+    this.write(this.inputs.slots, batch.slots)
     if (logitRows > 0) {
-      q.writeBuffer(this.inputs.logitIndex, 0, batch.logitRows)
-      q.writeBuffer(this.inputs.sampling, 0, packSamplingParams(batch.sampling))
+      this.write(this.inputs.logitIndex, batch.logitRows)
+      this.write(this.inputs.sampling, packSamplingParams(batch.sampling))
     }
     this.rowCount.set(rows)
     this.logitCount.set(logitRows)
+    // the two row counts: one u32 each
+    this.counters.bytesWritten += 8
     if (rows === 0) return
 
-    let pass = encoder.beginComputePass({ label: "forward-embedding" })
+    let pass = countingPass(encoder.beginComputePass({ label: "forward-embedding" }), this.counters)
     this.embed.encode(pass, rows)
     this.layers.forEach((d, l) => {
       d.norm1.encode(pass, rows)
@@ -227,10 +235,10 @@ export class Forward {
       d.append.encode(pass, rows)
       pass.end()
       const pools = this.options.kvPools[l]!
-      this.options.attention(encoder, l, {
+      attention(encoder, l, {
         q: this.scratch.q, kPool: pools.k, vPool: pools.v, out: this.scratch.attnOut, lse: this.scratch.lse
       })
-      pass = encoder.beginComputePass({ label: `forward-layer-${l}` })
+      pass = countingPass(encoder.beginComputePass({ label: `forward-layer-${l}` }), this.counters)
       d.o.encode(pass, rows)
       d.norm2.encode(pass, rows)
       d.gateUp.encode(pass, rows)
@@ -245,9 +253,9 @@ export class Forward {
   }
 
   /** Encodes, submits and reads back the sampled token of each logit row. */
-  async step(batch: ForwardBatch): Promise<Uint32Array> {
+  async step(batch: ForwardBatch, attention: AttentionCallback): Promise<Uint32Array> {
     const encoder = this.device.createCommandEncoder({ label: "forward-step" })
-    this.encode(encoder, batch)
+    this.encode(encoder, batch, attention)
     const n = batch.logitRows.length
     // The sampled ids ride back in the step's own submission, through one staging buffer kept for it.
     if (n > 0) encoder.copyBufferToBuffer(this.sampled, 0, this.readback, 0, n * 4)
@@ -268,6 +276,11 @@ export class Forward {
 
   destroy(): void {
     for (const o of this.owned) o.destroy()
+  }
+
+  private write(buffer: GPUBuffer, data: Uint32Array): void {
+    this.device.queue.writeBuffer(buffer, 0, data)
+    this.counters.bytesWritten += data.byteLength
   }
 
   private check(b: ForwardBatch): void {

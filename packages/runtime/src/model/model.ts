@@ -2,16 +2,24 @@
  * One call to get a runnable model: config, GPU weights and tokenizer, from a
  * Hugging Face folder or from a synthetic preset (or any config) and a seed.
  */
-import { checkModelConfig, type ModelConfig } from "./config.ts"
-import { ModelConfigError } from "./errors.ts"
+import type { WeightType } from "@canopy/kernels"
+import type { ModelConfig } from "./config.ts"
 import { type ModelFolder, openModelFolder } from "./folder.ts"
-import { isPresetName, PRESETS, type PresetName } from "./synthetic.ts"
-import { byteTokenizer, loadTokenizer, type TextTokenizer } from "./tokenizer.ts"
-import { type ModelWeights, synthesizeWeights, uploadFolder } from "./weights.ts"
+import { loadSyntheticModel } from "./inMemory.ts"
+import { type PresetName, syntheticConfig } from "./presets.ts"
+import type { TextTokenizer } from "./tokenizer.ts"
+import { loadTokenizer } from "./tokenizerFile.ts"
+import { type ModelWeights, uploadFolder } from "./weights.ts"
 
 export type ModelSource =
   | { readonly kind: "folder"; readonly dir: string }
-  | { readonly kind: "synthetic"; readonly model: PresetName | ModelConfig; readonly seed: number }
+  | {
+    readonly kind: "synthetic"
+    readonly model: PresetName | ModelConfig
+    readonly seed: number
+    /** what the weights are rounded to and held as (default "f32"), as in a checkpoint of that dtype */
+    readonly dtype?: WeightType
+  }
 
 export interface LoadedModel {
   readonly config: ModelConfig
@@ -33,16 +41,6 @@ const openFolderModel = async (dir: string): Promise<{ readonly folder: ModelFol
     await folder.source.close()
     throw e
   }
-}
-
-const syntheticConfig = (model: PresetName | ModelConfig): ModelConfig => {
-  if (typeof model === "string" && !isPresetName(model)) {
-    throw new ModelConfigError({ field: "preset", reason: `${JSON.stringify(model)} is not a preset (${Object.keys(PRESETS).join(", ")})` })
-  }
-  const config: ModelConfig = typeof model === "string" ? PRESETS[model] : model
-  // A config built in code gets the limits a parsed one does: tensorSpecs allocates per layer.
-  checkModelConfig(config)
-  return config
 }
 
 /**
@@ -69,8 +67,5 @@ export const loadModel = async (device: GPUDevice, source: ModelSource, options:
       await folder.source.close()
     }
   }
-  const config = syntheticConfig(source.model)
-  const weights = await synthesizeWeights(device, config, source.seed)
-  // Synthetic models speak bytes: ids past the byte tokenizer's decode to nothing.
-  return { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
+  return loadSyntheticModel(device, source.model, source.seed, source.dtype)
 }

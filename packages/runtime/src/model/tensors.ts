@@ -2,7 +2,7 @@
  * The tensors of a Llama-family checkpoint: Hugging Face names, the shapes
  * config.json implies, and the scale synthetic weights are drawn with.
  */
-import type { ModelConfig } from "./config.ts"
+import { type ModelConfig, parseModelConfig } from "./config.ts"
 import { ModelConfigError, TensorShapeMismatch } from "./errors.ts"
 
 export type TensorRole = "embedding" | "norm" | "projection" | "residual-projection" | "bias" | "lm-head"
@@ -49,6 +49,9 @@ export const tensorSpecs = (c: ModelConfig): ReadonlyArray<TensorSpec> => {
 }
 
 export const elementCount = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
+
+/** Matrices are held in the model's weight type; norms and biases stay f32 (small, and read as f32 everywhere). */
+export const isMatrix = (spec: TensorSpec): boolean => spec.role !== "norm" && spec.role !== "bias"
 
 /**
  * Uniform half-width (and centre) of a synthetic tensor: projections keep unit
@@ -193,4 +196,22 @@ export const checkConfigAgainstTensors = (c: ModelConfig, shapes: TensorShapes):
   if (k !== undefined && k[0] !== kRows) {
     mismatch("num_key_value_heads", `${c.numKvHeads} heads × head_dim ${c.headDim} = ${kRows} rows does not match the tensors`)
   }
+}
+
+/**
+ * config.json (`json`, and its `text` for quoting values as written) parsed
+ * against the tensors of its checkpoint: field by field, then every tensor's
+ * shape. Used for a folder on disk and one held in memory alike.
+ */
+export const parseConfigForTensors = (
+  json: unknown,
+  text: string,
+  tensors: ReadonlyMap<string, { readonly shape: ReadonlyArray<number> }>
+): ModelConfig => {
+  const shapes = new Map<string, ReadonlyArray<number>>()
+  for (const [name, info] of tensors) shapes.set(name, info.shape)
+  const config = parseModelConfig(json, { text, tensors: tensorEvidence(shapes) })
+  checkConfigAgainstTensors(config, shapes)
+  checkShapes(config, shapes)
+  return config
 }

@@ -1,11 +1,10 @@
 /**
  * Tokenizers: a Hugging Face tokenizer.json through @huggingface/tokenizers,
  * and a byte-level tokenizer (256 byte tokens + BOS + EOS) for synthetic models.
+ * Platform-neutral: reading tokenizer.json from a folder is tokenizerFile.ts.
  */
 import { Tokenizer } from "@huggingface/tokenizers"
-import { join } from "node:path"
 import { TokenizerError } from "./errors.ts"
-import { MAX_CONFIG_BYTES, MAX_JSON_BYTES, readTextFile, statIfPresent } from "./files.ts"
 
 export interface TextTokenizer {
   readonly vocabSize: number
@@ -85,26 +84,7 @@ export const tokenizerFromJson = (tokenizerJson: unknown, tokenizerConfig: unkno
         throw new TokenizerError({ reason: `could not encode text: ${message(e)}` })
       }
     },
-    decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: true })
+    // The library refuses an empty list; streaming decodes one before a sample's first token.
+    decode: (ids) => (ids.length === 0 ? "" : tokenizer.decode([...ids], { skip_special_tokens: true }))
   }
-}
-
-/**
- * Loads tokenizer.json (and tokenizer_config.json if the folder has one) from
- * a model folder; with `vocabSize`, its special tokens must be ids below it.
- * Only regular files are read (a FIFO or directory is a ModelFileError).
- */
-export const loadTokenizer = async (dir: string, options: { readonly vocabSize?: number | undefined } = {}): Promise<TextTokenizer> => {
-  const readJson = async (name: string, maxBytes: number): Promise<unknown> => {
-    const text = await readTextFile(join(dir, name), maxBytes)
-    try {
-      return JSON.parse(text)
-    } catch (e) {
-      throw new TokenizerError({ reason: `${join(dir, name)} is not valid JSON: ${message(e)}` })
-    }
-  }
-  const configFile = join(dir, "tokenizer_config.json")
-  const tokenizerJson = await readJson("tokenizer.json", MAX_JSON_BYTES)
-  const tokenizerConfig = (await statIfPresent(configFile)) === undefined ? {} : await readJson("tokenizer_config.json", MAX_CONFIG_BYTES)
-  return tokenizerFromJson(tokenizerJson, tokenizerConfig, { vocabSize: options.vocabSize, configFile })
 }

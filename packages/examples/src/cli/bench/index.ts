@@ -3,12 +3,15 @@
  */
 import { Command } from "effect/cli"
 import { benchAttentionCommand } from "./attention.ts"
+import { benchCapacityCommand } from "./capacity.ts"
 import { benchDecodeCommand } from "./decode.ts"
 import { benchPlanCommand } from "./plan.ts"
+import { benchQueueCommand } from "./queue.ts"
 import { benchRooflineCommand } from "./roofline.ts"
 import { benchServeCommand } from "./serve.ts"
+import { benchStepCommand } from "./step.ts"
 
 export const benchCommand = Command.make("bench").pipe(
-  Command.withDescription("Benchmarks: plan time, attention (hydragen vs baseline), roofline, decode"),
-  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchDecodeCommand, benchRooflineCommand, benchServeCommand])
+  Command.withDescription("Benchmarks: plan time, attention (hydragen vs baseline), roofline, decode, KV capacity, the step's host work, the distributed queue"),
+  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchDecodeCommand, benchRooflineCommand, benchServeCommand, benchCapacityCommand, benchStepCommand, benchQueueCommand])
 )

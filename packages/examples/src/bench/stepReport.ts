@@ -1,0 +1,65 @@
+/**
+ * `canopy bench step`'s report: the JSON it writes and the table it prints.
+ */
+import { valueWithRange } from "./figures.ts"
+import { STEP_TREE, type StepModel, type StepPoint } from "./stepBench.ts"
+
+export interface StepReport {
+  readonly adapter: string
+  readonly model: StepModel
+  readonly tree: typeof STEP_TREE
+  readonly warmup: number
+  readonly steps: number
+  /** the host time the issue sets as the goal at batch 1,024 for 40 layers */
+  readonly goalHostMs: number
+  readonly points: ReadonlyArray<StepPoint>
+}
+
+export const GOAL_HOST_MS = 1
+
+const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * part) / whole).toFixed(0) : "—"}%`
+
+export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
+  const header = [
+    "batch", "layers", "host CPU ms/step", "µs/layer", "wall ms", "plan", "prepare", "inputs", "encode", "submit",
+    "bind groups", "buffers", "dispatches", "bytes written", "first step: bind groups, buffers", "GPU ms"
+  ]
+  const rows = report.points.map((p) => {
+    const f = p.phases
+    const whole = f.planMs + f.prepareMs + f.batchMs + f.encodeMs + f.submitMs
+    return [
+      String(p.batch),
+      String(p.layers),
+      valueWithRange(p.hostMs, 3),
+      ((1000 * p.hostMsPerStep) / p.layers).toFixed(1),
+      valueWithRange(p.hostWallMs, 3),
+      percent(f.planMs, whole),
+      percent(f.prepareMs, whole),
+      percent(f.batchMs, whole),
+      percent(f.encodeMs, whole),
+      percent(f.submitMs, whole),
+      String(p.bindGroupsPerStep),
+      String(p.buffersPerStep),
+      String(p.dispatchesPerStep),
+      String(p.bytesWrittenPerStep),
+      `${p.firstStep.bindGroups}, ${p.firstStep.buffers}`,
+      p.gpuMsPerStep.toFixed(0)
+    ]
+  })
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padStart(widths[i]!)).join("  ")
+  const m = report.model
+  const t = report.tree
+  return [
+    `${report.adapter}; ${m.preset} layout at small widths: ${m.layers} layers, ${m.heads}/${m.kvHeads} heads of dim ${m.headDim}, hidden ${m.hidden}`,
+    `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
+    `${report.warmup} untimed steps, then ${report.steps} timed; host: the process's CPU ms from planning to the submit, ` +
+    "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
+    "asked for; GPU ms: the wait after the submit, apart",
+    line(header),
+    ...rows.map(line),
+    ...report.points
+      .filter((p) => p.batch === 1024 && p.layers === 40)
+      .map((p) => `batch 1024, 40 layers: ${(p.hostMsPerStep / report.goalHostMs).toFixed(2)}× the ${report.goalHostMs} ms goal of host time per step`)
+  ]
+}

@@ -1,0 +1,87 @@
+/**
+ * What `canopy bench decode` runs (the command and its help are in ../../bench/decode.ts).
+ */
+import type { KvDtype } from "@canopy/kernels"
+import {
+  adapterName, Engine, Gpu, Model, type ModelConfig, ModelConfigError, PRESET_NAMES, PRESETS, isPresetName, TreeEngine
+} from "@canopy/runtime"
+import { writeFile } from "node:fs/promises"
+import { Console, Effect, Layer, Option } from "effect"
+import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "../../../bench/decodeBench.ts"
+import { progressLine } from "../../../terminal/progressLine.ts"
+import type { BenchDecodeFlags } from "../../bench/decode.ts"
+
+/** A preset, optionally with fewer layers so a large shape fits a machine's memory and time. */
+const syntheticModel = (preset: string, layers: Option.Option<number>): ModelConfig => {
+  if (!isPresetName(preset)) {
+    throw new ModelConfigError({ field: "--preset", reason: `unknown preset ${JSON.stringify(preset)}; presets: ${PRESET_NAMES.join(", ")}` })
+  }
+  const base: ModelConfig = PRESETS[preset]
+  return Option.match(layers, { onNone: () => base, onSome: (numLayers) => ({ ...base, numLayers }) })
+}
+
+/** GPU memory in the unit that reads best: MiB below a GiB. */
+const memory = (bytes: number): string => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`)
+
+export const run = (flags: BenchDecodeFlags) =>
+  Effect.gen(function*() {
+    const gpu = yield* Gpu
+    const model = yield* Model
+    const { engine } = yield* Engine
+    // the f32 reference of an f16 run: a second engine on the same model, freed with the command's scope
+    const reference = flags.kvDtype === "f16"
+      ? yield* Effect.acquireRelease(
+        Effect.promise(() => TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...flags.batch), kvDtype: "f32" })),
+        (e) => Effect.sync(() => e.destroy())
+      )
+      : undefined
+    const engineFor = (kvDtype: KvDtype) => (kvDtype === flags.kvDtype ? engine : reference!)
+    const line = progressLine()
+    const started = Date.now()
+    const points = yield* Effect.promise(() =>
+      runDecodeBench(engineFor, {
+        batches: flags.batch,
+        prefixes: flags.prefix,
+        tokens: flags.tokens,
+        variants: decodeVariants(flags.kvDtype),
+        repeats: flags.repeats,
+        onPoint: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
+      })
+    )
+    line.end()
+    const c = model.config
+    const report: DecodeReport = {
+      adapter: adapterName(gpu),
+      model: `synthetic ${flags.preset}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads}/${c.numKvHeads} heads, ${model.weights.weightType} weights (${memory(model.weights.bytes)})`,
+      kvDtype: flags.kvDtype,
+      tokens: flags.tokens,
+      repeats: flags.repeats,
+      points
+    }
+    for (const row of formatDecodeTable(report)) yield* Console.log(row)
+    if (Option.isSome(flags.json)) {
+      const path = flags.json.value
+      yield* Effect.promise(() => writeFile(path, JSON.stringify(report, null, 2)))
+      const svg = `${path.replace(/\.json$/i, "")}.svg`
+      yield* Effect.promise(() => writeFile(svg, decodeChartSvg(report)))
+      yield* Console.log(`wrote ${path} and ${svg}`)
+    }
+  }).pipe(
+    // the reference engine is released here, before the device the layers below hold
+    Effect.scoped,
+    Effect.provide(
+      Layer.unwrap(
+        Effect.try({
+          try: () => syntheticModel(flags.preset, flags.layers),
+          catch: (e) => e as ModelConfigError
+        }).pipe(
+          Effect.map((config) =>
+            Engine.layer({ maxBatch: Math.max(...flags.batch), kvDtype: flags.kvDtype }).pipe(
+              Layer.provideMerge(Model.layer({ kind: "synthetic", model: config, seed: 0, dtype: Option.getOrElse(flags.dtype, () => "f32" as const) })),
+              Layer.provideMerge(Gpu.layer())
+            )
+          )
+        )
+      )
+    )
+  )

@@ -1,0 +1,46 @@
+/**
+ * What `canopy bench step` runs (the command and its help are in ../../bench/step.ts).
+ */
+import { adapterName, Gpu } from "@canopy/runtime"
+import { writeFile } from "node:fs/promises"
+import { Console, Effect, Option } from "effect"
+import { runStepBench, STEP_TREE, stepModelConfig, stepModelOf } from "../../../bench/stepBench.ts"
+import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../../../bench/stepReport.ts"
+import { progressLine } from "../../../terminal/progressLine.ts"
+import type { BenchStepFlags } from "../../bench/step.ts"
+
+export const run = (flags: BenchStepFlags) =>
+  Effect.gen(function*() {
+    const gpu = yield* Gpu
+    const layers = Option.getOrUndefined(flags.layers)
+    const heads = Option.getOrUndefined(flags.heads)
+    const line = progressLine()
+    const started = Date.now()
+    const points = yield* Effect.promise(() =>
+      runStepBench(gpu.device, {
+        preset: flags.preset,
+        ...(layers === undefined ? {} : { layers }),
+        ...(heads === undefined ? {} : { heads }),
+        batches: flags.batch,
+        warmup: flags.warmup,
+        steps: flags.steps,
+        onProgress: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
+      })
+    )
+    line.end()
+    const report: StepReport = {
+      adapter: adapterName(gpu),
+      model: stepModelOf(stepModelConfig(flags.preset, layers, heads), flags.preset),
+      tree: STEP_TREE,
+      warmup: flags.warmup,
+      steps: flags.steps,
+      goalHostMs: GOAL_HOST_MS,
+      points
+    }
+    for (const row of formatStepTable(report)) yield* Console.log(row)
+    const json = Option.getOrUndefined(flags.json)
+    if (json !== undefined) {
+      yield* Effect.promise(() => writeFile(json, JSON.stringify(report, null, 2)))
+      yield* Console.log(`wrote ${json}`)
+    }
+  }).pipe(Effect.provide(Gpu.layer()))

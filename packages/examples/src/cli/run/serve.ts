@@ -1,0 +1,38 @@
+/**
+ * What `canopy serve` runs (the command and its help are in ../serve.ts).
+ */
+import { Engine } from "@canopy/runtime"
+import { CanopyServer } from "@canopy/server"
+import { Console, Effect, Layer, Option } from "effect"
+import { modelStack } from "../../sampling/stack.ts"
+import { kvOptions } from "../flags.ts"
+import type { ServeFlags } from "../serve.ts"
+
+export const run = (flags: ServeFlags) =>
+  Effect.gen(function*() {
+    const server = yield* CanopyServer
+    yield* Console.error(
+      `canopy serve: ${server.modelId} on ${server.url}/v1 (chat template: ${server.chatTemplate?.source ?? "none"}); ` +
+        "Ctrl-C stops it"
+    )
+    return yield* Effect.never.pipe(
+      Effect.onInterrupt(() => {
+        const q = server.scheduler.stats()
+        return Console.error(`canopy serve: stopping; ${q.runningRequests} running and ${q.waitingRequests} waiting requests finish or are cancelled`)
+      })
+    )
+  }).pipe(
+    Effect.provide(
+      CanopyServer.layer({
+        host: flags.host,
+        port: flags.port,
+        maxWaiting: flags.maxWaiting,
+        maxBodyBytes: flags.maxBody,
+        ...Option.match(flags.chatTemplate, { onNone: () => ({}), onSome: (chatTemplateFile) => ({ chatTemplateFile }) }),
+        ...Option.match(flags.modelName, { onNone: () => ({}), onSome: (modelId) => ({ modelId }) })
+      }).pipe(
+        Layer.provideMerge(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) })),
+        Layer.provideMerge(modelStack(flags.model, 0, Option.getOrUndefined(flags.dtype)))
+      )
+    )
+  )

@@ -1,0 +1,417 @@
+/**
+ * The scheduler: every request's samples in one continuously batched loop
+ * over the shared prefix trie. Each turn of the loop:
+ *
+ *   1. ends requests that were aborted or failed (their sequences released);
+ *   2. admits waiting samples while the batch has places and the pool has
+ *      blocks: a sample joins a fill of its prompt (one per prompt in flight)
+ *      that prefills only what the trie does not hold yet;
+ *   3. submits one decode step over every running sample, of every request;
+ *   4. places the next chunk of each fill (at most maxPrefillRows tokens in
+ *      all) and submits one prefill forward: a long prompt delays running
+ *      samples by one chunk per step, never by the whole prompt;
+ *   5. reads the sampled tokens back: finished samples leave (their slots
+ *      refill next turn), the others get their token placed in the trie, and
+ *      when the pool runs dry the youngest samples are preempted (blocks
+ *      freed, requeued with the tokens they have, recomputed when readmitted).
+ *
+ * The order keeps the engine's fault rule (the trie holds only tokens whose KV
+ * is written): tokens are placed either in step 4, right before the forward
+ * that writes them, or in step 5, before the next turn's decode step writes
+ * them, which is submitted before anything else is placed. The forward's
+ * queue runs in submission order, so a submitted forward counts as written.
+ */
+import { BlockPoolExhausted, type LevelPlan, type SeqId } from "@canopy/tree-cache"
+import { sampleBlocks } from "./capacity.ts"
+import { NonFiniteLogits } from "./errors.ts"
+import type { KvCache } from "./KvCache.ts"
+import type { RequestState, SampleJob } from "./requestState.ts"
+import { NON_FINITE_TOKEN, type PrefillRow, type StepRunner } from "./step.ts"
+
+/** A sample in the decode batch. */
+interface Running {
+  readonly job: SampleJob
+  readonly seq: SeqId
+  /** false once it has left the batch (finished, preempted, its request ended) */
+  alive: boolean
+  /** tokens of `seq` whose KV is written */
+  written: number
+  /** the next step's input */
+  last: number
+}
+
+/** A prompt (or a preempted sample's prompt and tokens) being placed and prefilled, chunk by chunk; its samples wait on it. */
+interface Fill {
+  readonly request: RequestState
+  readonly context: ReadonlyArray<number>
+  readonly namespace: number
+  readonly jobs: Array<SampleJob>
+  /** a preempted sample's fill: its context holds the sample's tokens, so no other sample may join it */
+  readonly resume: boolean
+  readonly order: number
+  seq: SeqId | undefined
+  /** tokens of the context in the trie, each with its KV written or submitted */
+  placed: number
+}
+
+/**
+ * Of what a sample may still write, the share admission sets aside for the
+ * samples already running. Lower admits more at once and preempts more often.
+ */
+const RESERVE_RATIO = 0.5
+
+export class Scheduler {
+  private readonly requests: Array<RequestState> = []
+  private running: Array<Running> = []
+  private fills: Array<Fill> = []
+  private looping = false
+  /** admission order: the youngest sample has the largest */
+  private clock = 0
+  private prefillInFlight: Promise<void> | undefined
+
+  constructor(
+    private readonly kv: KvCache,
+    private readonly step: StepRunner,
+    private readonly vocabSize: number,
+    readonly maxBatch: number,
+    readonly maxPrefillRows: number
+  ) {}
+
+  /** Adds a request; its promise settles when its last sample ends, or when it fails or is aborted. */
+  submit(request: RequestState): void {
+    this.requests.push(request)
+    if (this.looping) return
+    this.looping = true
+    void this.run()
+  }
+
+  /** Fails every request (the engine is going away). */
+  shutdown(reason: unknown): void {
+    for (const r of [...this.requests]) this.end(r, reason)
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.requests.length > 0) await this.turn()
+    } catch (e) {
+      // A fault of the step itself (the device, a bug): no request can go on safely.
+      this.shutdown(e)
+    } finally {
+      // Synchronous with the loop's last check: a request submitted after it starts a new loop.
+      this.looping = false
+    }
+  }
+
+  private async turn(): Promise<void> {
+    const t0 = performance.now()
+    for (const r of [...this.requests]) {
+      try {
+        r.signal?.throwIfAborted()
+      } catch (reason) {
+        this.end(r, reason)
+      }
+    }
+    this.admit()
+    const decoding = this.running.slice()
+    const decode = decoding.length > 0 ? this.submitDecode(decoding) : undefined
+    const logits = decode !== undefined && decoding.some((s) => s.job.request.events.onLogits !== undefined) ? this.step.readLogits(decoding.length) : undefined
+    const prefilled = this.submitPrefill()
+    if (decode !== undefined) {
+      const sampled = await decode.sampled
+      await this.report(decoding, decode.plan, decode.positions, sampled, logits)
+    } else if (prefilled) {
+      // Only prefill: keep at most two forwards in flight, so an abort waits for one chunk, not the whole prompt.
+      const done = this.step.idle()
+      if (this.prefillInFlight !== undefined) await this.prefillInFlight
+      this.prefillInFlight = done
+    } else {
+      // Nothing to run this turn (samples wait for blocks): let timers, aborts and new requests in.
+      await new Promise<void>((resolve) => setTimeout(resolve, 0))
+    }
+    this.account(decoding, performance.now() - t0)
+    for (const r of [...this.requests]) if (r.isDone()) this.finish(r)
+  }
+
+  // ---- admission -------------------------------------------------------------
+
+  /** Moves waiting samples into fills while the batch has places and the pool has blocks for them. */
+  private admit(): void {
+    let places = this.maxBatch - this.running.length - this.fills.reduce((n, f) => n + f.jobs.length, 0)
+    if (places <= 0) return
+    let budget: number | undefined
+    for (const request of this.requests) {
+      if (!this.compatible(request)) continue
+      const quota = request.admissible()
+      for (let taken = 0; taken < quota && places > 0; taken++) {
+        const job = request.waiting[0]
+        if (job === undefined) break
+        budget ??= this.freeBlocks()
+        const cost = this.admissionCost(request, job)
+        const idle = this.running.length === 0 && this.fills.length === 0
+        // Nothing running: admit one whatever the estimate (checkFits promised it fits in the whole pool).
+        if (!idle && !request.waves && cost > budget) return
+        budget -= cost
+        request.waiting.shift()
+        request.filling++
+        this.join(request, job)
+        places--
+      }
+    }
+  }
+
+  /** One attention mode per decode batch: requests of another mode wait until the batch drains. */
+  private compatible(request: RequestState): boolean {
+    const current = this.running[0]?.job.request ?? this.fills[0]?.request
+    return current === undefined || current.attention === request.attention
+  }
+
+  /** Blocks the pool could give now: free ones, and cached ones no live sequence holds (evictable), less what running samples may still need. */
+  private freeBlocks(): number {
+    const stats = this.kv.tree.stats()
+    let reserve = 0
+    for (const s of this.running) reserve += this.remainingBlocks(s.job)
+    for (const f of this.fills) for (const j of f.jobs) reserve += this.remainingBlocks(j)
+    return stats.blocksFree + stats.evictableBlocks - RESERVE_RATIO * reserve
+  }
+
+  private remainingBlocks(job: SampleJob): number {
+    return sampleBlocks(job.group.sampling.maxTokens - job.tokens.length, this.kv.blockSize)
+  }
+
+  /** Blocks a new sample takes now: the part of its context not cached (unless it joins a fill), and a share of its own tokens. */
+  private admissionCost(request: RequestState, job: SampleJob): number {
+    const own = RESERVE_RATIO * this.remainingBlocks(job)
+    if (job.tokens.length === 0 && this.fills.some((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)) return own
+    const context = job.context()
+    const cached = this.kv.tree.match(context, request.namespaceOf(job.group)).length
+    return Math.ceil((context.length - cached) / this.kv.blockSize) + 2 + own
+  }
+
+  /** A fresh sample joins the fill of its prompt if one is in flight; otherwise (or resuming) it gets a fill of its own. */
+  private join(request: RequestState, job: SampleJob): void {
+    job.order = ++this.clock
+    if (job.tokens.length === 0) {
+      const fill = this.fills.find((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)
+      if (fill !== undefined) {
+        fill.jobs.push(job)
+        return
+      }
+    }
+    this.fills.push({
+      request, context: job.context(), namespace: request.namespaceOf(job.group), jobs: [job], resume: job.tokens.length > 0,
+      order: job.order, seq: undefined, placed: 0
+    })
+  }
+
+  // ---- the two forwards --------------------------------------------------------
+
+  private submitDecode(decoding: ReadonlyArray<Running>): ReturnType<StepRunner["decode"]> {
+    const mode = decoding[0]!.job.request.attention
+    return this.step.decode(
+      decoding.map((s) => ({ seq: s.seq, token: s.last, written: s.written, sampling: s.job.samplingParams() })),
+      mode
+    )
+  }
+
+  /**
+   * Places the next chunk of each fill and submits their rows as one forward;
+   * fills whose context is all placed release their samples into the batch.
+   * Slots are read after every placement, so a split made by a later
+   * placement moves rows of this forward before they are written.
+   */
+  private submitPrefill(): boolean {
+    const rows: Array<PrefillRow> = []
+    for (const fill of [...this.fills]) {
+      const budget = this.maxPrefillRows - rows.length
+      if (budget <= 0 && fill.seq !== undefined) break
+      const placed = this.placeChunk(fill, Math.max(0, budget))
+      if (placed === undefined) continue
+      for (let p = placed.from; p < placed.to; p++) rows.push({ seq: fill.seq!, position: p, token: fill.context[p]! })
+    }
+    // Submitted at once (its promise settles as soon as it is queued); a GPU fault surfaces at the next read-back.
+    if (rows.length > 0) void this.step.prefill(rows)
+    for (const fill of [...this.fills]) if (fill.seq !== undefined && fill.placed === fill.context.length) this.release(fill)
+    return rows.length > 0
+  }
+
+  /** Places up to `budget` new tokens of the fill; returns the positions to prefill, or undefined when the pool has no room now. */
+  private placeChunk(fill: Fill, budget: number): { from: number; to: number } | undefined {
+    const tree = this.kv.tree
+    try {
+      if (fill.seq === undefined) {
+        const cached = tree.match(fill.context, fill.namespace).length
+        const to = Math.min(fill.context.length, cached + budget)
+        const placement = tree.insert(fill.context.slice(0, to), fill.namespace)
+        fill.seq = placement.seq
+        fill.placed = to
+        fill.request.reused += placement.newStart
+        fill.request.prefilled += to - placement.newStart
+        this.step.copyBlocks(placement.copies)
+        return { from: placement.newStart, to }
+      }
+      if (fill.placed === fill.context.length || budget === 0) return undefined
+      const to = Math.min(fill.context.length, fill.placed + budget)
+      const placement = tree.append(fill.seq, fill.context.slice(fill.placed, to))
+      fill.placed = to
+      fill.request.prefilled += to - placement.newStart
+      this.step.copyBlocks(placement.copies)
+      return { from: placement.newStart, to }
+    } catch (e) {
+      if (!(e instanceof BlockPoolExhausted)) throw e
+      // Running samples hold the blocks: wait for some to end. With none running, other fills give theirs
+      // back; alone, the fill can never fit (checkFits makes that a bug, reported as the request's failure).
+      if (this.running.length === 0) {
+        const other = this.fills.findLast((f) => f !== fill)
+        if (other !== undefined) this.cancelFill(other)
+        else this.end(fill.request, e)
+      }
+      return undefined
+    }
+  }
+
+  /** A fill is done: its samples join the batch, each a fork of the fill's sequence. */
+  private release(fill: Fill): void {
+    this.fills.splice(this.fills.indexOf(fill), 1)
+    const seq = fill.seq!
+    const last = fill.context[fill.context.length - 1]!
+    fill.jobs.forEach((job, i) => {
+      const own = i === fill.jobs.length - 1 ? seq : this.kv.tree.fork(seq)
+      this.running.push({ job, seq: own, alive: true, written: fill.context.length, last })
+    })
+    fill.request.running += fill.jobs.length
+    fill.request.filling -= fill.jobs.length
+  }
+
+  // ---- after a decode step -----------------------------------------------------
+
+  /** Hands each row's token to its sample; finished samples leave, the rest get their token placed in the trie. */
+  private async report(
+    decoding: ReadonlyArray<Running>, plan: LevelPlan, positions: Uint32Array, sampled: Uint32Array, logits: Promise<Float32Array> | undefined
+  ): Promise<void> {
+    const tree = this.kv.tree
+    for (const s of decoding) s.written = tree.lengthOf(s.seq) // the step wrote every row's input token
+    const rowsOf = new Map<RequestState, number>()
+    for (const s of decoding) rowsOf.set(s.job.request, (rowsOf.get(s.job.request) ?? 0) + 1)
+    for (const [r, rows] of rowsOf) r.noteStep(plan, rows, decoding.length, this.kv.pool.used)
+    if (logits !== undefined) {
+      const all = await logits
+      for (const r of rowsOf.keys()) r.emitLogits(decoding, positions, all, this.vocabSize)
+    }
+    const survivors: Array<Running> = []
+    for (let i = 0; i < decoding.length; i++) {
+      const s = decoding[i]!
+      if (!s.alive) continue
+      const request = s.job.request
+      const token = sampled[i]!
+      if (token === NON_FINITE_TOKEN) {
+        this.end(request, new NonFiniteLogits({ path: s.job.group.path, sample: s.job.sample, position: positions[i]! }))
+        continue
+      }
+      const outcome = request.take(s.job, token)
+      if (outcome === "continue") {
+        s.last = token
+        survivors.push(s)
+      } else if (outcome !== "failed") {
+        this.drop(s)
+        tree.release(s.seq, s.written)
+        request.running--
+        request.complete(s.job, outcome)
+      }
+      if (request.failure !== undefined) this.end(request, request.failure)
+    }
+    for (const r of rowsOf.keys()) if (this.requests.includes(r)) r.emitStep()
+    for (const r of rowsOf.keys()) if (r.failure !== undefined) this.end(r, r.failure)
+    this.placeTokens(survivors.sort((a, b) => a.job.order - b.job.order))
+  }
+
+  /** Places each survivor's token, oldest first; when the pool is dry, the youngest give their blocks back. */
+  private placeTokens(survivors: Array<Running>): void {
+    const tree = this.kv.tree
+    for (const s of survivors) {
+      while (s.alive) {
+        try {
+          this.step.copyBlocks(tree.append(s.seq, [s.last]).copies)
+          break
+        } catch (e) {
+          if (!(e instanceof BlockPoolExhausted)) throw e
+          if (!this.preemptYounger(s)) {
+            this.preempt(s)
+            break
+          }
+        }
+      }
+    }
+  }
+
+  /** Frees the youngest fill or running sample younger than `s`; false when there is none. */
+  private preemptYounger(s: Running): boolean {
+    let youngest: Running | Fill | undefined
+    for (const f of this.fills) if (f.order > s.job.order && (youngest === undefined || f.order > orderOf(youngest))) youngest = f
+    for (const r of this.running) if (r.job.order > s.job.order && (youngest === undefined || r.job.order > orderOf(youngest))) youngest = r
+    if (youngest === undefined) return false
+    if ("job" in youngest) this.preempt(youngest)
+    else this.cancelFill(youngest)
+    return true
+  }
+
+  /** Ends a running sample for now: its blocks go back (written tokens stay cached), and it waits to be recomputed with the tokens it has. */
+  private preempt(s: Running): void {
+    this.drop(s)
+    this.kv.tree.release(s.seq, s.written)
+    const request = s.job.request
+    request.running--
+    request.requeue([s.job])
+    request.preemptions++
+  }
+
+  private cancelFill(fill: Fill): void {
+    this.fills.splice(this.fills.indexOf(fill), 1)
+    if (fill.seq !== undefined) this.kv.tree.release(fill.seq, fill.placed)
+    fill.request.filling -= fill.jobs.length
+    fill.request.requeue(fill.jobs)
+  }
+
+  private drop(s: Running): void {
+    s.alive = false
+    const i = this.running.indexOf(s)
+    if (i >= 0) this.running.splice(i, 1)
+  }
+
+  // ---- ending requests ---------------------------------------------------------
+
+  /** Ends a request early (an abort, a failure): every sequence it holds is released with what it has written; its promise rejects. */
+  private end(request: RequestState, reason: unknown): void {
+    this.releaseAll(request)
+    request.reject(reason)
+  }
+
+  private finish(request: RequestState): void {
+    this.releaseAll(request)
+    request.resolve()
+  }
+
+  private releaseAll(request: RequestState): void {
+    const i = this.requests.indexOf(request)
+    if (i >= 0) this.requests.splice(i, 1)
+    const tree = this.kv.tree
+    const mine = this.running.filter((x) => x.job.request === request)
+    for (const s of mine) s.alive = false
+    this.running = this.running.filter((x) => x.alive)
+    for (const s of mine) if (tree.isLive(s.seq)) tree.release(s.seq, s.written)
+    for (const f of this.fills.filter((x) => x.request === request)) {
+      this.fills.splice(this.fills.indexOf(f), 1)
+      if (f.seq !== undefined && tree.isLive(f.seq)) tree.release(f.seq, f.placed)
+    }
+    request.waiting.length = 0
+    request.running = 0
+    request.filling = 0
+  }
+
+  private account(decoding: ReadonlyArray<Running>, ms: number): void {
+    const decoded = new Set(decoding.map((s) => s.job.request))
+    for (const r of this.requests) r.noteTime(ms, decoded.has(r), this.fills.some((f) => f.request === r))
+    for (const r of decoded) if (!this.requests.includes(r)) r.noteTime(ms, true, false)
+  }
+}
+
+const orderOf = (x: Running | Fill): number => ("job" in x ? x.job.order : x.order)
