@@ -65,6 +65,8 @@ export class Scheduler {
   private running: Array<Running> = []
   private fills: Array<Fill> = []
   private looping = false
+  /** set once the engine is going away: nothing more is submitted */
+  private closed = false
   /** admission order: the youngest sample has the largest */
   private clock = 0
   private prefillInFlight: Promise<void> | undefined
@@ -79,23 +81,29 @@ export class Scheduler {
 
   /** Adds a request; its promise settles when its last sample ends, or when it fails or is aborted. */
   submit(request: RequestState): void {
+    if (this.closed) return request.reject(new Error("the engine was destroyed"))
     this.requests.push(request)
     if (this.looping) return
     this.looping = true
     void this.run()
   }
 
-  /** Fails every request (the engine is going away). */
+  /** Fails every request and submits nothing more (the engine is going away). */
   shutdown(reason: unknown): void {
+    this.closed = true
+    this.failAll(reason)
+  }
+
+  private failAll(reason: unknown): void {
     for (const r of [...this.requests]) this.end(r, reason)
   }
 
   private async run(): Promise<void> {
     try {
-      while (this.requests.length > 0) await this.turn()
+      while (this.requests.length > 0 && !this.closed) await this.turn()
     } catch (e) {
       // A fault of the step itself (the device, a bug): no request can go on safely.
-      this.shutdown(e)
+      this.failAll(e)
     } finally {
       // Synchronous with the loop's last check: a request submitted after it starts a new loop.
       this.looping = false
@@ -118,6 +126,7 @@ export class Scheduler {
     const prefilled = this.submitPrefill()
     if (decode !== undefined) {
       const sampled = await decode.sampled
+      if (this.closed) return
       await this.report(decoding, decode.plan, decode.positions, sampled, logits)
     } else if (prefilled) {
       // Only prefill: keep at most two forwards in flight, so an abort waits for one chunk, not the whole prompt.

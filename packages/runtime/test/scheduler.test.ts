@@ -1,0 +1,200 @@
+/**
+ * The continuously batched scheduler: requests that run at once share decode
+ * steps and still get exactly the completions each gets alone; a request
+ * arriving mid-run is admitted without waiting; samples with different
+ * settings decode in one batch; a pool too small for everything preempts and
+ * recomputes instead of failing; an abort ends one request and no other.
+ * Every comparison is with the same request run alone on a fresh engine.
+ */
+import { type GpuHandle, openGpu } from "@canopy/kernels"
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Completion, type GenerateRequest, type GenerateResult, TreeEngine } from "../src/engine/Engine.ts"
+import type { PromptTree } from "../src/engine/PromptTree.ts"
+import type { ModelConfig } from "../src/model/config.ts"
+import type { LoadedModel } from "../src/model/model.ts"
+import { byteTokenizer } from "../src/model/tokenizer.ts"
+import { synthesizeHostWeights, uploadWeights } from "../src/model/weights.ts"
+
+const config: ModelConfig = {
+  architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
+  headDim: 16, rmsNormEps: 1e-5, ropeTheta: 10_000, ropeScaling: { type: "none" }, vocabSize: 40,
+  tieWordEmbeddings: false, attentionBias: false, maxPositionEmbeddings: 512, bosTokenId: undefined, eosTokenIds: []
+}
+
+let gpu: GpuHandle
+let model: LoadedModel
+/** runs every request alone, its cache cleared first */
+let alone: TreeEngine
+beforeAll(async () => {
+  gpu = await openGpu()
+  const weights = uploadWeights(gpu.device, config, synthesizeHostWeights(config, 9), "f32")
+  model = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
+  alone = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 1024, maxPrefillRows: 16, kvDtype: "f32" })
+})
+afterAll(() => {
+  alone?.destroy()
+  model?.weights.destroy()
+  gpu?.close()
+})
+
+const withEngine = async <A>(options: Parameters<typeof TreeEngine.create>[2], f: (e: TreeEngine) => Promise<A>): Promise<A> => {
+  const engine = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvDtype: "f32", ...options })
+  try {
+    return await f(engine)
+  } finally {
+    engine.destroy()
+  }
+}
+
+const runAlone = async (request: GenerateRequest): Promise<GenerateResult> => {
+  alone.clearCache()
+  return alone.generate(request)
+}
+
+const tokensOf = (c: ReadonlyArray<Completion>) => c.map((x) => ({ path: x.path, sample: x.sample, tokens: x.tokens, finishReason: x.finishReason }))
+
+const ids = (n: number, salt: number) => Array.from({ length: n }, (_, i) => (i * 7 + salt * 13 + 1) % config.vocabSize)
+
+/** Nothing held after the runs: no live sequence, and every used block is a cached, evictable one. */
+const expectIdle = (engine: TreeEngine) => {
+  const stats = engine.kv.tree.stats()
+  expect(stats.liveSequences).toBe(0)
+  expect(stats.evictableBlocks).toBe(stats.blocksUsed)
+}
+
+describe("requests that run at once", () => {
+  it("share decode steps and each gets the completions it gets alone", async () => {
+    const shared = ids(18, 1)
+    const requests: Array<GenerateRequest> = [
+      { tree: { tokens: shared, children: [{ tokens: ids(3, 2), samples: 3 }, { tokens: ids(5, 3), samples: 2 }] }, sampling: { temperature: 0.8, seed: 4, maxTokens: 9 } },
+      { tree: { tokens: shared, samples: 4 }, sampling: { temperature: 0, maxTokens: 5 } },
+      { tree: { tokens: ids(30, 4), samples: 2 }, sampling: { temperature: 1.1, topK: 5, seed: 9, maxTokens: 12 } }
+    ]
+    const want = []
+    for (const r of requests) want.push(await runAlone(r))
+    await withEngine({ kvBlocks: 1024, maxPrefillRows: 16 }, async (engine) => {
+      const got = await Promise.all(requests.map((r) => engine.generate(r)))
+      got.forEach((g, i) => expect(tokensOf(g.completions), `request ${i}`).toEqual(tokensOf(want[i]!.completions)))
+      // Batched together: some step held rows of more than one request.
+      expect(Math.max(...got.map((g, i) => g.stats.meanBatch - want[i]!.stats.meanBatch))).toBeGreaterThan(0)
+      // The second request's prompt is the first's shared prefix: prefilled once across both.
+      expect(got[0]!.stats.reusedTokens + got[1]!.stats.reusedTokens).toBeGreaterThan(0)
+      expectIdle(engine)
+    })
+  })
+
+  it("admits a request that arrives mid-run without waiting for the running one", async () => {
+    await withEngine({ kvBlocks: 1024 }, async (engine) => {
+      const order: Array<string> = []
+      let started: () => void = () => {}
+      const midRun = new Promise<void>((resolve) => (started = resolve))
+      const long = engine.generate({ tree: { tokens: ids(12, 5), samples: 2 }, sampling: { temperature: 0, maxTokens: 40, ignoreEos: true } }, {
+        onStep: ({ step }) => step === 3 && started()
+      }).then((r) => (order.push("long"), r))
+      await midRun
+      const short = await engine.generate({ tree: { tokens: ids(9, 6), samples: 1 }, sampling: { temperature: 0, maxTokens: 3 } })
+      order.push("short")
+      const longResult = await long
+      expect(order).toEqual(["short", "long"])
+      expect(tokensOf(short.completions)).toEqual(tokensOf((await runAlone({ tree: { tokens: ids(9, 6), samples: 1 }, sampling: { temperature: 0, maxTokens: 3 } })).completions))
+      expect(longResult.completions.map((c) => c.tokens.length)).toEqual([40, 40])
+      expectIdle(engine)
+    })
+  })
+
+  it("ends an aborted request at the next step and no other", async () => {
+    const keep: GenerateRequest = { tree: { tokens: ids(14, 7), samples: 3 }, sampling: { temperature: 0.9, seed: 2, maxTokens: 10 } }
+    const want = await runAlone(keep)
+    await withEngine({ kvBlocks: 1024 }, async (engine) => {
+      const controller = new AbortController()
+      const doomed = engine.generate({ tree: { tokens: ids(14, 7), children: [{ tokens: ids(4, 8), samples: 5 }] }, sampling: { maxTokens: 30 } }, {
+        onStep: ({ step }) => step === 2 && controller.abort(new Error("client went away"))
+      }, controller.signal).catch((e: unknown) => e)
+      const kept = await engine.generate(keep)
+      expect(String(await doomed)).toContain("client went away")
+      expect(tokensOf(kept.completions)).toEqual(tokensOf(want.completions))
+      expectIdle(engine)
+    })
+  })
+})
+
+describe("one batch, many settings", () => {
+  it("decodes samples with their own temperature, top-k, top-p, seed, max tokens and stops together, as each runs alone", async () => {
+    const prompt = ids(16, 9)
+    const settings = [
+      { temperature: 0, maxTokens: 6 },
+      { temperature: 0.7, seed: 3, maxTokens: 11 },
+      { temperature: 1.3, topK: 4, seed: 8, maxTokens: 4 },
+      { temperature: 0.9, topP: 0.5, seed: 1, maxTokens: 9, stopTokenIds: [5, 17] },
+      { temperature: 1, seed: 6, maxTokens: 14, stop: ["\u0003"] }
+    ]
+    const tree: PromptTree = { tokens: prompt, children: settings.map((sampling, i) => ({ tokens: [i + 1], samples: 2, sampling })) }
+    const together = await withEngine({ kvBlocks: 1024 }, (engine) => engine.generate({ tree }))
+    expect(together.stats.steps).toBeLessThan(settings.reduce((n, s) => n + s.maxTokens, 0))
+    for (let i = 0; i < settings.length; i++) {
+      const own = await runAlone({ tree: { tokens: [...prompt, i + 1], samples: 2, sampling: settings[i]! } })
+      const mine = together.completions.filter((c) => c.path[0] === i).map((c) => ({ ...c, path: [] }))
+      expect(tokensOf(mine), `node ${i}`).toEqual(tokensOf(own.completions))
+      for (const c of mine) expect(c.tokens.length).toBeLessThanOrEqual(settings[i]!.maxTokens)
+    }
+  })
+})
+
+describe("a pool too small for every sample at once", () => {
+  it("preempts the youngest samples and recomputes them, with the completions of a large pool", async () => {
+    const request: GenerateRequest = {
+      tree: { tokens: ids(21, 10), children: [{ tokens: ids(2, 11), samples: 6 }, { tokens: ids(3, 12), samples: 5 }] },
+      sampling: { temperature: 0.8, seed: 5, maxTokens: 24, ignoreEos: true }
+    }
+    const want = await runAlone(request)
+    await withEngine({ kvBlocks: 40 }, async (engine) => {
+      const got = await engine.generate(request)
+      expect(got.stats.preemptions).toBeGreaterThan(0)
+      expect(got.stats.peakBlocks).toBeLessThanOrEqual(40)
+      expect(tokensOf(got.completions)).toEqual(tokensOf(want.completions))
+      expectIdle(engine)
+    })
+  })
+})
+
+describe("random requests at once, some aborted", () => {
+  const tree = fc.record({
+    tokens: fc.array(fc.integer({ min: 0, max: config.vocabSize - 1 }), { minLength: 1, maxLength: 24 }),
+    children: fc.array(
+      fc.record({ tokens: fc.array(fc.integer({ min: 0, max: config.vocabSize - 1 }), { minLength: 1, maxLength: 6 }), samples: fc.integer({ min: 1, max: 3 }) }),
+      { minLength: 1, maxLength: 3 }
+    )
+  })
+  const request = fc.record({
+    tree,
+    maxTokens: fc.integer({ min: 1, max: 8 }),
+    seed: fc.integer({ min: 0, max: 1000 }),
+    abortAtStep: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined })
+  })
+
+  it("give every request that runs to the end its own completions, and leave nothing held", async () => {
+    await withEngine({ kvBlocks: 96, maxPrefillRows: 8 }, async (engine) => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(request, { minLength: 2, maxLength: 4 }), async (specs) => {
+          const runs = specs.map((s) => {
+            const controller = new AbortController()
+            const r: GenerateRequest = { tree: s.tree, sampling: { temperature: 0.8, seed: s.seed, maxTokens: s.maxTokens } }
+            const events = s.abortAtStep === undefined ? {} : { onStep: ({ step }: { step: number }) => step === s.abortAtStep && controller.abort(new Error("stop")) }
+            return { r, result: engine.generate(r, events, controller.signal).then((x) => x, (e: unknown) => e) }
+          })
+          for (const { r, result } of runs) {
+            const got = await result
+            if (got instanceof Error) {
+              expect(got.message).toBe("stop")
+              continue
+            }
+            expect(tokensOf((got as GenerateResult).completions)).toEqual(tokensOf((await runAlone(r)).completions))
+          }
+          expectIdle(engine)
+        }),
+        { numRuns: 12 }
+      )
+    })
+  })
+})
