@@ -16,16 +16,12 @@ import { ContextTooLong, InvalidEngineOptions, NonFiniteLogits } from "../src/en
 import { InvalidPromptTree, MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH, parsePromptTree, type PromptTree, sampleLeaves } from "../src/engine/PromptTree.ts"
 import { Gpu } from "../src/Gpu.ts"
 import { Model } from "../src/Model.ts"
-import type { ModelConfig } from "../src/model/config.ts"
 import type { LoadedModel } from "../src/model/model.ts"
 import { byteTokenizer } from "../src/model/tokenizer.ts"
 import { synthesizeHostWeights, uploadWeights } from "../src/model/weights.ts"
+import { SMALL_CONFIG, smallModel } from "./smallModel.ts"
 
-const config: ModelConfig = {
-  architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
-  headDim: 16, rmsNormEps: 1e-5, ropeTheta: 10_000, ropeScaling: { type: "none" }, vocabSize: 40,
-  tieWordEmbeddings: false, attentionBias: false, maxPositionEmbeddings: 512, bosTokenId: undefined, eosTokenIds: []
-}
+const config = SMALL_CONFIG
 
 let gpu: GpuHandle
 let model: LoadedModel
@@ -35,8 +31,7 @@ let engine: TreeEngine
 let fresh: TreeEngine
 beforeAll(async () => {
   gpu = await openGpu()
-  const weights = uploadWeights(gpu.device, config, synthesizeHostWeights(config, 5), "f32")
-  model = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
+  model = smallModel(gpu.device, 5)
   // Small prefill chunks, so that prompts span several and an abort can land between them. f32 KV: the
   // comparison with a fresh engine is at 1e-5, and a key computed in another batch (an f32 ulp apart) may
   // round to the neighbouring f16; which tokens the cache keeps does not depend on the element type.

@@ -17,6 +17,7 @@ import type { LoadedModel } from "../src/model/model.ts"
 import { referenceLogits } from "../src/model/reference.ts"
 import { byteTokenizer } from "../src/model/tokenizer.ts"
 import { synthesizeHostWeights, uploadWeights } from "../src/model/weights.ts"
+import { relError } from "./smallModel.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -62,16 +63,6 @@ const makeModel = (config: ModelConfig, seed: number, weightType: WeightType = "
     [name, /(norm|bias)/.test(name) ? values : values.map((v) => bf16ToF32(f32ToBf16(v)))]))
   const model: LoadedModel = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
   return { host, model }
-}
-
-const relError = (got: ArrayLike<number>, want: ArrayLike<number>): number => {
-  let diff = 0
-  let scale = 1e-6
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!))
-    scale = Math.max(scale, Math.abs(want[i]!))
-  }
-  return diff / scale
 }
 
 /** Greedy continuation by the CPU reference; stops early where the top two logits nearly tie (f32 may pick either). */

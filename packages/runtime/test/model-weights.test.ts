@@ -24,6 +24,7 @@ import { elementCount, isMatrix, layerPrefix, tensorSpecs } from "../src/model/t
 import { loadWeights } from "../src/model/folderWeights.ts"
 import { type HostWeights, type ModelWeights, synthesizeHostWeights, synthesizeWeights } from "../src/model/weights.ts"
 import { tinyBpe } from "./tinyBpe.ts"
+import { relError } from "./smallModel.ts"
 
 let gpu: GpuHandle
 let root: string
@@ -114,16 +115,6 @@ const decode = async (model: LoadedModel): Promise<{ result: GenerateResult; log
   } finally {
     engine.destroy()
   }
-}
-
-const relError = (got: ArrayLike<number>, want: ArrayLike<number>): number => {
-  let diff = 0
-  let scale = 1e-6
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!))
-    scale = Math.max(scale, Math.abs(want[i]!))
-  }
-  return diff / scale
 }
 
 describe("a 16-bit checkpoint stays 16-bit on the GPU", () => {

@@ -11,16 +11,10 @@ import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Completion, type GenerateRequest, type GenerateResult, TreeEngine } from "../src/engine/Engine.ts"
 import type { PromptTree } from "../src/engine/PromptTree.ts"
-import type { ModelConfig } from "../src/model/config.ts"
 import type { LoadedModel } from "../src/model/model.ts"
-import { byteTokenizer } from "../src/model/tokenizer.ts"
-import { synthesizeHostWeights, uploadWeights } from "../src/model/weights.ts"
+import { SMALL_CONFIG, smallModel } from "./smallModel.ts"
 
-const config: ModelConfig = {
-  architecture: "LlamaForCausalLM", hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, numKvHeads: 2,
-  headDim: 16, rmsNormEps: 1e-5, ropeTheta: 10_000, ropeScaling: { type: "none" }, vocabSize: 40,
-  tieWordEmbeddings: false, attentionBias: false, maxPositionEmbeddings: 512, bosTokenId: undefined, eosTokenIds: []
-}
+const config = SMALL_CONFIG
 
 let gpu: GpuHandle
 let model: LoadedModel
@@ -28,8 +22,7 @@ let model: LoadedModel
 let alone: TreeEngine
 beforeAll(async () => {
   gpu = await openGpu()
-  const weights = uploadWeights(gpu.device, config, synthesizeHostWeights(config, 9), "f32")
-  model = { config, weights, tokenizer: byteTokenizer(config.vocabSize) }
+  model = smallModel(gpu.device, 9)
   alone = await TreeEngine.create(gpu.device, model, { blockSize: 4, kvBlocks: 1024, maxPrefillRows: 16, kvDtype: "f32" })
 })
 afterAll(() => {
@@ -71,7 +64,7 @@ describe("requests that run at once", () => {
       { tree: { tokens: shared, samples: 4 }, sampling: { temperature: 0, maxTokens: 5 } },
       { tree: { tokens: ids(30, 4), samples: 2 }, sampling: { temperature: 1.1, topK: 5, seed: 9, maxTokens: 12 } }
     ]
-    const want = []
+    const want: Array<GenerateResult> = []
     for (const r of requests) want.push(await runAlone(r))
     await withEngine({ kvBlocks: 1024, maxPrefillRows: 16 }, async (engine) => {
       const got = await Promise.all(requests.map((r) => engine.generate(r)))
