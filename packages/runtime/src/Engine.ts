@@ -8,8 +8,8 @@ import type { GpuBufferTooLarge, GpuDeviceLost, GpuValidationError } from "@cano
 import { Context, Data, Effect, Layer, Queue, Stream } from "effect"
 import { Gpu } from "./Gpu.ts"
 import {
-  type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type StepProgress, type TokenEvent,
-  TreeEngine
+  type Completion, type EngineOptions, type GenerateEvents, type GenerateRequest, type GenerateResult, type LogitsEvent, type StepProgress,
+  type TokenEvent, TreeEngine
 } from "./engine/Engine.ts"
 import type {
   ContextTooLong, EngineCapacityError, InvalidEngineOptions, InvalidSampling, KvCacheOutOfMemory, NonFiniteLogits
@@ -56,6 +56,7 @@ const toSetupError = (e: unknown): EngineSetupError => SETUP.has(tagOf(e)) ? (e 
 /** What a generation stream carries, in order: tokens and steps as they happen, completions as samples end, then the result. */
 export type GenerateEvent =
   | ({ readonly _tag: "Token" } & TokenEvent)
+  | ({ readonly _tag: "Logits" } & LogitsEvent)
   | { readonly _tag: "Step"; readonly progress: StepProgress }
   | { readonly _tag: "Completion"; readonly completion: Completion }
   | { readonly _tag: "Done"; readonly result: GenerateResult }
@@ -63,8 +64,11 @@ export type GenerateEvent =
 export interface EngineService {
   readonly engine: TreeEngine
   generate(request: GenerateRequest, events?: GenerateEvents): Effect.Effect<GenerateResult, EngineError>
-  /** The same run as a stream of events, ending with the result. */
-  stream(request: GenerateRequest): Stream.Stream<GenerateEvent, EngineError>
+  /**
+   * The same run as a stream of events, ending with the result. With
+   * `logits: true` each decode step's logits come too (a copy per step: to inspect).
+   */
+  stream(request: GenerateRequest, options?: { readonly logits?: boolean }): Stream.Stream<GenerateEvent, EngineError>
 }
 
 export class Engine extends Context.Service<Engine, EngineService>()("@canopy/runtime/Engine") {
@@ -94,10 +98,11 @@ export class Engine extends Context.Service<Engine, EngineService>()("@canopy/ru
         return Engine.of({
           engine,
           generate,
-          stream: (request) =>
+          stream: (request, options) =>
             Stream.callback<GenerateEvent, EngineError>((queue) =>
               Effect.forkScoped(
                 generate(request, {
+                  ...(options?.logits === true ? { onLogits: (e: LogitsEvent) => void Queue.offerUnsafe(queue, { _tag: "Logits", ...e }) } : {}),
                   onToken: (e) => void Queue.offerUnsafe(queue, { _tag: "Token", ...e }),
                   onStep: (progress) => void Queue.offerUnsafe(queue, { _tag: "Step", progress }),
                   onCompletion: (completion) => void Queue.offerUnsafe(queue, { _tag: "Completion", completion })

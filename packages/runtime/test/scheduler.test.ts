@@ -7,12 +7,16 @@
  * Every comparison is with the same request run alone on a fresh engine.
  */
 import { type GpuHandle, openGpu } from "@canopy/kernels"
+import { Effect, Layer, Stream } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Completion, type GenerateRequest, type GenerateResult, TreeEngine } from "../src/engine/Engine.ts"
 import type { PromptTree } from "../src/engine/PromptTree.ts"
+import { Engine } from "../src/Engine.ts"
+import { Gpu } from "../src/Gpu.ts"
+import { Model } from "../src/Model.ts"
 import type { LoadedModel } from "../src/model/model.ts"
-import { SMALL_CONFIG, smallModel } from "./smallModel.ts"
+import { relError, SMALL_CONFIG, smallModel } from "./smallModel.ts"
 
 const config = SMALL_CONFIG
 
@@ -189,5 +193,31 @@ describe("random requests at once, some aborted", () => {
         { numRuns: 12 }
       )
     })
+  })
+})
+
+describe("the Engine service", () => {
+  it("streams each step's logits when asked, the logits generate reports", async () => {
+    const request: GenerateRequest = { tree: { tokens: ids(10, 13), samples: 2 }, sampling: { temperature: 0.5, seed: 3, maxTokens: 4 } }
+    alone.clearCache()
+    const want: Array<Float32Array> = []
+    await alone.generate(request, { onLogits: ({ logits }) => want.push(logits) })
+    const layer = Engine.layer({ blockSize: 4, kvBlocks: 1024, maxPrefillRows: 16, kvDtype: "f32" }).pipe(
+      Layer.provide(Layer.succeed(Model, Model.of({ ...model, source: { kind: "synthetic", model: config, seed: 9 } }))),
+      Layer.provide(Layer.succeed(Gpu, Gpu.of(gpu)))
+    )
+    const events = await Effect.runPromise(
+      Effect.gen(function*() {
+        const engine = yield* Engine
+        const plain = Array.from(yield* Stream.runCollect(engine.stream(request)))
+        const withLogits = Array.from(yield* Stream.runCollect(engine.stream(request, { logits: true })))
+        return { plain, withLogits }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(events.plain.some((e) => e._tag === "Logits")).toBe(false)
+    const got = events.withLogits.flatMap((e) => (e._tag === "Logits" ? [e.logits] : []))
+    expect(got.length).toBe(want.length)
+    // The second run finds the prompt cached: its KV was computed by another forward, an f32 rounding apart.
+    got.forEach((l, i) => expect(relError(l, want[i]!)).toBeLessThan(1e-5))
   })
 })

@@ -131,6 +131,12 @@ export interface TokenEvent {
   readonly text: string
 }
 
+/** One decode step's logits for a request's rows. */
+export interface LogitsEvent {
+  readonly rows: ReadonlyArray<{ readonly path: ReadonlyArray<number>; readonly sample: number; readonly position: number }>
+  readonly logits: Float32Array
+}
+
 export interface GenerateEvents {
   readonly onStep?: (progress: StepProgress) => void
   /** each generated token as it is sampled, with the text it adds (see TokenText: "" while a UTF-8 character is incomplete) */
@@ -140,10 +146,7 @@ export interface GenerateEvents {
    * The logits each decode step sampled from, `[rows][vocab]` with row r the
    * sample `rows[r]`. Reading them back costs a copy per step: set it only to inspect.
    */
-  readonly onLogits?: (event: {
-    readonly rows: ReadonlyArray<{ readonly path: ReadonlyArray<number>; readonly sample: number; readonly position: number }>
-    readonly logits: Float32Array
-  }) => void
+  readonly onLogits?: (event: LogitsEvent) => void
 }
 
 export interface EngineOptions {
