@@ -1,10 +1,10 @@
 /**
- * The prompt-tree library: requests planned from a tree, completions grouped
- * by node, and a session whose second run finds the shared prefix cached.
+ * The prompt-tree library: the request planned from a tree, completions
+ * grouped by node, and a session whose second run finds the shared prefix cached.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { prompt } from "../src/prompt/PromptNode.ts"
-import { planRequests } from "../src/prompt/requests.ts"
+import { planRequest } from "../src/prompt/requests.ts"
 import { openSession, type Session } from "../src/prompt/session.ts"
 
 // A few-shot prefix of the usual shape: an instruction and a worked problem.
@@ -14,23 +14,26 @@ const FEW_SHOT_PROMPT = [
   "ANSWER:\n```python\nn = int(input())\nvalues = list(map(int, input().split()))\nprint(sum(v for v in values if v % 2 == 0))\n```\n"
 ].join("\n")
 
-describe("planning requests", () => {
-  it("groups nodes by sampling settings and prunes each request to its nodes' branches", () => {
+describe("planning the request", () => {
+  it("puts every node in one request, each node's own settings on its samples, pruned to the branches with samples", () => {
     const root = prompt("shared")
     const a = root.child("a").sample(2)
     root.child("idle")
     const b = root.child("b").sample(1, { maxTokens: 4 })
     const c = b.child("c").sample(3)
-    const requests = planRequests(root, { temperature: 0.5 })
-    expect(requests.map((r) => r.sampling)).toEqual([{ temperature: 0.5 }, { temperature: 0.5, maxTokens: 4 }])
-    const [first, second] = requests
-    expect(first!.tree).toEqual({
+    const d = root.child({ tokens: [5, 6] }).sample(1, { seed: 9 })
+    const request = planRequest(root, { temperature: 0.5 })
+    expect(request.sampling).toEqual({ temperature: 0.5 })
+    // b's settings are its own: on a child without tokens that holds its samples, so that c does not inherit them
+    expect(request.tree).toEqual({
       text: "shared",
-      children: [{ text: "a", samples: 2 }, { text: "b", children: [{ text: "c", samples: 3 }] }]
+      children: [
+        { text: "a", samples: 2 },
+        { text: "b", children: [{ tokens: [], samples: 1, sampling: { maxTokens: 4 } }, { text: "c", samples: 3 }] },
+        { tokens: [5, 6], samples: 1, sampling: { seed: 9 } }
+      ]
     })
-    expect([...first!.nodes]).toEqual([["0", a], ["1/0", c]])
-    expect(second!.tree).toEqual({ text: "shared", children: [{ text: "b", samples: 1 }] })
-    expect([...second!.nodes]).toEqual([["0", b]])
+    expect([...request.nodes]).toEqual([["0", a], ["1/0", b], ["1/1", c], ["2", d]])
   })
 
   it("refuses a negative or fractional sample count", () => {
@@ -61,9 +64,12 @@ describe("a session on the tiny model", () => {
     expect(first.completions(b).map((c) => c.sample)).toEqual([0, 1, 2])
     expect(first.completions(deeper).every((c) => c.tokens.length <= 4)).toBe(true)
     expect(first.completions(idle)).toEqual([])
-    // Two sampling settings, two engine requests; the second finds the few-shot prefix cached by the first.
-    expect(first.stats.requests).toBe(2)
-    expect(first.requests[1]!.reusedTokens).toBeGreaterThanOrEqual(FEW_SHOT_PROMPT.length)
+    expect(first.completions(b).every((c) => c.tokens.length <= 8)).toBe(true)
+    // Two sampling settings, one engine request: every prompt token is prefilled once, the few-shot prefix for all three nodes.
+    expect(first.stats.samples).toBe(6)
+    const prompts = ["\nQUESTION:\nPrint 1.\n", "\nQUESTION:\nPrint 2.\n", "\nQUESTION:\nPrint 2.\nANSWER:\n"].map((q) => FEW_SHOT_PROMPT + q)
+    const distinct = new Set(prompts.flatMap((p) => Array.from(p, (_, i) => p.slice(0, i + 1))))
+    expect(first.stats.prefillTokens).toBe(1 + distinct.size) // the BOS, then one byte token per character
 
     const again = prompt(FEW_SHOT_PROMPT)
     const c = again.child("\nQUESTION:\nPrint 3.\n").sample(2, { maxTokens: 8 })
@@ -71,7 +77,7 @@ describe("a session on the tiny model", () => {
     expect(second.completions(c)).toHaveLength(2)
     expect(second.stats.reusedTokens).toBeGreaterThanOrEqual(FEW_SHOT_PROMPT.length)
     // Only the new problem's tokens are prefilled.
-    expect(second.stats.prefillTokens).toBeLessThan(first.requests[0]!.prefillTokens)
+    expect(second.stats.prefillTokens).toBeLessThan(first.stats.prefillTokens)
     expect(second.stats.prefillTokens).toBeLessThan(20)
   })
 })

@@ -171,14 +171,17 @@ export const retokenizeTree = (tree: PromptTree, tokenizer: TextTokenizer): Reto
     if (s !== undefined && w.parent !== undefined) merge(w.parent, s.ref, s.length)
   }
   const clientPath = new Map<string, ReadonlyArray<number>>()
-  const built = new Map<WalkedNode, { node: { tokens: ReadonlyArray<number>; samples?: number; children: Array<PromptTree> } }>()
+  type Built = { tokens: ReadonlyArray<number>; samples?: number; firstSample?: number; sampling?: NonNullable<PromptTree["sampling"]>; children: Array<PromptTree> }
+  const built = new Map<WalkedNode, { node: Built }>()
   let root: PromptTree = { tokens: [] }
   for (const w of walked) {
     const s = shared.get(w)
     // A node with prompts below it has a parent with them too, so the parent's prefix is there.
     const start = s === undefined || w.parent === undefined ? 0 : shared.get(w.parent)!.length
-    const node: { tokens: ReadonlyArray<number>; samples?: number; children: Array<PromptTree> } = {
+    const node: Built = {
       tokens: s === undefined ? [] : s.ref.slice(start, s.length),
+      // the client's settings hold at and below its node, wherever its samples end up
+      ...(w.node.sampling !== undefined ? { sampling: w.node.sampling } : {}),
       children: []
     }
     built.set(w, { node })
@@ -187,11 +190,13 @@ export const retokenizeTree = (tree: PromptTree, tokenizer: TextTokenizer): Reto
     const tokens = own.get(w)
     if (tokens === undefined) continue
     const path = pathOf(w)
+    const first = w.node.firstSample !== undefined ? { firstSample: w.node.firstSample } : {}
     if (tokens.length === s!.length) {
       node.samples = w.node.samples!
+      Object.assign(node, first)
       clientPath.set(pathKey(path), path)
     } else {
-      const extra = { tokens: tokens.slice(s!.length), samples: w.node.samples! }
+      const extra = { tokens: tokens.slice(s!.length), samples: w.node.samples!, ...first }
       // After every child the client gave, so their indices stay theirs.
       const index = w.node.children?.length ?? 0
       node.children[index] = extra

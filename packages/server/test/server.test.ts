@@ -384,7 +384,8 @@ describe("the rest of the API", () => {
 
 describe("a server with tight limits", () => {
   it("refuses past its waiting queue with 429 and Retry-After, and has no chat template without one", async () => {
-    const strict = await startServer({ maxWaiting: 0, chatTemplate: null })
+    // one request at a time, none waiting: the second is refused while the first runs
+    const strict = await startServer({ maxWaiting: 0, concurrency: 1, chatTemplate: null })
     try {
       const strictClient = new OpenAI({ baseURL: `${strict.server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: scaled(60_000) })
       const chat = await fetch(`${strict.server.url}/v1/chat/completions`, {
@@ -499,6 +500,22 @@ describe("prompt pieces", () => {
       ]
     })
     expect([...clientPath]).toEqual([["2", []], ["0", [0]], ["1", [1]]])
+  })
+
+  it("a tree's per-node settings and sample numbers go with its samples", () => {
+    const tree = {
+      text: "x", sampling: { temperature: 0 },
+      children: [{ text: "ab", samples: 2, firstSample: 5, sampling: { seed: 3 } }, { text: "c", samples: 1 }]
+    }
+    const { tree: engineTree } = retokenizeTree(tree, merging)
+    expect(engineTree).toEqual({
+      tokens: [256, 120],
+      sampling: { temperature: 0 },
+      children: [
+        { tokens: [299], samples: 2, firstSample: 5, sampling: { seed: 3 }, children: [] },
+        { tokens: [99], samples: 1, children: [] }
+      ]
+    })
   })
 
   it("streamed text holds back what could become a stop string and never sends past it", () => {

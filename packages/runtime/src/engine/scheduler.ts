@@ -261,6 +261,8 @@ export class Scheduler {
       if (fill.placed === fill.context.length || budget === 0) return undefined
       const to = Math.min(fill.context.length, fill.placed + budget)
       const placement = tree.append(fill.seq, fill.context.slice(fill.placed, to))
+      // The chunk's first tokens may follow what the trie already holds: reused, not prefilled.
+      fill.request.reused += placement.newStart - fill.placed
       fill.placed = to
       fill.request.prefilled += to - placement.newStart
       this.step.copyBlocks(placement.copies)
