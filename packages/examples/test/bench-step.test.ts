@@ -8,7 +8,8 @@
  */
 import { countingDevice, countsSince, GpuWorkCounters, openGpu, sumCounts, type GpuHandle } from "@canopy/kernels"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { buildStepTree, createStepStack, DecodeInputs, decodeStep, runStepBench, stepModelConfig } from "../src/bench/stepBench.ts"
+import { decodeStep, runStepBench } from "../src/bench/stepBench.ts"
+import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, stepModelConfig } from "../src/bench/stepStack.ts"
 import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../src/bench/stepReport.ts"
 
 let gpu: GpuHandle
@@ -76,5 +77,10 @@ describe("bench step", () => {
     expect(table).toHaveLength(5)
     expect(table[3]!.trim().split(/\s+/)[0]).toBe("1")
     expect(JSON.parse(JSON.stringify(report)).points[1].batch).toBe(8)
+  })
+
+  it("refuses a batch its tree cannot hold before building anything", async () => {
+    await expect(runStepBench(gpu.device, { preset: "codellama-7b", batches: [8, MAX_STEP_BATCH + 1], warmup: 1, steps: 1 }))
+      .rejects.toThrow(new RangeError(`--batch: ${MAX_STEP_BATCH + 1} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`))
   })
 })

@@ -30,7 +30,7 @@ import {
   type ChatRequest, type CompletionRequest, parseChatRequest, parseCompletionRequest, parseJsonObject, parseTreeRequest, type SamplingRequest,
   type TreeRequest
 } from "./requests.ts"
-import { type QueueStats, Scheduler, type Ticket } from "./scheduler.ts"
+import { DEFAULT_CONCURRENCY, type QueueStats, Scheduler, type Ticket } from "./scheduler.ts"
 import { StreamText } from "./streamText.ts"
 
 export interface ServerOptions {
@@ -38,7 +38,7 @@ export interface ServerOptions {
   readonly host?: string
   /** default 8000; 0 picks a free port (see CanopyServer's `port`) */
   readonly port?: number
-  /** requests that may wait while one runs (default 64); past it, 429 with Retry-After */
+  /** requests that may wait while `concurrency` run (default 64); past it, 429 with Retry-After */
   readonly maxWaiting?: number
   /** the largest request body in bytes (default 1 MiB); past it, 413 */
   readonly maxBodyBytes?: number
@@ -52,7 +52,7 @@ export interface ServerOptions {
   readonly chatTemplateFile?: string
   /** the chat template itself (null: none), over the file and the model's own */
   readonly chatTemplate?: ChatTemplate | null
-  /** requests the engine runs at once (default 1, what the Engine service does; see Scheduler) */
+  /** requests handed to the engine at once, their samples batched together in every decode step (default 64; see Scheduler) */
   readonly concurrency?: number
 }
 
@@ -60,6 +60,7 @@ export const DEFAULTS = {
   host: "127.0.0.1",
   port: 8000,
   maxWaiting: 64,
+  concurrency: DEFAULT_CONCURRENCY,
   maxBodyBytes: 2 ** 20,
   bodyTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000
@@ -139,7 +140,7 @@ export class CanopyServer extends Context.Service<CanopyServer, CanopyServerServ
           })
         const scheduler = yield* Scheduler.make({
           maxWaiting: options.maxWaiting ?? DEFAULTS.maxWaiting,
-          ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {})
+          concurrency: options.concurrency ?? DEFAULTS.concurrency
         })
         const metrics = new Metrics()
         const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs

@@ -2,22 +2,28 @@
  * The waiting line in front of the engine. A request is admitted (or refused
  * with QueueFull while `maxWaiting` requests already wait, or ShuttingDown
  * once the server stops), waits for one of `concurrency` places, runs, and
- * leaves. The engine is still what serializes its GPU work (its own
- * semaphore); this line only bounds how many requests may wait, and knows
- * which run and which wait, for /metrics and for Retry-After.
+ * leaves. Running requests go to the engine together: its scheduler batches
+ * the samples of all of them into each decode step, admitting them as batch
+ * places and KV blocks free up. This line bounds what is handed to the engine
+ * at once and how many more may wait behind it (the engine's own queue is
+ * unbounded), and knows which run and which wait, for /metrics and for
+ * Retry-After.
  *
- * `concurrency` is 1 because the Engine service runs one request at a time.
- * An engine that batches requests together continuously takes more at once:
- * raise it to what it takes, and nothing else here changes, since each
- * request is still "submit a tree, get its events".
+ * `concurrency` defaults to DEFAULT_CONCURRENCY requests: enough to keep a
+ * batch full of samples from many small requests (each admitted request's
+ * samples queue in the engine for its places, in arrival order), few enough
+ * that a burst past it waits here, where it is counted and can be refused.
  */
 import { Effect, Scope, Semaphore } from "effect"
 import { QueueFull, ShuttingDown } from "./errors.ts"
 
+/** Requests handed to the engine at once when the server is not told otherwise. */
+export const DEFAULT_CONCURRENCY = 64
+
 export interface SchedulerOptions {
-  /** requests that may wait while others run; more are refused with 429 */
+  /** requests that may wait while `concurrency` run; more are refused with 429 */
   readonly maxWaiting: number
-  /** requests that run at once (default 1) */
+  /** requests that run at once, batched together by the engine (default DEFAULT_CONCURRENCY) */
   readonly concurrency?: number
 }
 
@@ -47,7 +53,7 @@ export class Scheduler {
   private constructor(private readonly lock: Semaphore.Semaphore, readonly options: Required<SchedulerOptions>) {}
 
   static make(options: SchedulerOptions): Effect.Effect<Scheduler> {
-    const concurrency = options.concurrency ?? 1
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
     return Effect.map(Semaphore.make(concurrency), (lock) => new Scheduler(lock, { maxWaiting: options.maxWaiting, concurrency }))
   }
 

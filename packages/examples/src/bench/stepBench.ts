@@ -5,16 +5,9 @@
  * takes — planLevels over the tree, the attention's prepare, the forward's
  * encode with every layer's attention, the submit.
  *
- * The model has a preset's layer count and head layout at the smallest
- * widths (head dim 8, hidden 32), so that on a software adapter the GPU work
- * stays small; none of the host work depends on the widths, nor on the
- * number of heads (it sets how many workgroups each dispatch has, not how
- * many dispatches or bind groups there are), so `heads` may be lowered
- * where the GPU's work would take too long (a software adapter at batch
- * 1,024 and 40 heads: minutes a step). The tree has
- * three levels, as a sampling run's: a few-shot prefix, problems under it,
- * `batch` samples under those, each on its own leaf. Every step decodes one
- * token per sample, and the sampled tokens grow the leaves as decoding does.
+ * The model and the tree are in stepStack.ts. Every step decodes one token
+ * per sample, and the sampled tokens grow the samples' leaves as decoding
+ * does.
  *
  * Host time is CPU time (the process's, user and system) from the start of
  * planning to the return of the submit, the wall-clock time beside it: on a
@@ -29,22 +22,11 @@
  * while before they sleep) and the collector's are idle: the process's CPU
  * time is then the step's own.
  */
-import { countsSince, createTreeAttention, type GpuWorkCounts, readUint32, sumCounts, type TreeAttention } from "@canopy/kernels"
-import { Forward, type ForwardBatch, KvCache, loadModel, type ModelConfig, PRESETS } from "@canopy/runtime"
-import type { SamplingParams } from "@canopy/kernels"
+import { countsSince, type GpuWorkCounts, readUint32, sumCounts } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
-
-export const STEP_PRESETS = ["codellama-7b", "codellama-13b"] as const
-export type StepPreset = (typeof STEP_PRESETS)[number]
-
-export const isStepPreset = (name: string): name is StepPreset => (STEP_PRESETS as ReadonlyArray<string>).includes(name)
-
-/** The three-level tree of every point. */
-export const STEP_TREE = { prefixTokens: 64, problems: 8, problemTokens: 32, sampleTokens: 1 } as const
-
-const BLOCK_SIZE = 16
+import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
 
 /** how long a step waits, idle, before its clock starts (see above) */
 const SETTLE_MS = 50
@@ -94,108 +76,12 @@ export interface StepPoint {
   readonly gpuMsPerStep: number
 }
 
-export interface StepModel {
-  readonly preset: StepPreset
-  readonly layers: number
-  readonly heads: number
-  readonly kvHeads: number
-  readonly headDim: number
-  readonly hidden: number
-}
-
-/** A preset's layer count and head layout (or `heads` query and KV heads) at the smallest widths the kernels take. */
-export const stepModelConfig = (preset: StepPreset, layers?: number, heads?: number): ModelConfig => ({
-  ...PRESETS[preset],
-  numLayers: layers ?? PRESETS[preset].numLayers,
-  numHeads: heads ?? PRESETS[preset].numHeads,
-  numKvHeads: heads ?? PRESETS[preset].numKvHeads,
-  headDim: 8,
-  hiddenSize: 32,
-  intermediateSize: 32,
-  // room for a distinct first token of every sample under a problem (up to 4,093 each): one leaf per sample
-  vocabSize: 4096,
-  bosTokenId: 1,
-  eosTokenIds: [2]
-})
-
-/** Blocks a node of `tokens` tokens starting at absolute position `start` takes. */
-const blocksFor = (start: number, tokens: number): number => Math.ceil(((start % BLOCK_SIZE) + tokens) / BLOCK_SIZE)
-
-/** Blocks the largest point's tree takes, with every step's token. */
-const blocksNeeded = (batch: number, tokensPerSample: number): number => {
-  const { prefixTokens, problems, problemTokens } = STEP_TREE
-  return blocksFor(0, prefixTokens) + problems * blocksFor(prefixTokens, problemTokens) +
-    batch * blocksFor(prefixTokens + problemTokens, tokensPerSample)
-}
-
-/** Deterministic token ids in [3, vocab): never BOS or EOS. */
-const tokenAt = (i: number, vocab: number): number => 3 + ((i * 2654435761) >>> 0) % (vocab - 3)
-
-/** The tree of one point; the live samples, index = row. */
-export const buildStepTree = (kv: KvCache, batch: number, vocab: number): Array<SeqId> => {
-  const { prefixTokens, problems, problemTokens, sampleTokens } = STEP_TREE
-  const tree = kv.tree
-  const prefix = Array.from({ length: prefixTokens }, (_, i) => tokenAt(i, vocab))
-  const problemSeqs = Array.from({ length: Math.min(problems, batch) }, (_, p) =>
-    tree.insert([...prefix, ...Array.from({ length: problemTokens }, (_, i) => tokenAt(1000 * (p + 1) + i, vocab))]).seq)
-  const samples: Array<SeqId> = []
-  for (let s = 0; s < batch; s++) {
-    const seq = tree.fork(problemSeqs[s % problemSeqs.length]!)
-    // distinct first tokens put every sample on its own leaf
-    const k = Math.floor(s / problemSeqs.length)
-    tree.append(seq, Array.from({ length: sampleTokens }, (_, i) => 3 + ((k * sampleTokens + i) % (vocab - 3))))
-    samples.push(seq)
-  }
-  for (const p of problemSeqs) tree.release(p)
-  return samples
-}
-
-/** The step's inputs, in arrays kept for the point: each sample's last token, written at its slot. */
-export class DecodeInputs {
-  readonly tokens: Uint32Array
-  readonly positions: Uint32Array
-  readonly slots: Uint32Array
-  readonly logitRows: Uint32Array
-  readonly sampling: ReadonlyArray<SamplingParams>
-  readonly last: Uint32Array
-
-  /** `samples`' last tokens are the first step's inputs */
-  constructor(kv: KvCache, samples: ReadonlyArray<SeqId>) {
-    const rows = samples.length
-    this.tokens = new Uint32Array(rows)
-    this.positions = new Uint32Array(rows)
-    this.slots = new Uint32Array(2 * rows)
-    this.logitRows = Uint32Array.from({ length: rows }, (_, r) => r)
-    this.last = new Uint32Array(rows)
-    this.sampling = Array.from({ length: rows }, (_, r) => ({ temperature: 1, topK: 0, topP: 1, seed: 0, sequence: r, step: 0 }))
-    samples.forEach((seq, r) => (this.last[r] = kv.tree.tokensOf(seq).at(-1)!))
-  }
-
-  fill(kv: KvCache, samples: ReadonlyArray<SeqId>): ForwardBatch {
-    for (let r = 0; r < samples.length; r++) {
-      const position = kv.tree.lengthOf(samples[r]!) - 1
-      const { block, slot } = kv.tree.slotOf(samples[r]!, position)
-      this.tokens[r] = this.last[r]!
-      this.positions[r] = position
-      this.slots[2 * r] = block
-      this.slots[2 * r + 1] = slot
-    }
-    return this
-  }
-}
-
 export interface Measured {
   readonly hostMs: number
   readonly wallMs: number
   readonly phases: StepPhases
   readonly counts: GpuWorkCounts
   readonly gpuMs: number
-}
-
-export interface StepStack {
-  readonly kv: KvCache
-  readonly forward: Forward
-  readonly attention: TreeAttention
 }
 
 const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()])
@@ -291,41 +177,9 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
   }
 }
 
-/** The stack the engine builds (KV cache, Hydragen attention, forward) for `maxBatch` samples of `steps` steps. */
-export const createStepStack = async (
-  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number
-): Promise<StepStack & { destroy(): void }> => {
-  const model = await loadModel(device, { kind: "synthetic", model: config, seed: 0 })
-  const owned: Array<{ destroy(): void }> = [model.weights]
-  try {
-    const tokensPerSample = STEP_TREE.sampleTokens + steps
-    const kv = await KvCache.create(device, config, { blockSize: BLOCK_SIZE, numBlocks: blocksNeeded(maxBatch, tokensPerSample), kvDtype: "f16" })
-    owned.push(kv)
-    const attention = await createTreeAttention(device, {
-      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize: BLOCK_SIZE, poolShards: kv.shards, kvDtype: kv.kvDtype
-    })
-    owned.push(attention)
-    const forward = await Forward.create(device, model.weights, {
-      maxRows: maxBatch, maxLogitRows: maxBatch, kvPools: kv.pools, blockSize: BLOCK_SIZE, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype
-    })
-    owned.push(forward)
-    return { kv, attention, forward, destroy: () => owned.reverse().forEach((o) => o.destroy()) }
-  } catch (e) {
-    for (const o of owned.reverse()) o.destroy()
-    throw e
-  }
-}
-
-export const stepModelOf = (config: ModelConfig, preset: StepPreset): StepModel => ({
-  preset,
-  layers: config.numLayers,
-  heads: config.numHeads,
-  kvHeads: config.numKvHeads,
-  headDim: config.headDim,
-  hidden: config.hiddenSize
-})
-
 export const runStepBench = async (device: GPUDevice, options: StepBenchOptions): Promise<ReadonlyArray<StepPoint>> => {
+  const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
+  if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
   const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps)
   try {

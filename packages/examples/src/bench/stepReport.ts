@@ -2,7 +2,8 @@
  * `canopy bench step`'s report: the JSON it writes and the table it prints.
  */
 import { valueWithRange } from "./figures.ts"
-import { STEP_TREE, type StepModel, type StepPoint } from "./stepBench.ts"
+import type { StepPoint } from "./stepBench.ts"
+import type { STEP_TREE, StepModel } from "./stepStack.ts"
 
 export interface StepReport {
   readonly adapter: string
@@ -53,7 +54,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   return [
     `${report.adapter}; ${m.preset} layout at small widths: ${m.layers} layers, ${m.heads}/${m.kvHeads} heads of dim ${m.headDim}, hidden ${m.hidden}`,
     `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
-    `${report.warmup} untimed steps, then ${report.steps} timed; host: the process's CPU ms from planning to the submit, ` +
+    `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; host: the process's CPU ms from planning to the submit, ` +
     "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
     "asked for; GPU ms: the wait after the submit, apart",
     line(header),

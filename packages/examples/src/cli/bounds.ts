@@ -19,7 +19,7 @@ export const MAX_BATCH_ROWS = 65_536
 export const PRESET_NAMES: ReadonlyArray<string> = ["tiny", "codellama-7b", "codellama-13b"]
 
 /** @canopy/server DEFAULTS, those the flags of `canopy serve` show. */
-export const SERVER_DEFAULTS = { host: "127.0.0.1", port: 8000, maxWaiting: 64, maxBodyBytes: 2 ** 20 } as const
+export const SERVER_DEFAULTS = { host: "127.0.0.1", port: 8000, maxWaiting: 64, concurrency: 64, maxBodyBytes: 2 ** 20 } as const
 
 /** @canopy/queue MAX_RUN_SAMPLES: samples in one distributed run. */
 export const MAX_RUN_SAMPLES = 10_000_000

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { positiveInt, weightDtypeFlag } from "./flags.ts"
+import { positiveInt, schedulerFlag, weightDtypeFlag } from "./flags.ts"
 
 /**
  * Sized on SwiftShader (2 cores): a round of the three modes costs about 30
@@ -23,6 +23,7 @@ const flags = {
   out: Flag.String("out").pipe(Flag.withDescription("output folder (default: canopy-out/<timestamp>)"), Flag.optional),
   repeats: positiveInt("repeats", DEMO.repeats, "timed rounds of the three modes (medians and ranges are reported)"),
   quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false)),
+  scheduler: schedulerFlag,
   dtype: weightDtypeFlag
 }
 

@@ -66,6 +66,14 @@ export const weightDtypeFlag = Flag.Literals("dtype", ["f32", "f16", "bf16"]).pi
   Flag.optional
 )
 
+/** How a request's samples share the decode batch; waves stay to compare against. */
+export const schedulerFlag = Flag.Literals("scheduler", ["continuous", "waves"]).pipe(
+  Flag.withDescription(
+    "continuous (the default): a sample's place in the batch refills as soon as it ends; waves: the samples run wave by wave, each wave waiting for its longest sample"
+  ),
+  Flag.withDefault("continuous" as const)
+)
+
 /** The engine's KV options from --kv-memory and --kv-dtype. */
 export const kvOptions = (
   mib: Option.Option<number>, kvDtype: "f16" | "f32" = "f16"

@@ -11,7 +11,7 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, positiveInt, samplingFlags, stopFlag, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, positiveInt, samplingFlags, schedulerFlag, stopFlag, weightDtypeFlag } from "./flags.ts"
 
 const SUMMARY = "Sample completions of a prompt tree (JSON file) with the engine"
 
@@ -23,6 +23,9 @@ const TREE_FORMAT = [
   `  "text": "..."        the node's piece of prompt, appended to its parent's prompt`,
   `  "tokens": [1, 2]     token ids instead of "text" (give one of the two)`,
   `  "samples": N         completions of the prompt that ends at this node (default 0)`,
+  `  "firstSample": K     the number of this node's first sample (default 0): K, K+1, …`,
+  `  "sampling": {...}    settings for the samples at and below this node, over the flags':`,
+  `                       temperature, topK, topP, seed, maxTokens, stop, stopTokenIds, ignoreEos`,
   `  "children": [...]    nodes whose prompts continue this node's`,
   `Some node must ask for samples; at most ${MAX_REQUEST_SAMPLES.toLocaleString("en-US")} in all, nested at most ${MAX_TREE_DEPTH.toLocaleString("en-US")} deep.`,
   "Shared prefixes are prefilled and attended once. Two questions under one shared context:",
@@ -42,6 +45,7 @@ const flags = {
     Flag.withDescription("tree: every shared node once; single-level: each leaf's whole prompt as one prefix"),
     Flag.withDefault("tree")
   ),
+  scheduler: schedulerFlag,
   ...samplingFlags,
   stop: stopFlag,
   batch: positiveInt("max-batch", 1024, "most samples decoding at once", MAX_BATCH),

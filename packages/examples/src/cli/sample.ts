@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { poolFlag, queueFlag } from "../distributed/flags.ts"
 import { MAX_REQUEST_SAMPLES } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, modelFlag, positiveInt, samplingFlags, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, modelFlag, positiveInt, samplingFlags, schedulerFlag, weightDtypeFlag } from "./flags.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
 export const defaultOutDir = (): string => `canopy-out/${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -31,6 +31,7 @@ const flags = {
     Flag.withDefault(false)
   ),
   repeats: positiveInt("repeats", 3, "with --compare: timed rounds of the three modes, after an untimed warm-up of each"),
+  scheduler: schedulerFlag,
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
   dtype: weightDtypeFlag,

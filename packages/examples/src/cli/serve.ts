@@ -20,8 +20,14 @@ const flags = {
     Flag.filter((p) => p >= 0 && p <= 65_535, (p) => `--port must be from 0 to 65535, got ${p}`),
     Flag.withDefault(SERVER_DEFAULTS.port)
   ),
+  maxRunning: positiveInt(
+    "max-running",
+    SERVER_DEFAULTS.concurrency,
+    "requests handed to the engine at once, their samples decoding in one batch (up to --max-batch); more wait in line",
+    1_000_000
+  ),
   maxWaiting: Flag.Int("max-waiting").pipe(
-    Flag.withDescription(`requests that may wait while one runs; more get 429 with Retry-After (default ${SERVER_DEFAULTS.maxWaiting})`),
+    Flag.withDescription(`requests that may wait while --max-running run; more get 429 with Retry-After (default ${SERVER_DEFAULTS.maxWaiting})`),
     Flag.filter((n) => n >= 0 && n <= 1_000_000, (n) => `--max-waiting must be from 0 to 1000000, got ${n}`),
     Flag.withDefault(SERVER_DEFAULTS.maxWaiting)
   ),

@@ -17,7 +17,8 @@
  * ratios, each with its range.
  */
 import {
-  adapterName, type Completion, describeModelSource, Engine, type EngineError, type EngineOptions, Gpu, Model, type SamplingOptions
+  adapterName, type Completion, describeModelSource, Engine, type EngineError, type EngineOptions, Gpu, Model, type SamplingOptions,
+  type SchedulingMode
 } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
@@ -51,6 +52,8 @@ export interface PipelineOptions {
   /** Timed rounds of the compared modes (default 3); a run without `compare` runs once. */
   readonly repeats?: number
   readonly progress: ProgressMode
+  /** how the samples share the decode batch (default continuous; waves, to compare against) */
+  readonly scheduling?: SchedulingMode
   readonly engine?: EngineOptions
   readonly evaluator?: EvaluatorOptions
   readonly title?: string
@@ -118,6 +121,7 @@ const runMode = (
     sampling: { ...sampling, stop: STOP_SEQUENCES },
     attention: mode.attention,
     sharing: mode.sharing,
+    ...(options.scheduling !== undefined ? { scheduling: options.scheduling } : {}),
     events: {
       onStep: (step) => hooks.onTokens?.(step.generatedTokens),
       onCompletion: (node, completion) => hooks.onSample(problemOf.get(node)!, completion)
@@ -229,7 +233,10 @@ const reportNotes = (options: PipelineOptions, modes: ReadonlyArray<ModeRun>, sa
   const s = options.sampling
   const notes = [
     `Sampling: temperature ${s.temperature ?? "default"}, top-k ${s.topK ?? "off"}, top-p ${s.topP ?? "off"}, ` +
-    `seed ${s.seed ?? 0} (each problem's own seed derived from it and the problem's id), at most ${s.maxTokens ?? "default"} tokens per sample.`
+    `seed ${s.seed ?? 0} (each problem's own seed derived from it and the problem's id), at most ${s.maxTokens ?? "default"} tokens per sample.`,
+    ...(options.scheduling === "waves"
+      ? ["Scheduling: waves (each wave of samples waited for its longest sample before the next began), not continuous batching."]
+      : [])
   ]
   if (modes.length > 1) {
     const rounds = repeats === 1 ? "one timed round" : `${repeats} timed rounds`

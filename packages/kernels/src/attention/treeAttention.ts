@@ -170,75 +170,84 @@ const validate = (config: TreeAttentionConfig): void => {
   if (problems.length > 0) throw new RangeError(`attention: ${problems.join("; ")}`)
 }
 
-const createAttention = async (
-  device: GPUDevice,
-  options: TreeAttentionOptions,
-  decodeMaxEntries: number
-): Promise<AttentionKernels> => {
-  validate(options)
-  const { heads, kvHeads, headDim, blockSize } = options
-  const poolShards = options.poolShards ?? 1
-  const kvDtype = options.kvDtype ?? "f32"
-  const config: TreeAttentionConfig = { heads, kvHeads, headDim, blockSize, scale: attentionScale(options), poolShards, kvDtype }
-  const kv = kvStorageFor(kvDtype, options.capabilities ?? capabilitiesOf(device))
-  const group = heads / kvHeads
-  const usesLevel = decodeMaxEntries !== Infinity
-  const levelTile = usesLevel ? chooseLevelTile(headDim, device.limits) : null
-  const decodeTile = chooseDecodeTile(headDim, group, device.limits)
-  const levelPipeline =
-    levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile, kv }))
-  const decodePipeline = await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv }))
-  const mergePipeline = await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
+interface Pipelines {
+  /** null where the object never uses the level kernel (the baseline) */
+  readonly level: GPUComputePipeline | null
+  readonly decode: GPUComputePipeline
+  readonly merge: GPUComputePipeline
+}
 
-  const counters = new GpuWorkCounters()
-  // one parameter block per pool shard: its first KV head and head count
-  const poolHeads = kvHeads / poolShards
-  const shardParams = Array.from({ length: poolShards }, (_, s) => {
-    const words = new Uint32Array(ATTENTION_PARAM_WORDS)
-    words.set([heads, kvHeads, group, blockSize])
-    new Float32Array(words.buffer).set([config.scale!], 4)
-    words.set([poolHeads, s * poolHeads], 5)
-    return uniformBuffer(device, `attention params, pool shard ${s}`, words)
-  })
-  const mergeParams = uniformBuffer(device, "merge params", Uint32Array.of(heads, headDim / 4))
-  counters.buffers += poolShards + 1
-  counters.bytesWritten += poolShards * ATTENTION_PARAM_WORDS * 4 + 8
-
-  const scheduler = new AttentionScheduler({
-    group,
-    kvHeads,
-    tileRows: levelTile?.rows ?? 1,
-    decodeMaxEntries,
-    targetWorkgroups: options.targetWorkgroups ?? 1024,
-    minChunkTokens: options.minChunkTokens ?? 64
-  })
-  const planBuffer = (label: string) => new GrowingBuffer(device, label, counters)
-  const plan = {
-    blockIndices: planBuffer("attention block indices"),
-    entries: planBuffer("attention entries"),
-    tileItems: planBuffer("level attention items"),
-    decodeItems: planBuffer("decode attention items"),
-    seqPartialIndptr: planBuffer("attention partial indptr"),
-    seqPartials: planBuffer("attention partial slots"),
-    partialO: planBuffer("attention partial o"),
-    partialLse: planBuffer("attention partial lse")
+/** The buffers an object keeps for its plans (see the file's comment). */
+const planBuffers = (device: GPUDevice, counters: GpuWorkCounters) => {
+  const buffer = (label: string) => new GrowingBuffer(device, label, counters)
+  return {
+    blockIndices: buffer("attention block indices"),
+    entries: buffer("attention entries"),
+    tileItems: buffer("level attention items"),
+    decodeItems: buffer("decode attention items"),
+    seqPartialIndptr: buffer("attention partial indptr"),
+    seqPartials: buffer("attention partial slots"),
+    partialO: buffer("attention partial o"),
+    partialLse: buffer("attention partial lse")
   }
-  const poolGroups = new WeakMap<GPUBuffer, PoolBindGroups>()
-  const mergeGroups = new CachedBindGroups(counters)
+}
 
-  const owner = {}
-  let destroyed = false
-  let current: Prepared | null = null
+class Attention implements AttentionKernels {
+  readonly counters = new GpuWorkCounters()
+  private readonly scheduler: AttentionScheduler
+  private readonly plan: ReturnType<typeof planBuffers>
+  /** one parameter block per pool shard: its first KV head and head count */
+  private readonly shardParams: ReadonlyArray<GPUBuffer>
+  private readonly mergeParams: GPUBuffer
+  private readonly poolGroups = new WeakMap<GPUBuffer, PoolBindGroups>()
+  private readonly mergeGroups = new CachedBindGroups(this.counters)
+  private current: Prepared | null = null
+  private destroyed = false
 
-  const prepare = (levelPlan: LevelPlan): PreparedAttention => {
-    if (destroyed) throw new Error("attention: prepare after destroy")
-    if (current !== null) {
+  constructor(
+    private readonly device: GPUDevice,
+    readonly config: Required<TreeAttentionConfig>,
+    readonly kvStorage: KvStorage,
+    readonly levelTile: LevelTile | null,
+    readonly decodeTile: DecodeTile,
+    private readonly pipelines: Pipelines,
+    options: TreeAttentionOptions,
+    decodeMaxEntries: number
+  ) {
+    const { heads, kvHeads, blockSize, poolShards, headDim } = config
+    const group = heads / kvHeads
+    this.scheduler = new AttentionScheduler({
+      group,
+      kvHeads,
+      tileRows: levelTile?.rows ?? 1,
+      decodeMaxEntries,
+      targetWorkgroups: options.targetWorkgroups ?? 1024,
+      minChunkTokens: options.minChunkTokens ?? 64
+    })
+    const poolHeads = kvHeads / poolShards
+    this.shardParams = Array.from({ length: poolShards }, (_, s) => {
+      const words = new Uint32Array(ATTENTION_PARAM_WORDS)
+      words.set([heads, kvHeads, group, blockSize])
+      new Float32Array(words.buffer).set([config.scale], 4)
+      words.set([poolHeads, s * poolHeads], 5)
+      return uniformBuffer(device, `attention params, pool shard ${s}`, words)
+    })
+    this.mergeParams = uniformBuffer(device, "merge params", Uint32Array.of(heads, headDim / 4))
+    this.counters.buffers += poolShards + 1
+    this.counters.bytesWritten += poolShards * ATTENTION_PARAM_WORDS * 4 + 8
+    this.plan = planBuffers(device, this.counters)
+  }
+
+  prepare(levelPlan: LevelPlan): PreparedAttention {
+    if (this.destroyed) throw new Error("attention: prepare after destroy")
+    if (this.current !== null) {
       throw new Error("attention: a prepared plan is still in use; destroy it (after submitting its work) before preparing the next")
     }
-    if (levelPlan.blockSize !== blockSize) {
-      throw new RangeError(`attention: plan blockSize ${levelPlan.blockSize} differs from the pools' ${blockSize}`)
+    if (levelPlan.blockSize !== this.config.blockSize) {
+      throw new RangeError(`attention: plan blockSize ${levelPlan.blockSize} differs from the pools' ${this.config.blockSize}`)
     }
-    const schedule = scheduler.schedule(levelPlan)
+    const schedule = this.scheduler.schedule(levelPlan)
+    const { plan } = this
     plan.blockIndices.write(schedule.blockIndices)
     plan.entries.write(schedule.entries)
     plan.tileItems.write(schedule.tileItems.words)
@@ -246,11 +255,12 @@ const createAttention = async (
     plan.seqPartialIndptr.write(schedule.seqPartialIndptr)
     plan.seqPartials.write(schedule.seqPartials)
     // and the spare slot the decode kernel's padding items write
+    const { heads, headDim, kvHeads } = this.config
     const slots = schedule.numPartials + 1
     plan.partialO.reserve(slots * heads * headDim * 4)
     plan.partialLse.reserve(slots * heads * 4)
     const prepared: Prepared = {
-      owner,
+      owner: this,
       numSequences: schedule.numSequences,
       levelWorkgroups: schedule.tileItems.count * kvHeads,
       decodeWorkgroups: schedule.decodeItems.count * kvHeads,
@@ -259,96 +269,109 @@ const createAttention = async (
       tileGrid: schedule.tileItems.grid,
       decodeGrid: schedule.decodeItems.grid,
       destroyed: false,
-      destroy() {
-        if (prepared.destroyed) return
+      destroy: () => {
         prepared.destroyed = true
-        if (current === prepared) current = null
+        if (this.current === prepared) this.current = null
       }
     }
-    current = prepared
+    this.current = prepared
     return prepared
   }
 
-  const groupsOf = (pool: GPUBuffer): PoolBindGroups => {
-    let groups = poolGroups.get(pool)
+  encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void {
+    const p = prepared as Prepared
+    if (p.owner !== this) throw new Error("attention: prepared by another attention object")
+    if (p.destroyed) throw new Error("attention: prepared plan was destroyed")
+    checkKvPool(buffers.kPool, this.config.kvDtype, "attention")
+    checkKvPool(buffers.vPool, this.config.kvDtype, "attention")
+    const groups = this.groupsOf(buffers.kPool)
+    const { level, decode } = this.pipelines
+    const pass = encoder.beginComputePass({ label: "tree attention" })
+    if (p.levelWorkgroups > 0 && level !== null) this.attend(pass, level, groups.level, this.plan.tileItems.buffer, p.tileGrid, buffers)
+    if (p.decodeWorkgroups > 0) this.attend(pass, decode, groups.decode, this.plan.decodeItems.buffer, p.decodeGrid, buffers)
+    if (p.numSequences > 0) this.merge(pass, p.numSequences, buffers)
+    pass.end()
+  }
+
+  destroy(): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    this.current?.destroy()
+    for (const b of Object.values(this.plan)) b.destroy()
+    for (const params of this.shardParams) params.destroy()
+    this.mergeParams.destroy()
+  }
+
+  private groupsOf(pool: GPUBuffer): PoolBindGroups {
+    let groups = this.poolGroups.get(pool)
     if (groups === undefined) {
-      groups = { level: new CachedBindGroups(counters), decode: new CachedBindGroups(counters) }
-      poolGroups.set(pool, groups)
+      groups = { level: new CachedBindGroups(this.counters), decode: new CachedBindGroups(this.counters) }
+      this.poolGroups.set(pool, groups)
     }
     return groups
   }
 
-  const attend = (
+  /** One kernel over its items, a dispatch per pool shard. */
+  private attend(
     pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, cache: CachedBindGroups, items: GPUBuffer,
     grid: readonly [number, number], buffers: AttentionBuffers
-  ): void => {
+  ): void {
     const { q, kPool, vPool } = buffers
-    const bound = [items, plan.blockIndices.buffer, plan.entries.buffer, q, kPool, vPool, plan.partialO.buffer, plan.partialLse.buffer]
+    const { blockIndices, entries, partialO, partialLse } = this.plan
+    const bound = [items, blockIndices.buffer, entries.buffer, q, kPool, vPool, partialO.buffer, partialLse.buffer]
     const groups = cache.get(bound, 0, () => {
-      const shardBytes = poolShardBytes(kPool, poolShards)
-      return shardParams.map((params, s) =>
-        bindGroup(device, pipeline, [
-          [items], [plan.blockIndices.buffer], [plan.entries.buffer], [q],
+      const shardBytes = poolShardBytes(kPool, this.config.poolShards)
+      return this.shardParams.map((params, s) =>
+        bindGroup(this.device, pipeline, [
+          [items], [blockIndices.buffer], [entries.buffer], [q],
           [kPool, shardBytes, s * shardBytes], [vPool, shardBytes, s * shardBytes],
-          [plan.partialO.buffer], [plan.partialLse.buffer], [params]
+          [partialO.buffer], [partialLse.buffer], [params]
         ])
       )
     })
+    const poolHeads = this.config.kvHeads / this.config.poolShards
     pass.setPipeline(pipeline)
     for (const g of groups) {
       pass.setBindGroup(0, g)
-      dispatchGrid(pass, grid, poolHeads, counters)
+      dispatchGrid(pass, grid, poolHeads, this.counters)
     }
   }
 
-  const merge = (pass: GPUComputePassEncoder, p: Prepared, buffers: AttentionBuffers): void => {
-    const indptrBytes = (p.numSequences + 1) * 4
-    const bound = [plan.seqPartialIndptr.buffer, plan.seqPartials.buffer, plan.partialO.buffer, plan.partialLse.buffer, buffers.out, buffers.lse]
+  /** Each sequence's partial states into `out` and `lse`. */
+  private merge(pass: GPUComputePassEncoder, sequences: number, buffers: AttentionBuffers): void {
+    const { seqPartialIndptr, seqPartials, partialO, partialLse } = this.plan
+    const pipeline = this.pipelines.merge
+    const indptrBytes = (sequences + 1) * 4
+    const bound = [seqPartialIndptr.buffer, seqPartials.buffer, partialO.buffer, partialLse.buffer, buffers.out, buffers.lse]
     // the indptr is bound to this plan's sequences: the kernel reads their count from its length
-    const [group] = mergeGroups.get(bound, indptrBytes, () => [
-      bindGroup(device, mergePipeline, [
-        [plan.seqPartialIndptr.buffer, indptrBytes], [plan.seqPartials.buffer], [plan.partialO.buffer], [plan.partialLse.buffer],
-        [buffers.out], [buffers.lse], [mergeParams]
+    const [group] = this.mergeGroups.get(bound, indptrBytes, () => [
+      bindGroup(this.device, pipeline, [
+        [seqPartialIndptr.buffer, indptrBytes], [seqPartials.buffer], [partialO.buffer], [partialLse.buffer],
+        [buffers.out], [buffers.lse], [this.mergeParams]
       ])
     ])
-    pass.setPipeline(mergePipeline)
+    pass.setPipeline(pipeline)
     pass.setBindGroup(0, group!)
-    dispatchGrid(pass, itemGrid(p.numSequences), 1, counters)
+    dispatchGrid(pass, itemGrid(sequences), 1, this.counters)
   }
+}
 
-  const encode = (encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void => {
-    const p = prepared as Prepared
-    if (p.owner !== owner) throw new Error("attention: prepared by another attention object")
-    if (p.destroyed) throw new Error("attention: prepared plan was destroyed")
-    checkKvPool(buffers.kPool, kvDtype, "attention")
-    checkKvPool(buffers.vPool, kvDtype, "attention")
-    const groups = groupsOf(buffers.kPool)
-    const pass = encoder.beginComputePass({ label: "tree attention" })
-    if (p.levelWorkgroups > 0 && levelPipeline !== null) {
-      attend(pass, levelPipeline, groups.level, plan.tileItems.buffer, p.tileGrid, buffers)
-    }
-    if (p.decodeWorkgroups > 0) attend(pass, decodePipeline, groups.decode, plan.decodeItems.buffer, p.decodeGrid, buffers)
-    if (p.numSequences > 0) merge(pass, p, buffers)
-    pass.end()
+const createAttention = async (device: GPUDevice, options: TreeAttentionOptions, decodeMaxEntries: number): Promise<AttentionKernels> => {
+  validate(options)
+  const { heads, kvHeads, headDim, blockSize } = options
+  const config = {
+    heads, kvHeads, headDim, blockSize, scale: attentionScale(options), poolShards: options.poolShards ?? 1, kvDtype: options.kvDtype ?? "f32"
+  } as const
+  const kv = kvStorageFor(config.kvDtype, options.capabilities ?? capabilitiesOf(device))
+  const group = heads / kvHeads
+  const levelTile = decodeMaxEntries === Infinity ? null : chooseLevelTile(headDim, device.limits)
+  const decodeTile = chooseDecodeTile(headDim, group, device.limits)
+  const pipelines: Pipelines = {
+    level: levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile, kv })),
+    decode: await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv })),
+    merge: await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
   }
-
-  return {
-    config,
-    kvStorage: kv,
-    levelTile,
-    decodeTile,
-    counters,
-    prepare,
-    encode,
-    destroy() {
-      if (destroyed) return
-      destroyed = true
-      current?.destroy()
-      for (const b of Object.values(plan)) b.destroy()
-      for (const params of shardParams) params.destroy()
-      mergeParams.destroy()
-    }
-  }
+  return new Attention(device, config, kv, levelTile, decodeTile, pipelines, options, decodeMaxEntries)
 }
 
 /**

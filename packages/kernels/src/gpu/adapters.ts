@@ -161,9 +161,14 @@ export const describeChoice = (choice: AdapterChoice): string =>
 
 /**
  * Software adapters in the order "auto" and "software" prefer them, by name.
- * SwiftShader first: it ran Canopy's attention and decode benchmarks faster
- * than lavapipe on the same 2-core machine (README, "Software adapters"), and
- * it is the one the kernels' software variants were tuned on.
+ * SwiftShader first, though lavapipe ran the attention and decode benchmarks
+ * 7–36× faster on the same 2-core machine (README, "Software adapters"):
+ * lavapipe binds at most 128 MiB per storage buffer (SwiftShader 1 GiB), so
+ * the 7b and 13b shapes' embedding and output matrices do not fit it; it
+ * compiles each pipeline several times slower (a kernel test file took 7×
+ * SwiftShader's time on a cold shader cache); and every process that opens
+ * it gets two warnings about its limits on stderr. CANOPY_ADAPTER=llvmpipe
+ * picks it where those do not matter.
  */
 export const SOFTWARE_PREFERENCE: ReadonlyArray<RegExp> = [/swiftshader/i, /llvmpipe|lavapipe/i]
 

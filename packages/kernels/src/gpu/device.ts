@@ -48,7 +48,7 @@ export interface OpenGpuOptions {
   readonly wantFeatures?: ReadonlyArray<string>
 }
 
-export { lavapipeCacheDir, SWIFTSHADER_ICD_PATHS } from "./vulkanDrivers.ts"
+export { SWIFTSHADER_ICD_PATHS } from "./vulkanDrivers.ts"
 
 export const INSTALL_HINT =
   "install a software Vulkan driver and loader: `apt-get install -y chromium-common libvulkan1` " +

@@ -40,7 +40,7 @@ const exists = (path: string): boolean => process.getBuiltinModule("node:fs").ex
  * nearest folder above it with pnpm-workspace.yaml: the same from src/ and
  * from a build in dist/); undefined outside one (a bundle on a GPU machine).
  */
-export const lavapipeCacheDir = (): string | undefined => {
+const lavapipeCacheDir = (): string | undefined => {
   const dir = process.env["CANOPY_LAVAPIPE_DIR"]
   if (dir !== undefined && dir !== "") return dir.replace(/\/+$/, "")
   if (!import.meta.url.startsWith("file:")) return undefined
@@ -61,7 +61,7 @@ const findLavapipe = (): VulkanDriver | undefined => {
 }
 
 /** A GPU device node (NVIDIA, or a DRM render node): without one, asking the system's drivers only prints their refusals. */
-export const hasGpuDeviceNode = (): boolean => {
+const hasGpuDeviceNode = (): boolean => {
   const { existsSync, readdirSync } = process.getBuiltinModule("node:fs")
   if (existsSync("/dev/nvidia0") || existsSync("/dev/nvidiactl")) return true
   try {
@@ -72,7 +72,7 @@ export const hasGpuDeviceNode = (): boolean => {
 }
 
 /** The ICD list the user set, if any: it is honoured as it is, with nothing added. */
-export const userIcds = (): string | undefined => {
+const userIcds = (): string | undefined => {
   const set = process.env["VK_ICD_FILENAMES"] ?? process.env["VK_DRIVER_FILES"]
   return set === undefined || set === "" ? undefined : set
 }

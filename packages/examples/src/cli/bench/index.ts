@@ -8,10 +8,11 @@ import { benchDecodeCommand } from "./decode.ts"
 import { benchPlanCommand } from "./plan.ts"
 import { benchQueueCommand } from "./queue.ts"
 import { benchRooflineCommand } from "./roofline.ts"
+import { benchScheduleCommand } from "./schedule.ts"
 import { benchServeCommand } from "./serve.ts"
 import { benchStepCommand } from "./step.ts"
 
 export const benchCommand = Command.make("bench").pipe(
-  Command.withDescription("Benchmarks: plan time, attention (hydragen vs baseline), roofline, decode, KV capacity, the step's host work, the distributed queue"),
-  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchDecodeCommand, benchRooflineCommand, benchServeCommand, benchCapacityCommand, benchStepCommand, benchQueueCommand])
+  Command.withDescription("Benchmarks: plan time, attention (hydragen vs baseline), roofline, decode, KV capacity, the step's host work, the distributed queue, continuous batching vs waves"),
+  Command.withSubcommands([benchPlanCommand, benchAttentionCommand, benchDecodeCommand, benchRooflineCommand, benchServeCommand, benchCapacityCommand, benchStepCommand, benchQueueCommand, benchScheduleCommand])
 )

@@ -52,6 +52,7 @@ export const run = (flags: DemoFlags) =>
         evaluate: false,
         compare: true,
         repeats: flags.repeats,
+        scheduling: flags.scheduler,
         progress: flags.quiet ? "silent" : "auto",
         title: "Canopy demo"
       })

@@ -40,6 +40,7 @@ const generate = (flags: GenerateFlags, tree: PromptTree) =>
       tree,
       attention: flags.attention,
       sharing: flags.sharing,
+      scheduling: flags.scheduler,
       sampling: {
         temperature: flags.temperature,
         topK: flags.topK,
@@ -60,6 +61,7 @@ const generate = (flags: GenerateFlags, tree: PromptTree) =>
             case "Done":
               return Console.log(JSON.stringify({ event: "done", stats: e.result.stats }))
             case "Step":
+            case "Logits":
               return Effect.void
           }
         })

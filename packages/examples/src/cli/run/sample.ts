@@ -44,6 +44,7 @@ const loadFewShot = (file: Option.Option<string>) =>
 /** Flags a queued run cannot honour: they are the local run's, or each worker's own. */
 const checkQueuedFlags = (flags: {
   readonly compare: boolean
+  readonly scheduler: "continuous" | "waves"
   readonly kvMemory: Option.Option<number>
   readonly out: Option.Option<string>
   readonly detach: boolean
@@ -51,6 +52,7 @@ const checkQueuedFlags = (flags: {
   Effect.suspend(() => {
     const refuse = (text: string) => Effect.fail(new InvalidFlag(text))
     if (flags.compare) return refuse("--compare times the three modes on this machine; it does not go with --queue")
+    if (flags.scheduler === "waves") return refuse("--scheduler waves is for comparing on this machine; workers batch their jobs continuously, so it does not go with --queue")
     if (Option.isSome(flags.kvMemory)) return refuse("--kv-memory is each worker's (canopy worker --kv-memory); it does not go with --queue")
     if (flags.detach && Option.isSome(flags.out)) return refuse("--detach writes no files: give --out to canopy collect RUN instead")
     return Effect.void
@@ -103,6 +105,7 @@ export const run = (flags: SampleFlags) =>
       evaluate: flags.evaluate,
       compare: flags.compare,
       repeats: flags.repeats,
+      scheduling: flags.scheduler,
       engine: kvOptions(flags.kvMemory, flags.kvDtype),
       progress
     }, dtype)

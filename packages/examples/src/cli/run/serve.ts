@@ -27,6 +27,7 @@ export const run = (flags: ServeFlags) =>
         host: flags.host,
         port: flags.port,
         maxWaiting: flags.maxWaiting,
+        concurrency: flags.maxRunning,
         maxBodyBytes: flags.maxBody,
         ...Option.match(flags.chatTemplate, { onNone: () => ({}), onSome: (chatTemplateFile) => ({ chatTemplateFile }) }),
         ...Option.match(flags.modelName, { onNone: () => ({}), onSome: (modelId) => ({ modelId }) })

@@ -4,10 +4,12 @@
 import { adapterName, Gpu } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { Console, Effect, Option } from "effect"
-import { runStepBench, STEP_TREE, stepModelConfig, stepModelOf } from "../../../bench/stepBench.ts"
+import { runStepBench } from "../../../bench/stepBench.ts"
+import { STEP_TREE, stepModelConfig, stepModelOf } from "../../../bench/stepStack.ts"
 import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../../../bench/stepReport.ts"
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchStepFlags } from "../../bench/step.ts"
+import { InvalidFlag } from "../../errors.ts"
 
 export const run = (flags: BenchStepFlags) =>
   Effect.gen(function*() {
@@ -16,8 +18,8 @@ export const run = (flags: BenchStepFlags) =>
     const heads = Option.getOrUndefined(flags.heads)
     const line = progressLine()
     const started = Date.now()
-    const points = yield* Effect.promise(() =>
-      runStepBench(gpu.device, {
+    const points = yield* Effect.tryPromise({
+      try: () => runStepBench(gpu.device, {
         preset: flags.preset,
         ...(layers === undefined ? {} : { layers }),
         ...(heads === undefined ? {} : { heads }),
@@ -25,9 +27,10 @@ export const run = (flags: BenchStepFlags) =>
         warmup: flags.warmup,
         steps: flags.steps,
         onProgress: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
-      })
-    )
-    line.end()
+      }),
+      // a batch the flags let through but the benchmark's tree cannot hold
+      catch: (e) => (e instanceof RangeError ? new InvalidFlag(e.message) : e)
+    }).pipe(Effect.ensuring(Effect.sync(() => line.end())))
     const report: StepReport = {
       adapter: adapterName(gpu),
       model: stepModelOf(stepModelConfig(flags.preset, layers, heads), flags.preset),

@@ -1,0 +1,231 @@
+/**
+ * Continuous batching against waves, on a workload whose sample lengths vary.
+ * Under the few-shot prompt, each problem's samples are child nodes of their
+ * own, each with its own `maxTokens` drawn from a seeded spread (the prompt is
+ * shared whole: a child adds no text). Both modes decode the same tree on one
+ * engine whose batch is narrower than the samples: waves start the next
+ * `maxBatch` samples only once the longest of a wave has ended, so short
+ * samples leave their places empty; continuous batching refills a place as
+ * soon as its sample ends.
+ *
+ * Each mode first runs once, untimed, on the same tree with every sample cut
+ * to a few tokens (first uses, and the prompts prefilled: every timed run
+ * then finds them cached); then `repeats` rounds run both modes, alternating
+ * which goes first. Sampling is keyed by (seed, sample, step), so both modes
+ * must give the same completions: any difference fails the run.
+ */
+import type { Completion, GenerateResult, PromptTree, SchedulingMode, TreeEngine } from "@canopy/runtime"
+import { Data } from "effect"
+import type { Problem } from "../pipeline/problems.ts"
+import { renderProblemPrompt } from "../pipeline/prompt.ts"
+import { pairedRatios, ratioPhrase, type Spread, spreadOf, valueWithRange } from "./figures.ts"
+
+export const SCHEDULING_MODES: ReadonlyArray<SchedulingMode> = ["continuous", "waves"]
+
+/** Tokens each sample decodes in the warm-up runs. */
+const WARM_UP_TOKENS = 4
+
+export interface ScheduleWorkload {
+  readonly fewShot: string
+  readonly problems: ReadonlyArray<Problem>
+  readonly samplesPerProblem: number
+  /** the spread each sample's maxTokens is drawn from, both ends included */
+  readonly minTokens: number
+  readonly maxTokens: number
+  /** seeds both the lengths and the sampling */
+  readonly seed: number
+}
+
+/** `count` lengths drawn uniformly from [min, max] by a seeded xorshift: the same workload for the same seed. */
+export const sampleLengths = (count: number, min: number, max: number, seed: number): Array<number> => {
+  let x = (seed * 2654435761 + 0x9e3779b9) >>> 0 || 1
+  return Array.from({ length: count }, () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return min + ((x >>> 0) % (max - min + 1))
+  })
+}
+
+/** The few-shot root, a node per problem, and under each one a node per sample with its own maxTokens (`lengths`, problem by problem). */
+export const scheduleTree = (workload: ScheduleWorkload, lengths: ReadonlyArray<number>): PromptTree => {
+  const n = workload.samplesPerProblem
+  return {
+    text: workload.fewShot,
+    children: workload.problems.map((problem, p) => ({
+      text: renderProblemPrompt(problem),
+      children: lengths.slice(p * n, (p + 1) * n).map((maxTokens) => ({ text: "", samples: 1, sampling: { maxTokens } }))
+    }))
+  }
+}
+
+/** A mode gave other completions than the first run: sampling is keyed by (seed, sample, step), so this is a scheduler bug. */
+export class ScheduleMismatch extends Data.TaggedError("ScheduleMismatch")<{
+  readonly mode: SchedulingMode
+  readonly round: number
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `${this.mode} scheduling, round ${this.round}: ${this.problem}, unlike the first run (continuous); ` +
+      "seeded sampling is keyed by (seed, sample, step), so every scheduling must give the same completions"
+  }
+}
+
+/** What differs between two runs' completions (both sorted by path, then sample), or undefined. */
+export const completionsDiffer = (reference: ReadonlyArray<Completion>, other: ReadonlyArray<Completion>): string | undefined => {
+  if (reference.length !== other.length) return `${other.length} completions instead of ${reference.length}`
+  for (let i = 0; i < reference.length; i++) {
+    const a = reference[i]!
+    const b = other[i]!
+    const at = `sample ${a.sample} of the node at [${a.path.join(", ")}]`
+    if (a.path.join("/") !== b.path.join("/") || a.sample !== b.sample) return `completion ${i} is of another node or sample than ${at}`
+    const step = a.tokens.findIndex((t, k) => b.tokens[k] !== t)
+    if (step >= 0 || a.tokens.length !== b.tokens.length) {
+      return `${at} differs from step ${step >= 0 ? step : Math.min(a.tokens.length, b.tokens.length)} (${b.tokens.length} tokens against ${a.tokens.length})`
+    }
+    if (a.finishReason !== b.finishReason) return `${at} finished with ${b.finishReason}, not ${a.finishReason}`
+  }
+  return undefined
+}
+
+export interface ScheduleModeFigures {
+  readonly mode: SchedulingMode
+  /** generated tokens over the request's wall time, median and range over the rounds */
+  readonly tokensPerSecond: Spread
+  /** each round's tokens/s, in round order */
+  readonly rounds: ReadonlyArray<number>
+  readonly seconds: Spread
+  /** medians over the rounds of the engine's figures for the request */
+  readonly idleShare: number
+  readonly meanBatch: number
+  readonly steps: number
+  readonly waves: number
+  readonly preemptions: number
+  /** prompt tokens the timed runs prefilled (the warm-up cached the prompts: 0 unless the pool evicted them) */
+  readonly prefillTokens: number
+}
+
+export interface ScheduleReport {
+  readonly adapter: string
+  readonly model: string
+  readonly maxBatch: number
+  readonly problems: number
+  readonly samplesPerProblem: number
+  readonly samples: number
+  readonly minTokens: number
+  readonly maxTokens: number
+  /** tokens every run generates: the drawn lengths summed */
+  readonly generatedTokens: number
+  readonly repeats: number
+  readonly modes: { readonly continuous: ScheduleModeFigures; readonly waves: ScheduleModeFigures }
+  /** continuous tokens/s over waves', round by round: median and range */
+  readonly speedup: Spread
+  /** every run's completions equal the first's (the run fails otherwise) */
+  readonly identical: true
+}
+
+export interface ScheduleBenchOptions extends ScheduleWorkload {
+  /** timed rounds of both modes (default 3) */
+  readonly repeats?: number
+  readonly onProgress?: (text: string) => void
+}
+
+interface TimedRun {
+  readonly result: GenerateResult
+  readonly seconds: number
+}
+
+const decode = async (engine: TreeEngine, tree: PromptTree, seed: number, scheduling: SchedulingMode): Promise<TimedRun> => {
+  const started = performance.now()
+  // ignoreEos: every sample decodes exactly its drawn length, whatever the model
+  const result = await engine.generate({ tree, sampling: { temperature: 1, seed, ignoreEos: true }, scheduling })
+  return { result, seconds: (performance.now() - started) / 1000 }
+}
+
+const figuresOf = (mode: SchedulingMode, runs: ReadonlyArray<TimedRun>): ScheduleModeFigures => {
+  const mid = (pick: (r: TimedRun) => number) => spreadOf(runs.map(pick)).median
+  const rounds = runs.map((r) => r.result.stats.generatedTokens / r.seconds)
+  return {
+    mode,
+    tokensPerSecond: spreadOf(rounds),
+    rounds,
+    seconds: spreadOf(runs.map((r) => r.seconds)),
+    idleShare: mid((r) => r.result.stats.idleShare),
+    meanBatch: mid((r) => r.result.stats.meanBatch),
+    steps: mid((r) => r.result.stats.steps),
+    waves: mid((r) => r.result.stats.waves),
+    preemptions: mid((r) => r.result.stats.preemptions),
+    prefillTokens: mid((r) => r.result.stats.prefillTokens)
+  }
+}
+
+/** Runs the comparison on `engine`; its maxBatch should be below the samples, or there is one wave and nothing to compare. */
+export const runScheduleBench = async (
+  engine: TreeEngine, options: ScheduleBenchOptions
+): Promise<Omit<ScheduleReport, "adapter" | "model">> => {
+  const repeats = Math.max(1, options.repeats ?? 3)
+  const samples = options.problems.length * options.samplesPerProblem
+  const lengths = sampleLengths(samples, options.minTokens, options.maxTokens, options.seed)
+  const tree = scheduleTree(options, lengths)
+  const warm = scheduleTree(options, lengths.map((m) => Math.min(m, WARM_UP_TOKENS)))
+  for (const mode of SCHEDULING_MODES) {
+    options.onProgress?.(`warm-up ${mode}, untimed`)
+    await decode(engine, warm, options.seed, mode)
+  }
+  const runs = new Map<SchedulingMode, Array<TimedRun>>(SCHEDULING_MODES.map((m) => [m, []]))
+  let reference: ReadonlyArray<Completion> | undefined
+  for (let round = 0; round < repeats; round++) {
+    const order = round % 2 === 0 ? SCHEDULING_MODES : [...SCHEDULING_MODES].reverse()
+    for (const mode of order) {
+      const run = await decode(engine, tree, options.seed, mode)
+      reference ??= run.result.completions
+      const problem = completionsDiffer(reference, run.result.completions)
+      if (problem !== undefined) throw new ScheduleMismatch({ mode, round: round + 1, problem })
+      runs.get(mode)!.push(run)
+      options.onProgress?.(
+        `round ${round + 1}/${repeats} ${mode}: ${(run.result.stats.generatedTokens / run.seconds).toFixed(1)} tokens/s, ` +
+          `idle share ${(100 * run.result.stats.idleShare).toFixed(0)}%`
+      )
+    }
+  }
+  const continuous = figuresOf("continuous", runs.get("continuous")!)
+  const waves = figuresOf("waves", runs.get("waves")!)
+  return {
+    maxBatch: engine.maxBatch,
+    problems: options.problems.length,
+    samplesPerProblem: options.samplesPerProblem,
+    samples,
+    minTokens: options.minTokens,
+    maxTokens: options.maxTokens,
+    generatedTokens: lengths.reduce((a, b) => a + b, 0),
+    repeats,
+    modes: { continuous, waves },
+    speedup: spreadOf(pairedRatios(continuous.rounds, waves.rounds)),
+    identical: true
+  }
+}
+
+const percent = (share: number): string => `${(100 * share).toFixed(0)}%`
+
+/** The table the command prints: a line per mode, then the speed-up. */
+export const formatScheduleTable = (report: ScheduleReport): ReadonlyArray<string> => {
+  const header = ["scheduling", "tokens/s", "seconds", "idle share", "mean batch", "steps", "waves", "preemptions"]
+  const rows = SCHEDULING_MODES.map((mode) => {
+    const m = report.modes[mode]
+    return [
+      mode, valueWithRange(m.tokensPerSecond, 1), valueWithRange(m.seconds, 2), percent(m.idleShare), m.meanBatch.toFixed(1),
+      String(m.steps), String(m.waves), String(m.preemptions)
+    ]
+  })
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
+  return [
+    `${report.samples} samples (${report.problems} problems × ${report.samplesPerProblem}) of ${report.minTokens}–${report.maxTokens} tokens ` +
+      `(${report.generatedTokens} in all) under one few-shot prompt, at most ${report.maxBatch} decoding at once`,
+    `each mode warmed up untimed, then ${report.repeats} round${report.repeats === 1 ? "" : "s"} of both, alternating which goes first; ` +
+      "medians, with the range over the rounds in brackets; idle share: the batch's places left empty while the request decoded",
+    line(header),
+    ...rows.map(line),
+    `continuous over waves: ${ratioPhrase(report.speedup)}; every run gave the same completions`
+  ]
+}
