@@ -9,27 +9,23 @@
  * per sample, and the sampled tokens grow the samples' leaves as decoding
  * does.
  *
- * Host time is CPU time (the process's, user and system) from the start of
- * planning to the return of the submit, the wall-clock time beside it: on a
- * machine other processes load, the wall clock also counts their turns on
- * the cores. The GPU's time is kept apart: each step waits for the previous
- * one to finish before its clock starts, so on a software adapter (whose
- * "GPU" is the same CPU cores) the GPU's work never runs inside a
- * measurement. That wait first sleeps for most of the last step's GPU time:
- * while a promise of the webgpu package is pending it polls the device,
- * taking a core from a software adapter's threads. And the clock starts a
- * moment after the wait, once the adapter's worker threads (which spin a
- * while before they sleep) and the collector's are idle: the process's CPU
- * time is then the step's own.
+ * Host time is the CPU time of the thread that plans, encodes and submits,
+ * from the start of planning to the return of the submit (cpuClock.ts), with
+ * the wall-clock time beside it: on a machine other processes load, the wall
+ * clock also counts their turns on the cores. The GPU's time is kept apart:
+ * each step waits for the previous one to finish before its clock starts, and
+ * on a software adapter (whose "GPU" is threads of this process) the work a
+ * submit starts runs on the adapter's threads, not on this one. The wait
+ * first sleeps for most of the last step's GPU time: while a promise of the
+ * webgpu package is pending it polls the device, taking a core from a
+ * software adapter's threads.
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
+import { CpuClock } from "./cpuClock.ts"
 import { spreadOf, type Spread } from "./figures.ts"
 import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
-
-/** how long a step waits, idle, before its clock starts (see above) */
-const SETTLE_MS = 50
 
 export interface StepBenchOptions {
   readonly preset: StepPreset
@@ -86,21 +82,17 @@ export interface Measured {
 
 const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()])
 
-const cpuMs = (): number => {
-  const { user, system } = process.cpuUsage()
-  return (user + system) / 1000
-}
-
 /**
  * One decoding step: timed from planning to the submit; then, untimed, the
  * GPU's work (slept through for `sleepMs` first) and the tree's growth by the
  * sampled tokens.
  */
-export const decodeStep = async (device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number): Promise<Measured> => {
+export const decodeStep = async (
+  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, clock: CpuClock, sleepMs: number
+): Promise<Measured> => {
   const { kv, forward, attention } = stack
-  await sleep(SETTLE_MS)
   const before = countsOf(stack)
-  const cpu0 = cpuMs()
+  const cpu0 = clock.ms()
   const t0 = performance.now()
   const plan = planLevels(kv.tree, samples)
   const t1 = performance.now()
@@ -114,7 +106,7 @@ export const decodeStep = async (device: GPUDevice, stack: StepStack, samples: R
     const t4 = performance.now()
     device.queue.submit([encoder.finish()])
     const t5 = performance.now()
-    const hostMs = cpuMs() - cpu0
+    const hostMs = clock.ms() - cpu0
     const counts = countsSince(countsOf(stack), before)
     await sleep(sleepMs)
     await device.queue.onSubmittedWorkDone()
@@ -137,14 +129,14 @@ export const decodeStep = async (device: GPUDevice, stack: StepStack, samples: R
   }
 }
 
-const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, options: StepBenchOptions): Promise<StepPoint> => {
+const runPoint = async (device: GPUDevice, stack: StepStack, clock: CpuClock, batch: number, options: StepBenchOptions): Promise<StepPoint> => {
   const samples = buildStepTree(stack.kv, batch, stack.forward.weights.config.vocabSize)
   const inputs = new DecodeInputs(stack.kv, samples)
   try {
     const measured: Array<Measured> = []
     for (let i = 0; i < options.warmup + options.steps; i++) {
       options.onProgress?.(`batch ${batch}: step ${i + 1} of ${options.warmup + options.steps}${i < options.warmup ? " (warm-up)" : ""}`)
-      measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0)))
+      measured.push(await decodeStep(device, stack, samples, inputs, clock, 0.8 * (measured.at(-1)?.gpuMs ?? 0)))
     }
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
@@ -177,16 +169,24 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
   }
 }
 
-export const runStepBench = async (device: GPUDevice, options: StepBenchOptions): Promise<ReadonlyArray<StepPoint>> => {
+export interface StepRun {
+  readonly points: ReadonlyArray<StepPoint>
+  /** whose CPU time the host figures are: the submitting thread's, or (where that cannot be read) the process's */
+  readonly hostClock: CpuClock["source"]
+}
+
+export const runStepBench = async (device: GPUDevice, options: StepBenchOptions): Promise<StepRun> => {
   const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
   if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
   const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps)
+  const clock = new CpuClock()
   try {
     const points: Array<StepPoint> = []
-    for (const batch of options.batches) points.push(await runPoint(device, stack, batch, options))
-    return points
+    for (const batch of options.batches) points.push(await runPoint(device, stack, clock, batch, options))
+    return { points, hostClock: clock.source }
   } finally {
+    clock.close()
     stack.destroy()
   }
 }

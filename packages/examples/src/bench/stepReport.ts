@@ -11,6 +11,8 @@ export interface StepReport {
   readonly tree: typeof STEP_TREE
   readonly warmup: number
   readonly steps: number
+  /** the host figures are the CPU time of the submitting thread, or of the whole process */
+  readonly hostClock: "thread" | "process"
   /** the host time the issue sets as the goal at batch 1,024 for 40 layers */
   readonly goalHostMs: number
   readonly points: ReadonlyArray<StepPoint>
@@ -54,7 +56,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   return [
     `${report.adapter}; ${m.preset} layout at small widths: ${m.layers} layers, ${m.heads}/${m.kvHeads} heads of dim ${m.headDim}, hidden ${m.hidden}`,
     `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
-    `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; host: the process's CPU ms from planning to the submit, ` +
+    `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; ` +
+    `host: CPU ms of the ${report.hostClock === "thread" ? "submitting thread" : "whole process"} from planning to the submit, ` +
     "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
     "asked for; GPU ms: the wait after the submit, apart",
     line(header),
