@@ -69,7 +69,10 @@ const caseArb: fc.Arbitrary<CaseNode> = fc.letrec<{ node: CaseNode }>((tie) => (
   })
 })).node
 
-const CASES: ReadonlyArray<CaseNode> = [...HAND_PICKED, ...fc.sample(caseArb, { numRuns: 3 })]
+// A tree that asks for no samples is an error (InvalidPromptTree), not an empty run: every random root asks for one at least.
+const rootArb = caseArb.map((c) => (c.samples > 0 ? c : { ...c, samples: 1 }))
+
+const CASES: ReadonlyArray<CaseNode> = [...HAND_PICKED, ...fc.sample(rootArb, { numRuns: 3 })]
 
 let work = ""
 let project = ""
