@@ -4,10 +4,11 @@
  * and the command run small on the software adapter, its JSON checked
  * against what the drawn lengths imply: waves decode wave by wave, each as
  * long as its longest sample, and continuous batching leaves fewer places idle.
+ * And `--scheduler`, the flag that picks one of the two for a command's run.
  */
 import type { Completion, GenerateRequest, GenerateResult, TreeEngine } from "@canopy/runtime"
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -109,6 +110,7 @@ describe("comparing completions", () => {
     // an engine whose waves draw another token: the bench must refuse to report figures
     const engine = {
       maxBatch: 2,
+      clearCache: () => 0,
       generate: (request: GenerateRequest): Promise<GenerateResult> => {
         const leaves = request.tree.children!.flatMap((p, i) => p.children!.map((_, j) => [i, j] as const))
         const shift = request.scheduling === "waves" ? 1 : 0
@@ -121,6 +123,24 @@ describe("comparing completions", () => {
     const error = await runScheduleBench(engine, options).then(() => undefined, (e: unknown) => e)
     expect(error).toBeInstanceOf(ScheduleMismatch)
     expect((error as ScheduleMismatch).message).toMatch(/^waves scheduling, round 1: sample 0 of the node at \[0, 1\] differs from step 0/)
+  })
+})
+
+describe("--scheduler", () => {
+  it("reaches the engine: generate's samples run in waves of --max-batch, with the completions of continuous batching", () => {
+    const tree = join(dir, "tree.json")
+    writeFileSync(tree, JSON.stringify({ text: "Once, ", children: [{ text: "a fox", samples: 2 }, { text: "a crow", samples: 1 }] }))
+    const run = (scheduler: string) => {
+      const r = canopy(["generate", "--tree", tree, "--max-batch", "2", "--max-tokens", "4", "--seed", "5", "--scheduler", scheduler, "--json"], {
+        CANOPY_ADAPTER: "software"
+      })
+      expect(r.status, r.stderr).toBe(0)
+      return JSON.parse(r.stdout) as { completions: ReadonlyArray<unknown>; stats: { waves: number; samples: number } }
+    }
+    const continuous = run("continuous")
+    const waves = run("waves")
+    expect([continuous.stats.waves, waves.stats.waves, waves.stats.samples]).toEqual([1, 2, 3])
+    expect(waves.completions).toEqual(continuous.completions)
   })
 })
 
@@ -166,6 +186,7 @@ describe("canopy bench schedule", () => {
     expect(continuous.idleShare).toBeCloseTo(1 - tokens / (continuous.steps * batch), 12)
     expect(continuous.idleShare).toBeLessThan(waves.idleShare)
     for (const m of [continuous, waves]) {
+      // each timed run found its prompts prefilled just before, and nothing else cached
       expect([m.preemptions, m.prefillTokens, m.rounds.length, m.tokensPerSecond.n]).toEqual([0, 0, 1, 1])
       expect(m.tokensPerSecond.median).toBeCloseTo(tokens / m.seconds.median, 6)
     }

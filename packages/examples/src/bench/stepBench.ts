@@ -9,21 +9,21 @@
  * per sample, and the sampled tokens grow the samples' leaves as decoding
  * does.
  *
- * Host time is the CPU time of the thread that plans, encodes and submits,
- * from the start of planning to the return of the submit (cpuClock.ts), with
- * the wall-clock time beside it: on a machine other processes load, the wall
- * clock also counts their turns on the cores. The GPU's time is kept apart:
- * each step waits for the previous one to finish before its clock starts, and
- * on a software adapter (whose "GPU" is threads of this process) the work a
- * submit starts runs on the adapter's threads, not on this one. The wait
- * first sleeps for most of the last step's GPU time: while a promise of the
- * webgpu package is pending it polls the device, taking a core from a
- * software adapter's threads.
+ * Host time is CPU time from the start of planning to the return of the
+ * submit, with the wall-clock time beside it (on a machine other processes
+ * load, the wall clock also counts their turns on the cores). The GPU's time
+ * is kept apart: each step waits for the previous one to finish, and a moment
+ * more (a software adapter's worker threads spin a while before they sleep),
+ * before its clock starts. Up to the submit the process's CPU time is then
+ * the step's own; but a submit starts the GPU, which on a software adapter is
+ * threads of this process, so the submit call counts as its wall-clock time.
+ * The wait for the GPU first sleeps for most of the last step's GPU time:
+ * while a promise of the webgpu package is pending it polls the device,
+ * taking a core from a software adapter's threads.
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
-import { CpuClock } from "./cpuClock.ts"
 import { spreadOf, type Spread } from "./figures.ts"
 import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
 
@@ -52,14 +52,14 @@ export interface StepPhases {
 export interface StepPoint {
   readonly batch: number
   readonly layers: number
-  /** CPU ms: median over the timed steps, with their range */
+  /** host ms (CPU up to the submit, the submit call on the wall clock): median over the timed steps, with their range */
   readonly hostMsPerStep: number
   readonly hostMs: Spread
-  /** each timed step's host CPU ms, in order */
+  /** each timed step's host ms, in order */
   readonly hostMsSteps: ReadonlyArray<number>
   /** the same span on the wall clock */
   readonly hostWallMs: Spread
-  /** medians of each phase of the host time */
+  /** medians of each phase of the host time, on the wall clock */
   readonly phases: StepPhases
   /** the most any timed step asked for */
   readonly bindGroupsPerStep: number
@@ -70,6 +70,14 @@ export interface StepPoint {
   readonly firstStep: GpuWorkCounts
   /** median wait for the GPU after the submit (not host time; on a busy machine, an upper bound) */
   readonly gpuMsPerStep: number
+}
+
+/** how long a step waits, idle, before its clock starts (see above) */
+const SETTLE_MS = 50
+
+const cpuMs = (): number => {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
 }
 
 export interface Measured {
@@ -88,11 +96,12 @@ const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.c
  * sampled tokens.
  */
 export const decodeStep = async (
-  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, clock: CpuClock, sleepMs: number
+  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number
 ): Promise<Measured> => {
   const { kv, forward, attention } = stack
+  await sleep(SETTLE_MS)
   const before = countsOf(stack)
-  const cpu0 = clock.ms()
+  const cpu0 = cpuMs()
   const t0 = performance.now()
   const plan = planLevels(kv.tree, samples)
   const t1 = performance.now()
@@ -103,10 +112,11 @@ export const decodeStep = async (
     const t3 = performance.now()
     const encoder = device.createCommandEncoder({ label: "bench step" })
     forward.encode(encoder, batch, (e, _layer, buffers) => attention.encode(e, prepared, buffers))
+    const encodedCpu = cpuMs()
     const t4 = performance.now()
     device.queue.submit([encoder.finish()])
     const t5 = performance.now()
-    const hostMs = clock.ms() - cpu0
+    const hostMs = encodedCpu - cpu0 + (t5 - t4)
     const counts = countsSince(countsOf(stack), before)
     await sleep(sleepMs)
     await device.queue.onSubmittedWorkDone()
@@ -129,14 +139,14 @@ export const decodeStep = async (
   }
 }
 
-const runPoint = async (device: GPUDevice, stack: StepStack, clock: CpuClock, batch: number, options: StepBenchOptions): Promise<StepPoint> => {
+const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, options: StepBenchOptions): Promise<StepPoint> => {
   const samples = buildStepTree(stack.kv, batch, stack.forward.weights.config.vocabSize)
   const inputs = new DecodeInputs(stack.kv, samples)
   try {
     const measured: Array<Measured> = []
     for (let i = 0; i < options.warmup + options.steps; i++) {
       options.onProgress?.(`batch ${batch}: step ${i + 1} of ${options.warmup + options.steps}${i < options.warmup ? " (warm-up)" : ""}`)
-      measured.push(await decodeStep(device, stack, samples, inputs, clock, 0.8 * (measured.at(-1)?.gpuMs ?? 0)))
+      measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0)))
     }
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
@@ -169,24 +179,16 @@ const runPoint = async (device: GPUDevice, stack: StepStack, clock: CpuClock, ba
   }
 }
 
-export interface StepRun {
-  readonly points: ReadonlyArray<StepPoint>
-  /** whose CPU time the host figures are: the submitting thread's, or (where that cannot be read) the process's */
-  readonly hostClock: CpuClock["source"]
-}
-
-export const runStepBench = async (device: GPUDevice, options: StepBenchOptions): Promise<StepRun> => {
+export const runStepBench = async (device: GPUDevice, options: StepBenchOptions): Promise<ReadonlyArray<StepPoint>> => {
   const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
   if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
   const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps)
-  const clock = new CpuClock()
   try {
     const points: Array<StepPoint> = []
-    for (const batch of options.batches) points.push(await runPoint(device, stack, clock, batch, options))
-    return { points, hostClock: clock.source }
+    for (const batch of options.batches) points.push(await runPoint(device, stack, batch, options))
+    return points
   } finally {
-    clock.close()
     stack.destroy()
   }
 }

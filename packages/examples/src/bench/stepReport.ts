@@ -11,8 +11,6 @@ export interface StepReport {
   readonly tree: typeof STEP_TREE
   readonly warmup: number
   readonly steps: number
-  /** the host figures are the CPU time of the submitting thread, or of the whole process */
-  readonly hostClock: "thread" | "process"
   /** the host time the issue sets as the goal at batch 1,024 for 40 layers */
   readonly goalHostMs: number
   readonly points: ReadonlyArray<StepPoint>
@@ -57,7 +55,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     `${report.adapter}; ${m.preset} layout at small widths: ${m.layers} layers, ${m.heads}/${m.kvHeads} heads of dim ${m.headDim}, hidden ${m.hidden}`,
     `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
     `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; ` +
-    `host: CPU ms of the ${report.hostClock === "thread" ? "submitting thread" : "whole process"} from planning to the submit, ` +
+    "host: CPU ms from planning to the submit (the submit call itself on the wall clock: it starts the GPU), " +
     "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
     "asked for; GPU ms: the wait after the submit, apart",
     line(header),

@@ -2,7 +2,8 @@
  * Stop strings, checked incrementally: each call looks at the text the new
  * tokens add and at the tail of the text before them that a stop string
  * reaching into the new text could start in (one unit shorter than the
- * longest stop), never at the whole completion nor a window of tokens.
+ * longest stop), not at the whole completion or a window of it as long as
+ * the longest stop.
  *
  * The new text is found as streamers find it (see tokenText.ts): tokens are
  * decoded from the start of the previous group of committed tokens, and what

@@ -5,10 +5,12 @@
  * not, n from 1 to 3), some cancelling midway; the run reports requests/s,
  * time to first token and inter-token latency (p50/p99) and the prefix-cache
  * hit rate, and checks that every request got exactly its n completions or a
- * well-formed error, and that afterwards no sequence is live.
+ * well-formed error, and that afterwards no sequence is live and every KV
+ * block still in use is evictable cache.
  */
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
+import { SERVER_DEFAULTS } from "../bounds.ts"
 import { kvMemoryFlag, modelFlag, positiveInt, weightDtypeFlag } from "../flags.ts"
 
 const flags = {
@@ -21,6 +23,7 @@ const flags = {
   ),
   seconds: positiveInt("seconds", 300, "stop sending and cancel what is left after this long", 3600),
   maxTokens: positiveInt("max-tokens", 16, "max_tokens of each request", 4096),
+  maxRunning: positiveInt("max-running", SERVER_DEFAULTS.concurrency, "the server's requests running at once, batched together by the engine", 1_000_000),
   maxWaiting: Flag.Int("max-waiting").pipe(
     Flag.withDescription("the server's waiting line (default: the number of clients, so none is refused; lower it to see 429s)"),
     Flag.filter((n) => n >= 0, (n) => `--max-waiting must be at least 0, got ${n}`),

@@ -187,7 +187,13 @@ export interface ServeBenchReport {
   readonly ttftMs: { readonly p50: number; readonly p99: number; readonly n: number }
   readonly itlMs: { readonly p50: number; readonly p99: number; readonly n: number }
   readonly prefixCache: { readonly hitTokens: number; readonly prefillTokens: number; readonly hitRate: number }
-  readonly afterRun: { readonly liveSequences: number; readonly runningRequests: number; readonly waitingRequests: number }
+  readonly afterRun: {
+    readonly liveSequences: number
+    readonly runningRequests: number
+    readonly waitingRequests: number
+    /** KV blocks in use that no unlocked cached node holds: 0 when every block left is evictable cache */
+    readonly blocksBeyondCache: number
+  }
 }
 
 const runLoad = async (
@@ -228,6 +234,7 @@ const runLoad = async (
   const hitTokens = server.metrics.reusedTokens - reusedBefore
   const prefillTokens = server.metrics.prefillTokens - prefillBefore
   const q = server.scheduler.stats()
+  const tree = engine.kv.tree.stats()
   return {
     model: server.modelId,
     clients: options.clients,
@@ -243,7 +250,12 @@ const runLoad = async (
     ttftMs: { p50: percentile(ttft, 0.5), p99: percentile(ttft, 0.99), n: ttft.length },
     itlMs: { p50: percentile(itl, 0.5), p99: percentile(itl, 0.99), n: itl.length },
     prefixCache: { hitTokens, prefillTokens, hitRate: hitTokens + prefillTokens > 0 ? hitTokens / (hitTokens + prefillTokens) : 0 },
-    afterRun: { liveSequences: live(), runningRequests: q.runningRequests, waitingRequests: q.waitingRequests }
+    afterRun: {
+      liveSequences: tree.liveSequences,
+      runningRequests: q.runningRequests,
+      waitingRequests: q.waitingRequests,
+      blocksBeyondCache: tree.blocksUsed - tree.evictableBlocks
+    }
   }
 }
 
@@ -260,7 +272,8 @@ export const formatServeBench = (r: ServeBenchReport): ReadonlyArray<string> => 
     `inter-token latency (${r.itlMs.n} gaps): p50 ${ms(r.itlMs.p50)}, p99 ${ms(r.itlMs.p99)}`,
     `prefix cache: ${r.prefixCache.hitTokens} prompt tokens found cached, ${r.prefixCache.prefillTokens} prefilled ` +
     `(hit rate ${(100 * r.prefixCache.hitRate).toFixed(1)} %)`,
-    `after the run: ${r.afterRun.liveSequences} live sequences, ${r.afterRun.runningRequests} running, ${r.afterRun.waitingRequests} waiting`
+    `after the run: ${r.afterRun.liveSequences} live sequences, ${r.afterRun.runningRequests} running, ${r.afterRun.waitingRequests} waiting, ` +
+    `${r.afterRun.blocksBeyondCache} KV blocks used beyond the evictable cache`
   ]
 }
 
@@ -282,7 +295,8 @@ export const run = (flags: BenchServeFlags) =>
     const problems = [
       ...report.malformed,
       ...(report.afterRun.liveSequences > 0 ? [`${report.afterRun.liveSequences} sequences still live after the run`] : []),
-      ...(report.afterRun.runningRequests + report.afterRun.waitingRequests > 0 ? ["requests still in the server after the run"] : [])
+      ...(report.afterRun.runningRequests + report.afterRun.waitingRequests > 0 ? ["requests still in the server after the run"] : []),
+      ...(report.afterRun.blocksBeyondCache !== 0 ? [`${report.afterRun.blocksBeyondCache} KV blocks still used beyond the cache after the run`] : [])
     ]
     if (problems.length > 0) return yield* Effect.fail(new ServeBenchCheckFailed({ problems }))
   }).pipe(
@@ -290,7 +304,8 @@ export const run = (flags: BenchServeFlags) =>
       CanopyServer.layer({
         host: "127.0.0.1",
         port: 0,
-        maxWaiting: Option.getOrElse(flags.maxWaiting, () => flags.clients)
+        maxWaiting: Option.getOrElse(flags.maxWaiting, () => flags.clients),
+        concurrency: flags.maxRunning
       }).pipe(
         Layer.provideMerge(Engine.layer(kvOptions(flags.kvMemory))),
         Layer.provideMerge(modelStack(flags.model, 0, Option.getOrUndefined(flags.dtype)))

@@ -18,7 +18,7 @@ export const run = (flags: BenchStepFlags) =>
     const heads = Option.getOrUndefined(flags.heads)
     const line = progressLine()
     const started = Date.now()
-    const { points, hostClock } = yield* Effect.tryPromise({
+    const points = yield* Effect.tryPromise({
       try: () => runStepBench(gpu.device, {
         preset: flags.preset,
         ...(layers === undefined ? {} : { layers }),
@@ -37,7 +37,6 @@ export const run = (flags: BenchStepFlags) =>
       tree: STEP_TREE,
       warmup: flags.warmup,
       steps: flags.steps,
-      hostClock,
       goalHostMs: GOAL_HOST_MS,
       points
     }
