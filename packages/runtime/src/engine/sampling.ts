@@ -71,14 +71,11 @@ export const checkSamplingOverrides = (input: unknown, at: string, vocab?: numbe
 /** The defaults with `given` on top, every field checked. */
 export const resolveSampling = (given: Partial<SamplingOptions>, vocab: number, at = ""): SamplingOptions => {
   checkSamplingOverrides(given, at, vocab)
-  return { ...DEFAULT_SAMPLING, ...stripUndefined(given) }
+  return { ...DEFAULT_SAMPLING, ...definedOnly(given) }
 }
 
-const stripUndefined = <T extends object>(o: T): Partial<T> => {
-  const out: Partial<T> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  return out
-}
+/** The fields that are set: spreading an explicit `undefined` over a default would erase it. */
+export const definedOnly = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 
 /**
  * The seed a group's random streams are keyed by. A node that sets its own

@@ -190,7 +190,7 @@ export class Scheduler {
   /** Blocks a new sample takes now: the part of its context not cached (unless it joins a fill), and a share of its own tokens. */
   private admissionCost(request: RequestState, job: SampleJob): number {
     const own = RESERVE_RATIO * this.remainingBlocks(job)
-    if (job.tokens.length === 0 && this.fills.some((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)) return own
+    if (this.openFill(request, job) !== undefined) return own
     const context = job.context()
     const cached = this.kv.tree.match(context, request.namespaceOf(job.group)).length
     return Math.ceil((context.length - cached) / this.kv.blockSize) + 2 + own
@@ -199,17 +199,21 @@ export class Scheduler {
   /** A fresh sample joins the fill of its prompt if one is in flight; otherwise (or resuming) it gets a fill of its own. */
   private join(request: RequestState, job: SampleJob): void {
     job.order = ++this.clock
-    if (job.tokens.length === 0) {
-      const fill = this.fills.find((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)
-      if (fill !== undefined) {
-        fill.jobs.push(job)
-        return
-      }
+    const fill = this.openFill(request, job)
+    if (fill !== undefined) {
+      fill.jobs.push(job)
+      return
     }
     this.fills.push({
       request, context: job.context(), namespace: request.namespaceOf(job.group), jobs: [job], resume: job.tokens.length > 0,
       order: job.order, seq: undefined, placed: 0
     })
+  }
+
+  /** The fill of a fresh sample's prompt in flight, if any; a resumed sample always gets its own. */
+  private openFill(request: RequestState, job: SampleJob): Fill | undefined {
+    if (job.tokens.length > 0) return undefined
+    return this.fills.find((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)
   }
 
   // ---- the two forwards --------------------------------------------------------
@@ -333,6 +337,7 @@ export class Scheduler {
     for (const r of rowsOf.keys()) if (this.requests.includes(r)) r.emitStep()
     for (const r of rowsOf.keys()) if (r.failure !== undefined) this.end(r, r.failure)
     this.placeTokens(survivors.sort((a, b) => a.job.order - b.job.order))
+    this.running = this.running.filter((s) => s.alive)
   }
 
   /** Places each survivor's token, oldest first; when the pool is dry, the youngest give their blocks back. */
@@ -358,7 +363,7 @@ export class Scheduler {
   private preemptYounger(s: Running): boolean {
     let youngest: Running | Fill | undefined
     for (const f of this.fills) if (f.order > s.job.order && (youngest === undefined || f.order > orderOf(youngest))) youngest = f
-    for (const r of this.running) if (r.job.order > s.job.order && (youngest === undefined || r.job.order > orderOf(youngest))) youngest = r
+    for (const r of this.running) if (r.alive && r.job.order > s.job.order && (youngest === undefined || r.job.order > orderOf(youngest))) youngest = r
     if (youngest === undefined) return false
     if ("job" in youngest) this.preempt(youngest)
     else this.cancelFill(youngest)
@@ -382,10 +387,9 @@ export class Scheduler {
     fill.request.requeue(fill.jobs)
   }
 
+  /** Takes a sample out of the batch; the batch array itself is compacted once per step (report). */
   private drop(s: Running): void {
     s.alive = false
-    const i = this.running.indexOf(s)
-    if (i >= 0) this.running.splice(i, 1)
   }
 
   // ---- ending requests ---------------------------------------------------------
@@ -405,7 +409,7 @@ export class Scheduler {
     const i = this.requests.indexOf(request)
     if (i >= 0) this.requests.splice(i, 1)
     const tree = this.kv.tree
-    const mine = this.running.filter((x) => x.job.request === request)
+    const mine = this.running.filter((x) => x.alive && x.job.request === request)
     for (const s of mine) s.alive = false
     this.running = this.running.filter((x) => x.alive)
     for (const s of mine) if (tree.isLive(s.seq)) tree.release(s.seq, s.written)

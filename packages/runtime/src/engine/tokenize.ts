@@ -13,7 +13,7 @@ import type { LoadedModel } from "../model/model.ts"
 import { ContextTooLong } from "./errors.ts"
 import { addSamples, checkDepth, InvalidPromptTree, jsonPathOf, pathOf, type PromptTree, walkPromptTree, type WalkedNode } from "./PromptTree.ts"
 import type { SamplingOptions } from "./request.ts"
-import { checkSamplingOverrides, groupSeed } from "./sampling.ts"
+import { checkSamplingOverrides, definedOnly, groupSeed } from "./sampling.ts"
 
 export interface SampleGroup {
   readonly index: number
@@ -78,8 +78,6 @@ const samplingOf = (w: WalkedNode, request: SamplingOptions, vocab: number): Sam
   }
   return merged
 }
-
-const definedOnly = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 
 /** The node's whole prompt: text runs joined and tokenized as one string each, token runs as given. */
 const promptOf = (model: LoadedModel, w: WalkedNode): Array<number> => {
