@@ -147,11 +147,12 @@ export class RequestState {
     this.guard(() => this.events.onCompletion?.(completion))
   }
 
-  noteStep(plan: LevelPlan, rows: number, batchRows: number, blocksUsed: number): void {
+  /** A decode step this request had `rows` of; `sharing` is the step's sharingFactor. */
+  noteStep(sharing: number, rows: number, batchRows: number, blocksUsed: number): void {
     this.steps++
     this.rows += rows
     this.batchRows += batchRows
-    this.sharingSum += sharingFactor(plan)
+    this.sharingSum += sharing
     this.peakBlocks = Math.max(this.peakBlocks, blocksUsed)
     this.stepRows = rows
   }
@@ -251,7 +252,7 @@ export class RequestState {
 }
 
 /** KV tokens read by all rows over distinct KV tokens read: how much one read of a token serves. */
-const sharingFactor = (plan: LevelPlan): number => {
+export const sharingFactor = (plan: LevelPlan): number => {
   let attended = 0
   let distinct = 0
   for (const level of plan.levels) {

@@ -25,7 +25,7 @@ import { BlockPoolExhausted, type LevelPlan, type SeqId } from "@canopy/tree-cac
 import { sampleBlocks } from "./capacity.ts"
 import { NonFiniteLogits } from "./errors.ts"
 import type { KvCache } from "./KvCache.ts"
-import type { RequestState, SampleJob } from "./requestState.ts"
+import { type RequestState, type SampleJob, sharingFactor } from "./requestState.ts"
 import { NON_FINITE_TOKEN, type PrefillRow, type StepRunner } from "./step.ts"
 
 /** A sample in the decode batch. */
@@ -307,7 +307,8 @@ export class Scheduler {
     for (const s of decoding) s.written = tree.lengthOf(s.seq) // the step wrote every row's input token
     const rowsOf = new Map<RequestState, number>()
     for (const s of decoding) rowsOf.set(s.job.request, (rowsOf.get(s.job.request) ?? 0) + 1)
-    for (const [r, rows] of rowsOf) r.noteStep(plan, rows, decoding.length, this.kv.pool.used)
+    const sharing = sharingFactor(plan)
+    for (const [r, rows] of rowsOf) r.noteStep(sharing, rows, decoding.length, this.kv.pool.used)
     if (logits !== undefined) {
       const all = await logits
       for (const r of rowsOf.keys()) r.emitLogits(decoding, positions, all, this.vocabSize)
