@@ -221,3 +221,41 @@ describe("the Engine service", () => {
     got.forEach((l, i) => expect(relError(l, want[i]!)).toBeLessThan(1e-5))
   })
 })
+
+describe("the cache between requests", () => {
+  const again: GenerateRequest = {
+    tree: { tokens: ids(10, 11), samples: 6 }, sampling: { temperature: 1, seed: 5, maxTokens: 20, ignoreEos: true }
+  }
+
+  it("decodes a request again over its own cached samples with the same completions and no more blocks", async () => {
+    await withEngine({ kvBlocks: 1024 }, async (engine) => {
+      const first = await engine.generate(again)
+      const nodes = engine.kv.tree.stats().nodes
+      const second = await engine.generate(again)
+      expect(tokensOf(second.completions)).toEqual(tokensOf(first.completions))
+      // Retracing a cached sample takes its leaf over rather than splitting it token by token (a block each).
+      expect(second.stats.peakBlocks).toBeLessThanOrEqual(first.stats.peakBlocks + 1)
+      expect(engine.kv.tree.stats().nodes).toBe(nodes)
+      expectIdle(engine)
+    })
+  })
+
+  it("fills a freed place in the next step when the sample's prompt is cached", async () => {
+    const request: GenerateRequest = {
+      tree: { tokens: ids(8, 12), samples: 7 }, sampling: { temperature: 1.5, seed: 3, maxTokens: 16, stopTokenIds: [2, 9, 21, 33] }
+    }
+    await withEngine({ kvBlocks: 1024, maxBatch: 2 }, async (engine) => {
+      let finishedBefore = 0
+      const short: Array<number> = []
+      const result = await engine.generate(request, {
+        onStep: ({ step, live, finishedSamples, totalSamples }) => {
+          if (totalSamples - finishedBefore >= 2 && live < 2) short.push(step)
+          finishedBefore = finishedSamples
+        }
+      })
+      expect(new Set(result.completions.map((c) => c.tokens.length)).size).toBeGreaterThan(1)
+      expect(short).toEqual([])
+      expect(tokensOf(result.completions)).toEqual(tokensOf((await runAlone(request)).completions))
+    })
+  })
+})

@@ -298,7 +298,9 @@ export class PrefixTree {
   /**
    * Appends tokens to a live sequence. Its leaf grows in place when no other
    * sequence or child uses it; otherwise the tokens follow (and share) a cached
-   * child or start a new child node.
+   * child or start a new child node. Tokens that leave a cached leaf no one
+   * holds midway cut that leaf where they leave it and grow it from there
+   * (its cached tail is dropped, not split off).
    */
   append(seq: SeqId, tokens: ArrayLike<number>): Placement {
     const s = this.get(seq)
@@ -423,6 +425,11 @@ export class PrefixTree {
   ): { end: TreeNode; newStart: number; newBlocks: Uint32Array; newSlots: Uint32Array; copies: BlockCopy[] } {
     const bs = this.blockSize
     const { node, nodeStart, inNode, matched } = this.descend(from, fromEnd, tokens, namespace)
+    if (own !== undefined && inNode < node.length && node.children.size === 0 && node.lockRef === 0) {
+      // A sequence growing into a cached leaf no one holds (a sample retracing an earlier one's tokens)
+      // takes the leaf over: splitting it would cost a copy and a block per appended token.
+      this.truncate(node, inNode)
+    }
     const splitInside = inNode < node.length
     const pos = nodeStart + inNode // absolute position of the first unmatched token
     const rest = tokens.length - matched
@@ -511,6 +518,12 @@ export class PrefixTree {
     return n
   }
 
+  /** Cuts an unlocked leaf to its first `length` tokens, freeing the blocks past them. */
+  private truncate(node: TreeNode, length: number): void {
+    node.tokens.length = length
+    for (const b of node.blocks.splice(Math.ceil((node.startSlot + length) / this.blockSize))) this.pool.release(b)
+  }
+
   /**
    * Drops positions ≥ keep from the path ending at `end` (whose last token is
    * at position endLength − 1), bottom up, while its nodes are unlocked leaves.
@@ -521,9 +534,8 @@ export class PrefixTree {
     while (n !== this.root && nodeEnd > keep && n.lockRef === 0 && n.children.size === 0) {
       const start = nodeEnd - n.length
       if (start < keep) {
-        // The node keeps its written head: shrink it in place, freeing the blocks past it.
-        n.tokens.length = keep - start
-        for (const b of n.blocks.splice(Math.ceil((n.startSlot + n.length) / this.blockSize))) this.pool.release(b)
+        // The node keeps its written head.
+        this.truncate(n, keep - start)
         return
       }
       const parent = n.parent!

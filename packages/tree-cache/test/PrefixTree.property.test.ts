@@ -38,19 +38,27 @@ const scenario = fc.record({
  * operation) must allocate, derived from positions alone: a copy when the match
  * ends strictly inside a node at a slot ≠ 0, plus the blocks for the rest
  * starting at that slot (less the partly filled block when the end node grows).
+ * An append that leaves an unlocked cached leaf midway takes that leaf over
+ * instead: no copy, the leaf cut where the match ends (`freed`: the blocks past
+ * the cut) and grown from there.
  */
-function expectedAsk(tree: PrefixTree, full: number[], own: TreeNode | undefined): number {
+function expectedAsk(tree: PrefixTree, full: number[], own: TreeNode | undefined): { asked: number; freed: number; takenOver?: TreeNode } {
   const bs = tree.blockSize
   const m = tree.match(full)
   const rest = full.length - m.length
   const r = m.length % bs
   const inside = m.inNode < m.node.length
+  if (own !== undefined && inside && m.node.children.size === 0 && m.node.lockRef === 0) {
+    const freed = m.node.blocks.length - Math.ceil((m.node.startSlot + m.inNode) / bs)
+    const tail = rest === 0 ? 0 : Math.ceil((r + rest) / bs) - (r !== 0 ? 1 : 0)
+    return { asked: tail, freed, takenOver: m.node }
+  }
   const grows =
     !inside && rest > 0 && m.node !== tree.root && m.node.children.size === 0 &&
     m.node.lockRef === (m.node === own ? 1 : 0)
   const copy = inside && r !== 0 ? 1 : 0
   const tail = rest === 0 ? 0 : Math.ceil((r + rest) / bs) - (grows && r !== 0 ? 1 : 0)
-  return copy + tail
+  return { asked: copy + tail, freed: 0 }
 }
 
 /** Runs the operations, checking everything after each; says whether exhaustion and eviction occurred. */
@@ -74,7 +82,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
     const allocated = () =>
       tree.pool.used - usedBefore + nodesBefore.filter((n) => n.evicted).reduce((a, n) => a + n.blocks.length, 0)
 
-    const checkPlacement = (p: Placement, full: number[], previousLength: number) => {
+    const checkPlacement = (p: Placement, full: number[], previousLength: number, takenOver?: TreeNode) => {
       expect(p.length).toBe(full.length)
       expect(p.newStart).toBeGreaterThanOrEqual(previousLength)
       expect(p.newStart).toBeLessThanOrEqual(full.length)
@@ -83,7 +91,8 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
       for (let i = 0; i < p.newBlocks.length; i++) {
         ensure(p.newSlots[i] === (p.newStart + i) % blockSize, () => `new position ${p.newStart + i} at slot ${p.newSlots[i]}`)
         const holder = occupiedBefore.get(p.newBlocks[i]! * blockSize + p.newSlots[i]!)
-        ensure(holder === undefined || holder.evicted, () => `new KV overwrites a token of node ${holder?.id}`)
+        // A leaf taken over is written past its cut, over the tail it dropped.
+        ensure(holder === undefined || holder.evicted || holder === takenOver, () => `new KV overwrites a token of node ${holder?.id}`)
       }
       for (const c of p.copies) {
         expect(0 <= c.fromSlot && c.fromSlot < c.toSlot && c.toSlot <= blockSize).toBe(true)
@@ -111,7 +120,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
       case "insert": {
         const base = history[o.base % Math.max(1, history.length)] ?? []
         const full = [...base.slice(0, o.cut % (base.length + 1)), ...o.extra.map((t) => t % vocab)]
-        const asked = expectedAsk(tree, full, undefined)
+        const { asked } = expectedAsk(tree, full, undefined)
         const matched = tree.match(full)
         // Live sequences are never evicted, so their common prefix with `full` must be reused.
         let shared = 0
@@ -146,16 +155,17 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
         if (seq === undefined) break
         const before = model.live.get(seq)!
         const full = [...before, ...o.tokens.map((t) => t % vocab)]
-        const asked = expectedAsk(tree, full, tree.sequence(seq).end)
+        const { asked, freed, takenOver } = expectedAsk(tree, full, tree.sequence(seq).end)
         const matched = tree.match(full)
         try {
           const p = tree.append(seq, full.slice(before.length))
           expect(p.seq).toBe(seq)
           expect(p.newStart).toBe(matched.length)
-          expect(allocated()).toBe(asked)
+          if (takenOver !== undefined) expect(p.copies).toEqual([])
+          expect(allocated()).toBe(asked - freed)
           model.live.set(seq, full)
           history.push(full)
-          checkPlacement(p, full, before.length)
+          checkPlacement(p, full, before.length, takenOver)
         } catch (e) {
           onExhausted(e, asked, matched.node)
         }

@@ -197,16 +197,43 @@ describe("fork and append", () => {
     expect(tree.path(s).map((n) => [...n.tokens])).toEqual([[1, 2], [3]])
   })
 
-  it("splits a cached child that the appended tokens leave midway, with its copy", () => {
+  it("splits a held child that the appended tokens leave midway, with its copy", () => {
     const tree = treeOf(8, 4)
-    const long = tree.insert(range(1, 7)).seq
-    tree.release(long)
+    tree.insert(range(1, 7)) // stays live: [3..7] is held
     const s = tree.insert([1, 2]).seq // splits [1..7] at 2: slot 2 of block 0 → copy into block 2
     const p = tree.append(s, [3, 4, 5, 99])
     // [3..7] starts at slot 2 of block 0; leaving it after 5 (slot 1 of block 1) copies block 1's slot 0.
     expect(p.copies).toEqual([{ src: 1, dst: 3, fromSlot: 0, toSlot: 1 }])
     expect([p.newStart, Array.from(p.newBlocks), Array.from(p.newSlots)]).toEqual([5, [4], [1]])
     expect(tree.tokensOf(s)).toEqual([1, 2, 3, 4, 5, 99])
+  })
+  it("takes over a cached leaf no one holds when the appended tokens leave it midway: no copy, no new block", () => {
+    const tree = treeOf(8, 4)
+    const long = tree.insert(range(1, 7)).seq
+    tree.release(long)
+    const s = tree.insert([1, 2]).seq // splits [1..7] at 2: [3..7] is a leaf no one holds
+    const p = tree.append(s, [3, 4, 5, 99])
+    expect(p.copies).toEqual([])
+    // [3..7] is cut after 5 (position 4, slot 0 of block 1) and grows 99 into slot 1 of that block.
+    expect([p.newStart, Array.from(p.newBlocks), Array.from(p.newSlots)]).toEqual([5, [1], [1]])
+    expect(tree.path(s).map((n) => [...n.tokens])).toEqual([[1, 2], [3, 4, 5, 99]])
+    expect(tree.stats().blocksUsed).toBe(3)
+  })
+
+  it("retraces a released sample token by token with no copy and no block beyond its prompt's split", () => {
+    const tree = treeOf(64, 4)
+    const prompt = range(1, 6)
+    const sample = range(100, 140)
+    const first = tree.insert(prompt).seq
+    for (const t of sample) tree.append(first, [t])
+    tree.release(first)
+    const fresh = tree.stats().blocksUsed
+    const again = tree.insert(prompt).seq
+    for (const t of sample) expect(tree.append(again, [t]).copies).toEqual([])
+    expect(tree.tokensOf(again)).toEqual([...prompt, ...sample])
+    // The first run grew one node; inserting the prompt again splits it there, which copies one block.
+    expect(tree.stats().blocksUsed).toBe(fresh + 1)
+    expect(tree.path(again).map((n) => n.length)).toEqual([prompt.length, sample.length])
   })
 })
 

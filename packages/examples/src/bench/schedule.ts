@@ -12,10 +12,9 @@
  * to a few tokens (first uses); then `repeats` rounds run both modes,
  * alternating which goes first. Before every run the KV cache is emptied and
  * the prompts prefilled, untimed (each sample node asking for one token,
- * which is sampled but never written to the cache): a run that found an
- * earlier run's samples cached would decode along their tokens, which the
- * trie does at a higher cost per step than new tokens, while a real
- * workload's samples are new. Sampling is keyed by (seed, sample, step), so
+ * which is sampled but never written to the cache): both modes start from the
+ * same cache, holding the prompts and none of an earlier run's samples, as a
+ * real workload's samples are new. Sampling is keyed by (seed, sample, step), so
  * both modes must give the same completions: any difference fails the run.
  */
 import type { Completion, GenerateResult, PromptTree, SchedulingMode, TreeEngine } from "@canopy/runtime"

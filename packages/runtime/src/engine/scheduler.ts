@@ -5,7 +5,8 @@
  *   1. ends requests that were aborted or failed (their sequences released);
  *   2. admits waiting samples while the batch has places and the pool has
  *      blocks: a sample joins a fill of its prompt (one per prompt in flight)
- *      that prefills only what the trie does not hold yet;
+ *      that prefills only what the trie does not hold yet; a fill whose whole
+ *      prompt is cached joins this turn's decode step at once;
  *   3. submits one decode step over every running sample, of every request;
  *   4. places the next chunk of each fill (at most maxPrefillRows tokens in
  *      all) and submits one prefill forward: a long prompt delays running
@@ -21,7 +22,7 @@
  * them, which is submitted before anything else is placed. The forward's
  * queue runs in submission order, so a submitted forward counts as written.
  */
-import { BlockPoolExhausted, type LevelPlan, type SeqId } from "@canopy/tree-cache"
+import { BlockPoolExhausted, type LevelPlan, type Placement, type SeqId } from "@canopy/tree-cache"
 import { sampleBlocks } from "./capacity.ts"
 import { NonFiniteLogits } from "./errors.ts"
 import type { KvCache } from "./KvCache.ts"
@@ -120,6 +121,7 @@ export class Scheduler {
       }
     }
     this.admit()
+    this.startCachedFills()
     const decoding = this.running.slice()
     const decode = decoding.length > 0 ? this.submitDecode(decoding) : undefined
     const logits = decode !== undefined && decoding.some((s) => s.job.request.events.onLogits !== undefined) ? this.step.readLogits(decoding.length) : undefined
@@ -216,6 +218,49 @@ export class Scheduler {
     return this.fills.find((f) => f.request === request && !f.resume && f.jobs[0]?.group === job.group)
   }
 
+  /**
+   * Fills whose whole context the trie holds (more samples of a prompt in the
+   * cache, a preempted sample whose tokens stayed cached) need no prefill: their
+   * samples join this turn's decode step instead of waiting a turn for it. The
+   * trie's one unwritten token per running sample (placed after the last step)
+   * may end such a context; that sample's row then writes it in this step too.
+   */
+  private startCachedFills(): void {
+    const tree = this.kv.tree
+    let unwritten: Set<number> | undefined
+    for (const fill of [...this.fills]) {
+      if (fill.seq !== undefined || fill.context.length === 0) continue
+      if (tree.match(fill.context, fill.namespace).length < fill.context.length) continue
+      let placement: Placement
+      try {
+        placement = tree.insert(fill.context, fill.namespace)
+      } catch (e) {
+        if (e instanceof BlockPoolExhausted) continue // a split's copy found no block: the fill waits its turn
+        throw e
+      }
+      this.step.copyBlocks(placement.copies)
+      fill.seq = placement.seq
+      fill.placed = fill.context.length
+      fill.request.reused += fill.context.length
+      unwritten ??= this.unwrittenSlots()
+      const last = tree.slotOf(fill.seq, fill.context.length - 1)
+      this.release(fill, fill.context.length - (unwritten.has(last.block * this.kv.blockSize + last.slot) ? 1 : 0))
+    }
+  }
+
+  /** The slot of each running sample's token placed after the last decode step, whose KV the next step writes. */
+  private unwrittenSlots(): Set<number> {
+    const tree = this.kv.tree
+    const out = new Set<number>()
+    for (const s of this.running) {
+      const length = tree.lengthOf(s.seq)
+      if (s.written >= length) continue
+      const { block, slot } = tree.slotOf(s.seq, length - 1)
+      out.add(block * this.kv.blockSize + slot)
+    }
+    return out
+  }
+
   // ---- the two forwards --------------------------------------------------------
 
   private submitDecode(decoding: ReadonlyArray<Running>): ReturnType<StepRunner["decode"]> {
@@ -284,14 +329,14 @@ export class Scheduler {
     }
   }
 
-  /** A fill is done: its samples join the batch, each a fork of the fill's sequence. */
-  private release(fill: Fill): void {
+  /** A fill is done: its samples join the batch, each a fork of the fill's sequence with `written` tokens' KV written. */
+  private release(fill: Fill, written = fill.context.length): void {
     this.fills.splice(this.fills.indexOf(fill), 1)
     const seq = fill.seq!
     const last = fill.context[fill.context.length - 1]!
     fill.jobs.forEach((job, i) => {
       const own = i === fill.jobs.length - 1 ? seq : this.kv.tree.fork(seq)
-      this.running.push({ job, seq: own, alive: true, written: fill.context.length, last })
+      this.running.push({ job, seq: own, alive: true, written, last })
     })
     fill.request.running += fill.jobs.length
     fill.request.filling -= fill.jobs.length
