@@ -105,8 +105,9 @@ describe("attention edge cases (hydragen, level-only and baseline)", () => {
 
   // attention-gpu.test.ts draws its random cases from a palette of head dims. Here: the head dims that, with the
   // palette, reach every tiling the kernels choose on this device (headDimsBeyondPalette says why those are all that
-  // differ; on SwiftShader 16, 96, 104 and 120), each with a KV group of its own, over a tree whose nodes hold 40, 3
-  // and 0 tokens (a partial block, an empty node). The rest only repeat a tiling, at seconds of compile each.
+  // differ; on SwiftShader, with the default flash2 level tiles, 16, 24 and 64; attention-variants.test.ts runs the
+  // stacked ones), each with a KV group of its own, over a tree whose nodes hold 40, 3 and 0 tokens (a partial block,
+  // an empty node). The rest only repeat a tiling, at seconds of compile each.
   it("every tiling a head dim from 8 to 128 reaches, beyond the palette", async () => {
     for (const [i, headDim] of headDimsBeyondPalette(gpu.device.limits).entries()) {
       await expectAllMatch({ ...base, headDim, group: [1, 2, 4, 8][i % 4]!, parents: [null, 0, 0], lengths: [40, 3, 0], queries: [{ node: 1 }, { node: 2 }, { node: 1 }], seed: i })

@@ -9,7 +9,7 @@ import fc from "fast-check"
 import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
 import { roundKv, type KvDtype } from "../src/attention/kvStorage.ts"
 import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
-import { chooseDecodeTile, chooseLevelTile } from "../src/attention/tiling.ts"
+import { chooseDecodeTile, chooseLevelTile, flash2Lanes, type LevelTile, type LevelVariant, levelVariantOf } from "../src/attention/tiling.ts"
 
 /** The shrinkable description of a case; the float data derive from `seed`. */
 export interface CaseSpec {
@@ -233,35 +233,49 @@ export interface CaseBounds {
 /**
  * A palette of head dims for the random GPU properties keeps pipeline compiles
  * (seconds each on a software adapter) bounded; it covers decode lane splits
- * of 2, 5, 7 and 8 and level tiles of 64 and 32 rows. The edge tests run the
- * head dims that reach the other tilings (headDimsBeyondPalette).
+ * of 2, 5, 7 and 8 and level tiles of 128 and 64 rows (flash2, the default;
+ * 64 and 32 stacked). The edge tests run the head dims that reach the other
+ * tilings (headDimsBeyondPalette).
  */
 export const HEAD_DIM_PALETTE: ReadonlyArray<number> = [8, 40, 56, 88, 128]
 
 /** every head dim the kernels support */
 export const HEAD_DIMS: ReadonlyArray<number> = Array.from({ length: 16 }, (_, i) => 8 * (i + 1))
 
+/** What a level tile compiles in at head dim d beyond its rows × keys: a guarded tail (stacked accumulators, flash2 slices) or not. */
+const levelTileFeature = (tile: LevelTile, d: number): string =>
+  levelVariantOf(tile) === "flash2"
+    ? `flash2 level tile ${tile.rows}x${tile.keys}, slices ${(d / 4) % flash2Lanes(tile) === 0 ? "even" : "uneven"}`
+    : `level tile ${tile.rows}x${tile.keys}, accumulators ${((tile.rows * d) / 4) % tile.workgroupSize === 0 ? "even" : "uneven"}`
+
 /**
  * The head dims that, with the palette, reach every tiling the kernels choose
- * on this device. The attention WGSL has no branch on the head dim: it only
- * compiles sizes in as constants, so what a head dim can add is a new
+ * on this device, with the level tiles of `variant` (default: the attention's
+ * own, tiling.ts DEFAULT_LEVEL_VARIANT). The attention WGSL has no branch on
+ * the head dim: it only compiles sizes in as constants, so what a head dim can
+ * add is a new
  * combination of them. Those that change which code runs: each level tile
- * (rows × keys) with the accumulators splitting evenly over the workgroup or
- * not (a guarded tail, whose bound depends on the tile), each decode lane split
+ * (rows × keys) with its work splitting evenly or not (a guarded tail, whose
+ * bound depends on the tile: stacked accumulators over the workgroup, flash2
+ * head-dim slices over a row's lanes), each decode lane split
  * (how a key row is interleaved over threads, and whether key slots leave
  * threads idle), and lanes holding one vec4 or several (an inner loop of one
  * or more). Any other head dim repeats a combination already run and adds a
  * compile (seconds on the software adapter) and no path. Picked greedily,
  * most new combinations first, then the smaller head dim; on SwiftShader
- * (32 KiB of workgroup memory) that is 16 (4 lanes), 96 (32×16 tile), 104
- * (32×16, uneven accumulators) and 120 (32×8, uneven; 6 lanes of 5 vec4s).
+ * (32 KiB of workgroup memory) that is, with flash2 tiles, 16 (4 decode
+ * lanes), 24 (6 lanes) and 64 (128×32 tile); with stacked ones 16, 96 (32×16
+ * tile), 104 (32×16, uneven accumulators) and 120 (32×8, uneven; 6 lanes of
+ * 5 vec4s).
  */
-export const headDimsBeyondPalette = (limits: GPUSupportedLimits, palette: ReadonlyArray<number> = HEAD_DIM_PALETTE): Array<number> => {
+export const headDimsBeyondPalette = (
+  limits: GPUSupportedLimits, palette: ReadonlyArray<number> = HEAD_DIM_PALETTE, variant?: LevelVariant
+): Array<number> => {
   const features = (d: number): Array<string> => {
-    const level = chooseLevelTile(d, limits)
+    const level = chooseLevelTile(d, limits, variant)
     const decode = chooseDecodeTile(d, 1, limits)
     return [
-      `level tile ${level.rows}x${level.keys}, accumulators ${((level.rows * d) / 4) % level.workgroupSize === 0 ? "even" : "uneven"}`,
+      levelTileFeature(level, d),
       `decode lanes ${decode.lanes}`,
       `vec4s per lane ${d / 4 / decode.lanes === 1 ? "one" : "several"}`
     ]

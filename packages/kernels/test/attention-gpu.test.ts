@@ -76,7 +76,7 @@ const CAUSAL: CaseBounds = { ...DECODE, causal: true }
  * element, block and slot strides, the vec4s of a head row — not the tiling
  * or the GQA stacking the f32 runs cover. So it runs fewer cases, and to
  * compile fewer pipelines draws from two head dims that between them reach
- * both level tiles' row counts (64 and 32) and decode lanes holding one vec4
+ * both level tiles' row counts (128 and 64) and decode lanes holding one vec4
  * and several, and from groups 1 and 4 (GQA); shards (odd seeds) and block
  * sizes are drawn as for f32.
  */

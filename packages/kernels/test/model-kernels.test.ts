@@ -11,7 +11,8 @@ import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
 import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
 import { packWeights, roundWeights, WEIGHT_TYPES, weightStorageFor } from "../src/model/weightType.ts"
 import { RmsNormKernel, referenceRmsNorm } from "../src/model/rmsnorm.ts"
-import { referenceRope, RopeKernel, ropeFrequencies, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
+import { referenceRope, ropeFrequencies, type RopeScaling, type RopeSpec, yarnAttentionFactor } from "../src/model/rope.ts"
+import { InvalidRopeAppend, RopeAppendKernel, type RopeAppendShape } from "../src/model/ropeAppend.ts"
 import { referenceSwiglu, SwigluKernel } from "../src/model/swiglu.ts"
 
 let gpu: GpuHandle
@@ -146,31 +147,112 @@ describe("model kernels against float64 references", () => {
     expect(yarn.attentionFactor).toBeCloseTo(1 + 0.1 * Math.log(4), 15)
   })
 
-  it("RoPE (rotate_half) with every scaling type, positions up to 2^20", async () => {
-    const kernel = await RopeKernel.create(device)
+  /** One part (`heads` heads from head `first`: the q, k or v heads) of fused qkv rows, as [rows][heads][headDim]. */
+  const partOf = (qkv: Float32Array, rows: number, rowHeads: number, first: number, heads: number, headDim: number): Float32Array => {
+    const out = new Float32Array(rows * heads * headDim)
+    for (let r = 0; r < rows; r++) {
+      out.set(qkv.subarray((r * rowHeads + first) * headDim, (r * rowHeads + first + heads) * headDim), r * heads * headDim)
+    }
+    return out
+  }
+
+  const NO_WRITE = 0xffffffff
+
+  it("RoPE fused with the KV append: rotated q for every row, rotated k and v into f32 / f16 pools or their shards, every scaling type, positions to 2^20", async () => {
     await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }),
-      fc.constantFrom(8, 16, 64, 128), fc.constantFrom(...scalings), fc.constantFrom(10000, 500000, 1000000), fc.integer(),
-      async (rows, kvHeads, group, headDim, scaling, theta, seed) => {
+      fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(2, 6, 8, 16, 64, 128),
+      fc.constantFrom(...scalings), fc.constantFrom(10000, 500000, 1000000), fc.constantFrom(...KV_DTYPES),
+      fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 8 }), fc.integer(),
+      async (rows, kvHeads, group, headDim, scaling, theta, kvDtype, numBlocks, blockSize, seed) => {
         const heads = kvHeads * group
         const spec = { headDim, theta, scaling }
+        // one shard, or one per KV head, or (4 KV heads) two of two
+        const poolShards = [1, kvHeads, kvHeads % 2 === 0 ? 2 : 1][(seed >>> 0) % 3]!
         // Dynamic NTK computes its frequencies in f32 on the GPU: keep its positions where that meets the budget.
         const maxPos = scaling.type === "dynamic" ? 200 : 1 << 20
-        const positions = Uint32Array.from({ length: rows }, (_, r) => r === 0 ? 0 : (Math.imul(seed, r + 1) >>> 0) % maxPos)
-        const q = floats(rows * heads * headDim, seed)
-        const k = floats(rows * kvHeads * headDim, seed + 1)
-        const bq = uploadBuffer(device, "q", q)
-        const bk = uploadBuffer(device, "k", k)
-        const bp = uploadBuffer(device, "pos", positions)
-        const gotQ = await run(rows, bq, q.length, (pass, count) => {
-          const b = kernel.bind({ positions: bp, q: bq, k: bk, count, heads, kvHeads, spec })
-          b.encode(pass, rows)
+        const positions = Uint32Array.from({ length: rows }, (_, r) =>
+          r === 0 ? 0 : r === 1 ? Math.min(65536, maxPos - 1) : (Math.imul(seed, r + 1) >>> 0) % maxPos)
+        // distinct cells, two of them past the pool (a block, and a slot, out of range); every third row, and any
+        // row beyond the cells, is NO_WRITE
+        const capacity = numBlocks * blockSize
+        const cells = Array.from({ length: capacity + 2 }, (_, i) => i).sort((a, b) => ((a * 31 + seed) % 97) - ((b * 31 + seed) % 97))
+        const slots = new Uint32Array(2 * rows)
+        for (let r = 0; r < rows; r++) {
+          const cell = cells[r]
+          const [block, slot] = cell === undefined || r % 3 === 2 ? [NO_WRITE, 0]
+            : cell === capacity + 1 ? [0, blockSize]
+            : [Math.floor(cell / blockSize), cell % blockSize]
+          slots.set([block, slot], 2 * r)
+        }
+        const rowHeads = heads + 2 * kvHeads
+        const rowSize = kvHeads * headDim
+        const qkv = floats(rows * rowHeads * headDim, seed, 4)
+        // the f16 rounding's edges in the v heads, which are copied (in k they would be rotated off them)
+        if (kvDtype === "f16") {
+          F16_EDGES.forEach((x, i) => {
+            const r = i % rows
+            qkv[(r * rowHeads + heads + kvHeads) * headDim + ((i * 7 + (seed >>> 0)) % rowSize)] = x
+          })
+        }
+        const pool0 = roundKv(floats(capacity * rowSize, seed + 2), kvDtype)
+        const laid = (pool: ArrayLike<number>) => shardPool(Float32Array.from(pool), kvHeads, headDim, poolShards, kvDtype)
+        const stored = (pool: ArrayLike<number>) => kvPoolData(laid(pool), kvDtype)
+        const bufs = {
+          positions: uploadBuffer(device, "positions", positions), slots: uploadBuffer(device, "slots", slots),
+          qkv: uploadBuffer(device, "qkv", qkv), q: createStorageBuffer(device, "q", rows * heads * headDim * 4),
+          kPool: uploadBuffer(device, "kp", stored(pool0)), vPool: uploadBuffer(device, "vp", stored(pool0))
+        }
+        markKvPool(bufs.kPool, kvDtype)
+        markKvPool(bufs.vPool, kvDtype)
+        const kernel = await RopeAppendKernel.create(device, { heads, kvHeads, spec, blockSize, numBlocks, poolShards }, kvDtype)
+        const gotQ = await run(rows, bufs.q, rows * heads * headDim, (pass, count) => kernel.bind({ ...bufs, count }).encode(pass, rows))
+        const words = stored(pool0).length
+        const gotK = new Uint32Array((await readFloat32(device, bufs.kPool, words)).buffer)
+        const gotV = new Uint32Array((await readFloat32(device, bufs.vPool, words)).buffer)
+        expect(relativeError(gotQ, referenceRope(partOf(qkv, rows, rowHeads, 0, heads, headDim), heads, positions, spec))).toBeLessThan(TOL)
+        const base = Float64Array.from(pool0)
+        const k = referenceRope(partOf(qkv, rows, rowHeads, heads, kvHeads, headDim), kvHeads, positions, spec)
+        const v = partOf(qkv, rows, rowHeads, heads + kvHeads, kvHeads, headDim)
+        const wantK = laid(referenceKvAppend(base, roundKv(k, kvDtype), slots, rowSize, blockSize))
+        const wantV = laid(referenceKvAppend(base, roundKv(v, kvDtype), slots, rowSize, blockSize))
+        // v is copied: its words are the packing of the rounded values, bit for bit; so are the cells nobody writes
+        expect(Array.from(gotV)).toEqual(Array.from(new Uint32Array(kvPoolData(wantV, kvDtype).buffer)))
+        const untouched = new Uint32Array(kvPoolData(laid(pool0), kvDtype).buffer)
+        const values = (got: Uint32Array) => (kvDtype === "f32" ? new Float32Array(got.buffer) : unpackF16(got))
+        const written = laid(referenceKvAppend(Float64Array.from(pool0, () => 0), Float32Array.from(k, () => 1), slots, rowSize, blockSize))
+        const perWord = kvDtype === "f32" ? 1 : 2
+        gotK.forEach((word, i) => {
+          if (written[i * perWord] === 0) expect(word, `k word ${i}, not written`).toBe(untouched[i])
         })
-        const gotK = await readFloat32(device, bk, k.length)
-        expect(relativeError(gotQ, referenceRope(q, heads, positions, spec))).toBeLessThan(TOL)
-        expect(relativeError(gotK, referenceRope(k, kvHeads, positions, spec))).toBeLessThan(TOL)
-        for (const b of [bq, bk, bp]) b.destroy()
-      }), { numRuns: 20, seed: 5 })
+        // k is rotated in f32, then rounded: within the rotation's f32 budget, or one f16 step where the two roundings part
+        expect(relativeError(values(gotK), wantK)).toBeLessThan(kvDtype === "f32" ? TOL : 2 ** -9)
+        for (const b of Object.values(bufs)) b.destroy()
+        kernel.destroy()
+      }), { numRuns: 24, seed: 5 })
+  })
+
+  it("RoPE + KV append refuses a shape it cannot run before compiling, and a pool made for the other dtype", async () => {
+    const spec: RopeSpec = { headDim: 8, theta: 10000, scaling: { type: "none" } }
+    const shape: RopeAppendShape = { heads: 4, kvHeads: 2, spec, blockSize: 4, numBlocks: 2 }
+    const refusal = (s: RopeAppendShape) => RopeAppendKernel.create(device, s).then(() => undefined, (e: unknown) => e)
+    const cases: ReadonlyArray<readonly [RopeAppendShape, RegExp]> = [
+      [{ ...shape, heads: 3 }, /heads \(3\) must be a positive multiple of kvHeads \(2\)/],
+      [{ ...shape, spec: { ...spec, headDim: 7 } }, /headDim \(7\) must be a positive even number/],
+      [{ ...shape, poolShards: 3 }, /poolShards \(3\) must divide kvHeads \(2\)/],
+      [{ ...shape, blockSize: 0 }, /blockSize \(0\)/]
+    ]
+    for (const [bad, problem] of cases) {
+      const error = await refusal(bad)
+      expect(error).toBeInstanceOf(InvalidRopeAppend)
+      expect((error as Error).message).toMatch(problem)
+    }
+    const kernel = await RopeAppendKernel.create(device, shape, "f16")
+    const buffer = (label: string) => createStorageBuffer(device, label, 1024)
+    const bufs = { positions: buffer("p"), slots: buffer("s"), qkv: buffer("qkv"), q: buffer("q"), kPool: buffer("kp"), vPool: buffer("vp"), count: buffer("c") }
+    markKvPool(bufs.kPool, "f32")
+    expect(() => kernel.bind(bufs)).toThrow(/holds f32 values/)
+    kernel.destroy()
+    for (const b of Object.values(bufs)) b.destroy()
   })
 
   // f16: values at the rounding's edges (ties to even either way, the largest f16 and the first value past it,

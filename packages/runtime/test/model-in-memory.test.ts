@@ -108,7 +108,7 @@ describe("loadModelFromFiles on the GPU", () => {
   afterAll(() => gpu?.close())
 
   const buffersOf = (w: ModelWeights): Array<GPUBuffer> =>
-    [w.embedding, w.finalNorm, w.lmHead, ...w.layers.flatMap((l) => [l.inputNorm, l.q, l.k, l.v, l.o, l.postNorm, l.gateUp, l.down])]
+    [w.embedding, w.finalNorm, w.lmHead, ...w.layers.flatMap((l) => [l.inputNorm, l.qkv, l.o, l.postNorm, l.gateUp, l.down])]
 
   it("uploads the weights a folder on disk uploads, byte for byte", async () => {
     for (const dtype of ["F32", "BF16"] as const) {

@@ -68,13 +68,12 @@ const buffersOf = (w: ModelWeights): ReadonlyArray<readonly [GPUBuffer, Readonly
   w.layers.forEach((l, i) => {
     const p = layerPrefix(i)
     out.push(
-      [l.inputNorm, [`${p}input_layernorm.weight`]], [l.q, [`${p}self_attn.q_proj.weight`]], [l.k, [`${p}self_attn.k_proj.weight`]],
-      [l.v, [`${p}self_attn.v_proj.weight`]], [l.o, [`${p}self_attn.o_proj.weight`]], [l.postNorm, [`${p}post_attention_layernorm.weight`]],
+      [l.inputNorm, [`${p}input_layernorm.weight`]],
+      [l.qkv, ["q_proj", "k_proj", "v_proj"].map((name) => `${p}self_attn.${name}.weight`)],
+      [l.o, [`${p}self_attn.o_proj.weight`]], [l.postNorm, [`${p}post_attention_layernorm.weight`]],
       [l.gateUp, [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`]], [l.down, [`${p}mlp.down_proj.weight`]]
     )
-    for (const [b, name] of [[l.qBias, "q_proj"], [l.kBias, "k_proj"], [l.vBias, "v_proj"]] as const) {
-      if (b !== undefined) out.push([b, [`${p}self_attn.${name}.bias`]])
-    }
+    if (l.qkvBias !== undefined) out.push([l.qkvBias, ["q_proj", "k_proj", "v_proj"].map((name) => `${p}self_attn.${name}.bias`)])
   })
   out.push([w.finalNorm, ["model.norm.weight"]])
   if (!c.tieWordEmbeddings) out.push([w.lmHead, ["lm_head.weight"]])

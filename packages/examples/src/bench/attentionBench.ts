@@ -6,7 +6,9 @@
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
-import { describeAdapter, type GpuHandle, type KvDtype, measureRoofline, type RooflineFigures, type TimeGpuOptions } from "@canopy/kernels"
+import {
+  describeAdapter, type GpuHandle, type KvDtype, type LevelVariant, measureRoofline, type RooflineFigures, type TimeGpuOptions
+} from "@canopy/kernels"
 import { type AttentionReport, formatPointLine, speedupChartSvg } from "./attentionReport.ts"
 import { runAttentionSweep } from "./attentionSweep.ts"
 import type { SweepPoint } from "./attentionWorkload.ts"
@@ -25,6 +27,8 @@ export interface AttentionBenchOptions {
   readonly kvDtype?: KvDtype
   /** where Hydragen attends suffix nodes: the decode kernel (default) or the level kernel */
   readonly suffixKernel?: "decode" | "level"
+  /** Hydragen's level-kernel variants (default: DEFAULT_LEVEL_VARIANT alone): the first gives the hydragen figures, the others are timed beside it */
+  readonly levelVariants?: ReadonlyArray<LevelVariant>
   /** progress on standard error (default true) */
   readonly progress?: boolean
 }
@@ -50,6 +54,7 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
       roofline,
       kvDtype: options.kvDtype ?? "f32",
       ...(options.suffixKernel !== undefined ? { suffixKernel: options.suffixKernel } : {}),
+      ...(options.levelVariants !== undefined ? { levelVariants: options.levelVariants } : {}),
       timing: sweepTiming(gpu.adapter.software, options.repeats ?? 7),
       onProgress: (index, total, point, outcome) => {
         const at = `[${index + 1}/${total}]`
@@ -57,6 +62,8 @@ export const runAttentionBench = async (gpu: GpuHandle, options: AttentionBenchO
         else if (outcome.kind === "skipped") line?.note(`${at} skipped batch ${point.batch} prefix ${point.prefix} suffix ${point.suffix}: ${outcome.skipped.reason}`)
         else if (!outcome.result.agree) {
           line?.note(`${at} HYDRAGEN AND BASELINE DISAGREE: relative difference ${outcome.result.maxRelDiff.toExponential(2)} at ${formatPointLine(outcome.result)}`)
+        } else if (outcome.result.variants?.some((v) => !v.agree)) {
+          line?.note(`${at} LEVEL VARIANTS DISAGREE at ${formatPointLine(outcome.result)}`)
         } else if (outcome.result.f32?.agree === false) {
           line?.note(`${at} F16 AND F32 POOLS DISAGREE: relative difference ${outcome.result.f32.maxRelDiff.toExponential(2)} at ${formatPointLine(outcome.result)}`)
         } else line?.update(`${at} ${formatPointLine(outcome.result)}`)
@@ -78,5 +85,6 @@ export const writeAttentionReport = async (report: AttentionReport, paths: { rea
   if (paths.svg !== undefined) await writeText(paths.svg, speedupChartSvg(report))
 }
 
-/** Points where the two methods, or the f16 and f32 pools, disagreed: a benchmark of a wrong kernel must not pass quietly. */
-export const disagreements = (report: AttentionReport): number => report.points.filter((p) => !p.agree || p.f32?.agree === false).length
+/** Points where the two methods, the level variants, or the f16 and f32 pools disagreed: a benchmark of a wrong kernel must not pass quietly. */
+export const disagreements = (report: AttentionReport): number =>
+  report.points.filter((p) => !p.agree || p.f32?.agree === false || p.variants?.some((v) => !v.agree) === true).length

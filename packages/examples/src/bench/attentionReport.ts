@@ -5,7 +5,7 @@
 import type { KvDtype, RooflineFigures } from "@canopy/kernels"
 import { lineChartSvg } from "../charts/svg.ts"
 import { ratioPhrase, valueWithRange } from "./figures.ts"
-import type { AttentionSweep, F32Reference, PointResult } from "./attentionSweep.ts"
+import type { AttentionSweep, F32Reference, PointResult, VariantFigures } from "./attentionSweep.ts"
 import type { BenchShape } from "./benchShape.ts"
 
 export interface AttentionReport extends AttentionSweep {
@@ -51,10 +51,30 @@ const F32_COLUMNS: ReadonlyArray<Column> = [
   { title: "f16 ≈ f32", cell: (p) => (p.f32 === undefined ? "-" : p.f32.agree ? "yes" : `NO (${p.f32.maxRelDiff.toExponential(1)})`) }
 ]
 
+/** The further level variants' columns: Hydragen's time with each, its speed-up over the first variant and its agreement. */
+const variantColumns = (report: AttentionReport): ReadonlyArray<Column> => {
+  const first = report.points[0]?.levelVariant ?? "the first"
+  const names = [...new Set(report.points.flatMap((p) => (p.variants ?? []).map((v) => v.levelVariant)))]
+  const cell = (name: string, show: (v: VariantFigures) => string) => (p: PointResult): string => {
+    const v = p.variants?.find((x) => x.levelVariant === name)
+    return v === undefined ? "-" : show(v)
+  }
+  return names.flatMap((name): ReadonlyArray<Column> => [
+    { title: `${name} hyd ms (range)`, cell: cell(name, (v) => valueWithRange(v.range, 3)) },
+    { title: `${name} vs ${first} (range)`, cell: cell(name, (v) => ratioPhrase(v.speedup, { rounds: false })) },
+    { title: `${name} agrees`, cell: cell(name, (v) => (v.agree ? "yes" : `NO (${v.maxRelDiff.toExponential(1)})`)) }
+  ])
+}
+
 /** How the figures were taken, printed above the table. */
 export const TIMING_NOTE =
   "each point: both methods warmed up, then timed in rounds, each running every method once in rotating order; " +
   "medians, with the range over the rounds in brackets; speed-up = the median of the per-round ratios baseline / hydragen"
+
+/** How the level variants were compared, printed under TIMING_NOTE when a sweep has several. */
+export const variantNote = (report: AttentionReport): string =>
+  `hydragen columns: the ${report.points[0]?.levelVariant ?? "first"} level kernel; each further level kernel ran Hydragen on the same pools in the same rounds: ` +
+  "X vs first = the median of the per-round ratios first ms / X ms; X agrees: its outputs agree with the first's within 1e-3"
 
 /** How an f16 sweep's f32 reference was taken, printed under TIMING_NOTE. */
 export const F32_NOTE =
@@ -65,12 +85,14 @@ const hasF32 = (report: AttentionReport): boolean => report.points.some((p) => p
 
 /** A right-aligned text table of the measured points, then the skipped ones. */
 export const formatAttentionTable = (report: AttentionReport): ReadonlyArray<string> => {
-  const columns = hasF32(report) ? [...COLUMNS, ...F32_COLUMNS] : COLUMNS
+  const variants = variantColumns(report)
+  const columns = [...COLUMNS, ...variants, ...(hasF32(report) ? F32_COLUMNS : [])]
   const rows = report.points.map((p) => columns.map((c) => c.cell(p)))
   const widths = columns.map((c, i) => Math.max(c.title.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padStart(widths[i]!)).join("  ")
   return [
     TIMING_NOTE,
+    ...(variants.length > 0 ? [variantNote(report)] : []),
     ...(hasF32(report) ? [F32_NOTE] : []),
     line(columns.map((c) => c.title)),
     ...rows.map(line),
@@ -81,10 +103,13 @@ export const formatAttentionTable = (report: AttentionReport): ReadonlyArray<str
 const f32Phrase = (f32: F32Reference | undefined): string =>
   f32 === undefined ? "" : `; f16 vs f32: hydragen ${ratioPhrase(f32.hydragenF16Speedup, { rounds: false })}, baseline ${ratioPhrase(f32.baselineF16Speedup, { rounds: false })}`
 
+const variantsPhrase = (p: PointResult): string =>
+  (p.variants ?? []).map((v) => `; ${v.levelVariant} ${v.ms.toFixed(3)} ms, ${ratioPhrase(v.speedup, { rounds: false })} than ${p.levelVariant}`).join("")
+
 /** One line per point while the sweep runs. */
 export const formatPointLine = (p: PointResult): string =>
   `batch ${p.batch} prefix ${p.prefix} suffix ${p.suffix}: hydragen ${p.hydragenMs.toFixed(3)} ms, baseline ${p.baselineMs.toFixed(3)} ms, ` +
-  `hydragen ${ratioPhrase(p.speedupRange, { rounds: false })} over ${p.pairs} rounds${f32Phrase(p.f32)}`
+  `hydragen ${ratioPhrase(p.speedupRange, { rounds: false })} over ${p.pairs} rounds${variantsPhrase(p)}${f32Phrase(p.f32)}`
 
 const pairCount = (pairs: ReadonlyArray<number>): string => {
   if (pairs.length === 0) return "the"

@@ -3,7 +3,9 @@
  * per-sequence paged decoding on the same block tables, pools and queries,
  * checked to agree, timed in rotating rounds, and set against the roofline.
  * With f16 KV, both methods also run on f32 pools holding the same values in
- * the same rounds: the f16 pools' speed-up over f32 comes from one run.
+ * the same rounds: the f16 pools' speed-up over f32 comes from one run. With
+ * several level-kernel variants, Hydragen runs with each of the others too,
+ * on the asked pools in the same rounds, checked against the first.
  */
 import {
   type AttentionBuffers,
@@ -11,8 +13,10 @@ import {
   createPagedDecode,
   createStorageBuffer,
   createTreeAttention,
+  DEFAULT_LEVEL_VARIANT,
   GpuBufferTooLarge,
   type KvDtype,
+  type LevelVariant,
   maxStorageBytes,
   readFloat32,
   relativeError,
@@ -47,9 +51,25 @@ export interface F32Reference {
   readonly agree: boolean
 }
 
+/** Hydragen with another level-kernel variant, measured in the same rounds as the first. */
+export interface VariantFigures {
+  readonly levelVariant: LevelVariant
+  readonly ms: number
+  readonly range: Spread
+  /** the first variant's ms / this one's per round: how many times faster this variant ran */
+  readonly speedup: Spread
+  /** norm-wise relative difference of the outputs (and LSEs) from the first variant's */
+  readonly maxRelDiff: number
+  readonly agree: boolean
+}
+
 export interface PointResult extends SweepPoint {
   /** the KV pools' element type the figures below are for */
   readonly kvDtype: KvDtype
+  /** the level kernel of the hydragen figures */
+  readonly levelVariant: LevelVariant
+  /** Hydragen with each further variant of the sweep */
+  readonly variants?: ReadonlyArray<VariantFigures>
   /** medians over the timed rounds */
   readonly hydragenMs: number
   readonly baselineMs: number
@@ -93,6 +113,8 @@ export interface AttentionSweepOptions {
   readonly kvDtype?: KvDtype
   /** where Hydragen attends suffix nodes (one sequence each): the decode kernel (default) or the level kernel */
   readonly suffixKernel?: "decode" | "level"
+  /** Hydragen's level-kernel variants (default: DEFAULT_LEVEL_VARIANT alone): the first gives the hydragen figures, the others are timed beside it */
+  readonly levelVariants?: ReadonlyArray<LevelVariant>
   readonly timing?: TimeGpuOptions
   /** called before each point starts and after it ends */
   readonly onProgress?: (index: number, total: number, point: SweepPoint, outcome?: PointOutcome) => void
@@ -105,9 +127,16 @@ export interface AttentionSweep {
 
 const F32 = 4
 
+interface LayoutKernels {
+  readonly hydragen: AttentionKernels
+  readonly baseline: AttentionKernels
+  /** Hydragen with the sweep's further level variants, in order (on the asked dtype's pools; none on the f32 reference) */
+  readonly variants: ReadonlyArray<AttentionKernels>
+}
+
 interface Methods {
-  /** both methods' kernels for pools of this layout (made on first use) */
-  readonly forLayout: (layout: PoolLayout) => Promise<{ readonly hydragen: AttentionKernels; readonly baseline: AttentionKernels }>
+  /** the methods' kernels for pools of this layout (made on first use) */
+  readonly forLayout: (layout: PoolLayout) => Promise<LayoutKernels>
   readonly writer: PoolWriter
 }
 
@@ -119,6 +148,8 @@ interface Run {
   readonly baseline: Encode
   readonly hydragenOut: AttentionBuffers
   readonly baselineOut: AttentionBuffers
+  /** the further level variants (the first run only) */
+  readonly variants: ReadonlyArray<{ readonly encode: Encode; readonly out: AttentionBuffers }>
 }
 
 type Owner = <T extends { destroy(): void }>(x: T) => T
@@ -146,8 +177,8 @@ const prepareRuns = async (
     lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * shape.heads * F32))
   })
   const runs: Array<Run> = []
-  for (const pool of pools) {
-    const { hydragen, baseline } = await methods.forLayout(pool.layout)
+  for (const [index, pool] of pools.entries()) {
+    const { hydragen, baseline, variants } = await methods.forLayout(pool.layout)
     const hydragenPlan = own(hydragen.prepare(plan))
     const baselinePlan = own(baseline.prepare(plan))
     const hydragenOut = output(`hydragen ${pool.layout.kvDtype}`, pool)
@@ -156,7 +187,12 @@ const prepareRuns = async (
       hydragen: (e) => hydragen.encode(e, hydragenPlan, hydragenOut),
       baseline: (e) => baseline.encode(e, baselinePlan, baselineOut),
       hydragenOut,
-      baselineOut
+      baselineOut,
+      variants: (index === 0 ? variants : []).map((kernels, k) => {
+        const prepared = own(kernels.prepare(plan))
+        const out = output(`hydragen variant ${k} ${pool.layout.kvDtype}`, pool)
+        return { encode: (e: GPUCommandEncoder) => kernels.encode(e, prepared, out), out }
+      })
     })
   }
   return runs
@@ -164,23 +200,30 @@ const prepareRuns = async (
 
 /**
  * Every run once, then their outputs compared: hydragen against baseline on
- * the same pools (`within`, per run) and the first run's hydragen against
- * each other run's (`across`: f16 pools against f32).
+ * the same pools (`within`, per run), the first run's hydragen against each
+ * other run's (`across`: f16 pools against f32) and against its further
+ * level variants (`variants`).
  */
 const checkRuns = async (
   device: GPUDevice, runs: ReadonlyArray<Run>, point: SweepPoint, shape: BenchShape
-): Promise<{ readonly within: ReadonlyArray<number>; readonly across: ReadonlyArray<number> }> => {
+): Promise<{ readonly within: ReadonlyArray<number>; readonly across: ReadonlyArray<number>; readonly variants: ReadonlyArray<number> }> => {
   const encoder = device.createCommandEncoder()
   for (const r of runs) {
     r.hydragen(encoder)
     r.baseline(encoder)
+    for (const v of r.variants) v.encode(encoder)
   }
   device.queue.submit([encoder.finish()])
   const rows = point.batch * shape.heads
   const read = (b: AttentionBuffers) => Promise.all([readFloat32(device, b.out, rows * shape.headDim), readFloat32(device, b.lse, rows)])
   const outputs = await Promise.all(runs.map((r) => Promise.all([read(r.hydragenOut), read(r.baselineOut)])))
+  const variantOutputs = await Promise.all(runs[0]!.variants.map((v) => read(v.out)))
   const diff = (a: ReadonlyArray<Float32Array>, b: ReadonlyArray<Float32Array>) => Math.max(relativeError(a[0]!, b[0]!), relativeError(a[1]!, b[1]!))
-  return { within: outputs.map(([h, b]) => diff(h, b)), across: outputs.slice(1).map(([h]) => diff(outputs[0]![0], h)) }
+  return {
+    within: outputs.map(([h, b]) => diff(h, b)),
+    across: outputs.slice(1).map(([h]) => diff(outputs[0]![0], h)),
+    variants: variantOutputs.map((v) => diff(outputs[0]![0], v))
+  }
 }
 
 /** The first dtype's result from its two workloads' timings (0 hydragen, 1 baseline), the roofline and the checks. */
@@ -195,6 +238,7 @@ const resultOf = (
   return {
     ...point,
     kvDtype,
+    levelVariant: options.levelVariants?.[0] ?? DEFAULT_LEVEL_VARIANT,
     hydragenMs: hydragen.median,
     baselineMs: baseline.median,
     speedup: speedup.median,
@@ -227,6 +271,19 @@ const f32ReferenceOf = (timing: RotatingTiming, maxRelDiff: number): F32Referenc
   agree: maxRelDiff < F16_AGREEMENT_TOLERANCE
 })
 
+/** The further variants' figures: their workloads follow the runs' pairs, from `first` on. */
+const variantFiguresOf = (
+  variants: ReadonlyArray<LevelVariant>, timing: RotatingTiming, first: number, maxRelDiffs: ReadonlyArray<number>
+): ReadonlyArray<VariantFigures> =>
+  variants.map((levelVariant, k) => ({
+    levelVariant,
+    ms: timing.spreads[first + k]!.median,
+    range: timing.spreads[first + k]!,
+    speedup: roundRatio(timing, 0, first + k),
+    maxRelDiff: maxRelDiffs[k]!,
+    agree: maxRelDiffs[k]! < AGREEMENT_TOLERANCE
+  }))
+
 const measurePoint = async (device: GPUDevice, methods: Methods, options: AttentionSweepOptions, point: SweepPoint): Promise<PointOutcome> => {
   const { shape } = options
   const dtypes = sweepDtypes(options.kvDtype ?? "f32")
@@ -246,10 +303,19 @@ const measurePoint = async (device: GPUDevice, methods: Methods, options: Attent
   try {
     const runs = await prepareRuns(device, methods, shape, point, layouts, own)
     // One run of each, compared before timing: a fast wrong kernel is no result.
-    const { within, across } = await checkRuns(device, runs, point, shape)
-    const timing = await timeRotating(device, runs.flatMap((r) => [r.hydragen, r.baseline]), options.timing)
+    const { within, across, variants } = await checkRuns(device, runs, point, shape)
+    const workloads = [...runs.flatMap((r) => [r.hydragen, r.baseline]), ...runs[0]!.variants.map((v) => v.encode)]
+    const timing = await timeRotating(device, workloads, options.timing)
     const result = resultOf(options, point, dtypes[0]!, timing, Math.max(...within))
-    return { kind: "measured", result: across.length > 0 ? { ...result, f32: f32ReferenceOf(timing, across[0]!) } : result }
+    const further = (options.levelVariants ?? []).slice(1)
+    return {
+      kind: "measured",
+      result: {
+        ...result,
+        ...(across.length > 0 ? { f32: f32ReferenceOf(timing, across[0]!) } : {}),
+        ...(further.length > 0 ? { variants: variantFiguresOf(further, timing, 2 * runs.length, variants) } : {})
+      }
+    }
   } catch (e) {
     // partial-state or plan buffers beyond the binding limit: a shape this device cannot take
     if (e instanceof GpuBufferTooLarge) return { kind: "skipped", skipped: { ...point, reason: e.message } }
@@ -260,18 +326,35 @@ const measurePoint = async (device: GPUDevice, methods: Methods, options: Attent
 }
 
 export const runAttentionSweep = async (device: GPUDevice, options: AttentionSweepOptions): Promise<AttentionSweep> => {
-  const made = new Map<string, { hydragen: AttentionKernels; baseline: AttentionKernels }>()
+  const made = new Map<string, LayoutKernels>()
+  const [levelVariant = DEFAULT_LEVEL_VARIANT, ...further] = options.levelVariants ?? []
   const forLayout = async (layout: PoolLayout) => {
     const key = `${layout.kvDtype}:${layout.shards}`
     const known = made.get(key)
     if (known !== undefined) return known
     const kernelOptions = { ...options.shape, poolShards: layout.shards, kvDtype: layout.kvDtype }
-    const kernels = {
-      hydragen: await createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1 }),
-      baseline: await createPagedDecode(device, kernelOptions)
+    const hydragenOf = (variant: LevelVariant) =>
+      createTreeAttention(device, { ...kernelOptions, decodeMaxEntries: options.suffixKernel === "level" ? 0 : 1, levelVariant: variant })
+    // made one by one, so that a failed compile leaves no earlier object behind
+    const created: Array<AttentionKernels> = []
+    const make = async (creating: Promise<AttentionKernels>) => {
+      const kernels = await creating
+      created.push(kernels)
+      return kernels
     }
-    made.set(key, kernels)
-    return kernels
+    try {
+      const hydragen = await make(hydragenOf(levelVariant))
+      const baseline = await make(createPagedDecode(device, kernelOptions))
+      const variants: Array<AttentionKernels> = []
+      // the further variants run on the asked pools only (not on the f32 reference of f16 ones)
+      if (layout.kvDtype === (options.kvDtype ?? "f32")) for (const variant of further) variants.push(await make(hydragenOf(variant)))
+      const kernels: LayoutKernels = { hydragen, baseline, variants }
+      made.set(key, kernels)
+      return kernels
+    } catch (e) {
+      for (const kernels of created) kernels.destroy()
+      throw e
+    }
   }
   const writer = await PoolWriter.create(device, sweepDtypes(options.kvDtype ?? "f32"))
   const points: Array<PointResult> = []
@@ -289,6 +372,7 @@ export const runAttentionSweep = async (device: GPUDevice, options: AttentionSwe
     for (const kernels of made.values()) {
       kernels.hydragen.destroy()
       kernels.baseline.destroy()
+      for (const variant of kernels.variants) variant.destroy()
     }
   }
   return { points, skipped }

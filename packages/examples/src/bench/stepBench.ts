@@ -21,7 +21,7 @@
  * while a promise of the webgpu package is pending it polls the device,
  * taking a core from a software adapter's threads.
  */
-import { countsSince, type GpuWorkCounts, readUint32, sumCounts } from "@canopy/kernels"
+import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOptions } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
@@ -39,6 +39,8 @@ export interface StepBenchOptions {
   /** timed steps at every point */
   readonly steps: number
   readonly onProgress?: (text: string) => void
+  /** tuning the kernels as an engine does (default: on, unless CANOPY_TUNE=off); false keeps their defaults */
+  readonly tune?: false | TuneOptions
 }
 
 export interface StepPhases {
@@ -111,7 +113,7 @@ export const decodeStep = async (
     const batch = inputs.fill(kv, samples)
     const t3 = performance.now()
     const encoder = device.createCommandEncoder({ label: "bench step" })
-    forward.encode(encoder, batch, (e, _layer, buffers) => attention.encode(e, prepared, buffers))
+    forward.encode(encoder, batch, { inPass: (pass, _layer, buffers) => attention.encodeInPass(pass, prepared, buffers) })
     const encodedCpu = cpuMs()
     const t4 = performance.now()
     device.queue.submit([encoder.finish()])
@@ -183,7 +185,7 @@ export const runStepBench = async (device: GPUDevice, options: StepBenchOptions)
   const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
   if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
-  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps)
+  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps, options.tune)
   try {
     const points: Array<StepPoint> = []
     for (const batch of options.batches) points.push(await runPoint(device, stack, batch, options))

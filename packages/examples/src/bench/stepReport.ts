@@ -23,7 +23,7 @@ const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * 
 export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   const header = [
     "batch", "layers", "host CPU ms/step", "µs/layer", "wall ms", "plan", "prepare", "inputs", "encode", "submit",
-    "bind groups", "buffers", "dispatches", "bytes written", "first step: bind groups, buffers", "GPU ms"
+    "bind groups", "buffers", "dispatches", "per layer", "bytes written", "first step: bind groups, buffers", "GPU ms"
   ]
   const rows = report.points.map((p) => {
     const f = p.phases
@@ -42,6 +42,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
       String(p.bindGroupsPerStep),
       String(p.buffersPerStep),
       String(p.dispatchesPerStep),
+      (p.dispatchesPerStep / p.layers).toFixed(1),
       String(p.bytesWrittenPerStep),
       `${p.firstStep.bindGroups}, ${p.firstStep.buffers}`,
       p.gpuMsPerStep.toFixed(0)
@@ -57,7 +58,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; ` +
     "host: CPU ms from planning to the submit (the submit call itself on the wall clock: it starts the GPU), " +
     "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
-    "asked for; GPU ms: the wait after the submit, apart",
+    "asked for (dispatches per layer: the step's over its layers, the embedding and the logits' few included); GPU ms: the wait after the submit, apart",
     line(header),
     ...rows.map(line),
     ...report.points

@@ -13,7 +13,9 @@
  * the GPU's work would take too long: a software adapter takes minutes for a
  * step of batch 1,024 at 40 heads and 40 layers.
  */
-import { createTreeAttention, type SamplingParams, type TreeAttention } from "@canopy/kernels"
+import {
+  createTreeAttention, layerProjections, type SamplingParams, type TreeAttention, tuneLevelTile, tuneMatmul, type TuneOptions
+} from "@canopy/kernels"
 import { Forward, type ForwardBatch, KvCache, loadModel, type ModelConfig, PRESETS } from "@canopy/runtime"
 import type { SeqId } from "@canopy/tree-cache"
 
@@ -125,9 +127,9 @@ export interface StepStack {
   readonly attention: TreeAttention
 }
 
-/** The stack the engine builds (KV cache, Hydragen attention, forward) for `maxBatch` samples of `steps` steps. */
+/** The stack the engine builds (KV cache, Hydragen attention, forward, tuned alike) for `maxBatch` samples of `steps` steps. */
 export const createStepStack = async (
-  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number
+  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number, tune: false | TuneOptions = {}
 ): Promise<StepStack & { destroy(): void }> => {
   const model = await loadModel(device, { kind: "synthetic", model: config, seed: 0 })
   const owned: Array<{ destroy(): void }> = [model.weights]
@@ -135,12 +137,15 @@ export const createStepStack = async (
     const tokensPerSample = STEP_TREE.sampleTokens + steps
     const kv = await KvCache.create(device, config, { blockSize: BLOCK_SIZE, numBlocks: blocksNeeded(maxBatch, tokensPerSample), kvDtype: "f16" })
     owned.push(kv)
-    const attention = await createTreeAttention(device, {
-      heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize: BLOCK_SIZE, poolShards: kv.shards, kvDtype: kv.kvDtype
-    })
+    const shape = { heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, blockSize: BLOCK_SIZE, poolShards: kv.shards, kvDtype: kv.kvDtype }
+    const tuneOptions: TuneOptions = tune === false ? { enabled: false } : tune
+    const levelTile = await tuneLevelTile(device, shape, tuneOptions)
+    const matmul = await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(config) }, tuneOptions)
+    const attention = await createTreeAttention(device, { ...shape, levelTile: levelTile.value })
     owned.push(attention)
     const forward = await Forward.create(device, model.weights, {
-      maxRows: maxBatch, maxLogitRows: maxBatch, kvPools: kv.pools, blockSize: BLOCK_SIZE, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype
+      maxRows: maxBatch, maxLogitRows: maxBatch, kvPools: kv.pools, blockSize: BLOCK_SIZE, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype,
+      matmul: matmul.choice
     })
     owned.push(forward)
     return { kv, attention, forward, destroy: () => owned.reverse().forEach((o) => o.destroy()) }

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { positiveInt, schedulerFlag, weightDtypeFlag } from "./flags.ts"
+import { noTuneFlag, positiveInt, schedulerFlag, weightDtypeFlag } from "./flags.ts"
 
 /**
  * Sized on SwiftShader (2 cores): a round of the three modes costs about 30
@@ -24,7 +24,8 @@ const flags = {
   repeats: positiveInt("repeats", DEMO.repeats, "timed rounds of the three modes (medians and ranges are reported)"),
   quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false)),
   scheduler: schedulerFlag,
-  dtype: weightDtypeFlag
+  dtype: weightDtypeFlag,
+  noTune: noTuneFlag
 }
 
 export type DemoFlags = Command.Command.Config.Infer<typeof flags>

@@ -66,6 +66,18 @@ export const weightDtypeFlag = Flag.Literals("dtype", ["f32", "f16", "bf16"]).pi
   Flag.optional
 )
 
+/**
+ * `--no-tune`: the kernels' default variants, as CANOPY_TUNE=off gives. With
+ * tuning on, the first run on an adapter measures the candidates (seconds)
+ * and later runs read the choices from the tuning cache.
+ */
+export const noTuneFlag = Flag.Boolean("no-tune").pipe(
+  Flag.withDescription(
+    "skip tuning the kernels to this device (CANOPY_TUNE=off does too): their default variants; tuning measures once per adapter and model shape and keeps the choices in tune.json of ~/.cache/canopy ($XDG_CACHE_HOME/canopy where set; CANOPY_CACHE_DIR moves it)"
+  ),
+  Flag.withDefault(false)
+)
+
 /** How a request's samples share the decode batch; waves stay to compare against. */
 export const schedulerFlag = Flag.Literals("scheduler", ["continuous", "waves"]).pipe(
   Flag.withDescription(

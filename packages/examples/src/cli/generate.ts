@@ -11,7 +11,9 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, positiveInt, samplingFlags, schedulerFlag, stopFlag, weightDtypeFlag } from "./flags.ts"
+import {
+  kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, samplingFlags, schedulerFlag, stopFlag, weightDtypeFlag
+} from "./flags.ts"
 
 const SUMMARY = "Sample completions of a prompt tree (JSON file) with the engine"
 
@@ -51,6 +53,7 @@ const flags = {
   batch: positiveInt("max-batch", 1024, "most samples decoding at once", MAX_BATCH),
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
+  noTune: noTuneFlag,
   dtype: weightDtypeFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false)),
   stream: Flag.Boolean("stream").pipe(

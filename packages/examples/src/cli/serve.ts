@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { SERVER_DEFAULTS } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
 
 const flags = {
   model: modelFlag,
@@ -43,6 +43,7 @@ const flags = {
   batch: positiveInt("max-batch", 1024, "most samples decoding at once", MAX_BATCH),
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
+  noTune: noTuneFlag,
   dtype: weightDtypeFlag
 }
 

@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { poolFlag, queueFlag } from "../distributed/flags.ts"
 import { DEFAULT_GRACE_MS } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
 
 const flags = {
   queue: queueFlag,
@@ -27,6 +27,7 @@ const flags = {
   batch: positiveInt("max-batch", 1024, "most samples decoding at once", MAX_BATCH),
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
+  noTune: noTuneFlag,
   dtype: weightDtypeFlag,
   quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no status line"), Flag.withDefault(false))
 }

@@ -37,7 +37,8 @@ export class CachedBindGroups {
     if (this.size !== size || !sameBuffers(this.buffers, buffers)) {
       this.groups = make()
       this.counters.bindGroups += this.groups.length
-      this.buffers = buffers
+      // a copy: callers refill one array for every lookup
+      this.buffers = [...buffers]
       this.size = size
     }
     return this.groups

@@ -2,8 +2,9 @@
  * Host side of tree attention (Hydragen) and of the per-sequence paged
  * decoding baseline. Plain TypeScript: `prepare` once per plan (schedules it
  * and writes it into the object's plan buffers), `encode` once per layer
- * (records the dispatches, no CPU round trip), `destroy` frees what each
- * object created.
+ * (records the dispatches, no CPU round trip, in a compute pass of its own;
+ * `encodeInPass` into the caller's, so a forward step stays one pass),
+ * `destroy` frees what each object created.
  *
  * The plan buffers and the bind groups over them live as long as the object:
  * buffers are sized by the largest plan so far and rewritten in place each
@@ -26,7 +27,9 @@ import { attentionScale, type AttentionShape } from "./reference.ts"
 import { GrowingBuffer } from "./planBuffers.ts"
 import { AttentionScheduler, itemGrid } from "./schedule.ts"
 import { ATTENTION_PARAM_WORDS } from "./workItem.wgsl.ts"
-import { chooseDecodeTile, chooseLevelTile, type DecodeTile, type LevelTile } from "./tiling.ts"
+import {
+  chooseDecodeTile, chooseLevelTile, type DecodeTile, LEVEL_VARIANTS, type LevelTile, levelTileFits, type LevelVariant, levelVariantOf
+} from "./tiling.ts"
 
 export interface TreeAttentionConfig extends AttentionShape {
   /** tokens per KV block of the pools (must equal the plans' blockSize) */
@@ -57,6 +60,14 @@ export interface TreeAttentionOptions extends TreeAttentionConfig {
    * (default 1: suffix nodes of single sequences); the rest on the level kernel.
    */
   readonly decodeMaxEntries?: number
+  /** how the level kernel spreads a tile over its threads (tiling.ts LevelVariant; default DEFAULT_LEVEL_VARIANT where it fits) */
+  readonly levelVariant?: LevelVariant
+  /**
+   * The level kernel's tile itself, as a tuner picks it among the variants'
+   * tiles (flash2LevelTiles, …); it must fit the device (levelTileFits).
+   * Default: the first tile of `levelVariant` that fits.
+   */
+  readonly levelTile?: LevelTile
   /**
    * What the device can do, as the kernels should assume (default: the
    * device's own record, capabilitiesOf). With shaderF16 false, f16 pools are
@@ -115,6 +126,8 @@ export interface AttentionKernels {
    * its own partial slots), so they share dispatches instead of one per level.
    */
   encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void
+  /** The same dispatches, into a compute pass the caller has open (the forward's, so a step is one pass). */
+  encodeInPass(pass: GPUComputePassEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void
   destroy(): void
 }
 
@@ -126,6 +139,7 @@ interface Prepared extends PreparedAttention {
   /** the schedule's figures the encode needs */
   readonly tileGrid: readonly [number, number]
   readonly decodeGrid: readonly [number, number]
+  readonly mergeGrid: readonly [number, number]
   destroyed: boolean
 }
 
@@ -201,6 +215,9 @@ class Attention implements AttentionKernels {
   private readonly mergeParams: GPUBuffer
   private readonly poolGroups = new WeakMap<GPUBuffer, PoolBindGroups>()
   private readonly mergeGroups = new CachedBindGroups(this.counters)
+  /** what the level or decode dispatch, and the merge, bind: refilled for each lookup, so a step allocates none (the caches copy them) */
+  private readonly attendKey = new Array<GPUBuffer>(8)
+  private readonly mergeKey = new Array<GPUBuffer>(6)
   private current: Prepared | null = null
   private destroyed = false
 
@@ -268,6 +285,7 @@ class Attention implements AttentionKernels {
       chunkTokens: schedule.chunkTokens,
       tileGrid: schedule.tileItems.grid,
       decodeGrid: schedule.decodeItems.grid,
+      mergeGrid: itemGrid(schedule.numSequences),
       destroyed: false,
       destroy: () => {
         prepared.destroyed = true
@@ -279,6 +297,12 @@ class Attention implements AttentionKernels {
   }
 
   encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void {
+    const pass = encoder.beginComputePass({ label: "tree attention" })
+    this.encodeInPass(pass, prepared, buffers)
+    pass.end()
+  }
+
+  encodeInPass(pass: GPUComputePassEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void {
     const p = prepared as Prepared
     if (p.owner !== this) throw new Error("attention: prepared by another attention object")
     if (p.destroyed) throw new Error("attention: prepared plan was destroyed")
@@ -286,11 +310,9 @@ class Attention implements AttentionKernels {
     checkKvPool(buffers.vPool, this.config.kvDtype, "attention")
     const groups = this.groupsOf(buffers.kPool)
     const { level, decode } = this.pipelines
-    const pass = encoder.beginComputePass({ label: "tree attention" })
     if (p.levelWorkgroups > 0 && level !== null) this.attend(pass, level, groups.level, this.plan.tileItems.buffer, p.tileGrid, buffers)
     if (p.decodeWorkgroups > 0) this.attend(pass, decode, groups.decode, this.plan.decodeItems.buffer, p.decodeGrid, buffers)
-    if (p.numSequences > 0) this.merge(pass, p.numSequences, buffers)
-    pass.end()
+    if (p.numSequences > 0) this.merge(pass, p, buffers)
   }
 
   destroy(): void {
@@ -318,8 +340,16 @@ class Attention implements AttentionKernels {
   ): void {
     const { q, kPool, vPool } = buffers
     const { blockIndices, entries, partialO, partialLse } = this.plan
-    const bound = [items, blockIndices.buffer, entries.buffer, q, kPool, vPool, partialO.buffer, partialLse.buffer]
-    const groups = cache.get(bound, 0, () => {
+    const key = this.attendKey
+    key[0] = items
+    key[1] = blockIndices.buffer
+    key[2] = entries.buffer
+    key[3] = q
+    key[4] = kPool
+    key[5] = vPool
+    key[6] = partialO.buffer
+    key[7] = partialLse.buffer
+    const groups = cache.get(key, 0, () => {
       const shardBytes = poolShardBytes(kPool, this.config.poolShards)
       return this.shardParams.map((params, s) =>
         bindGroup(this.device, pipeline, [
@@ -331,29 +361,49 @@ class Attention implements AttentionKernels {
     })
     const poolHeads = this.config.kvHeads / this.config.poolShards
     pass.setPipeline(pipeline)
-    for (const g of groups) {
-      pass.setBindGroup(0, g)
+    for (let s = 0; s < groups.length; s++) {
+      pass.setBindGroup(0, groups[s]!)
       dispatchGrid(pass, grid, poolHeads, this.counters)
     }
   }
 
   /** Each sequence's partial states into `out` and `lse`. */
-  private merge(pass: GPUComputePassEncoder, sequences: number, buffers: AttentionBuffers): void {
+  private merge(pass: GPUComputePassEncoder, prepared: Prepared, buffers: AttentionBuffers): void {
     const { seqPartialIndptr, seqPartials, partialO, partialLse } = this.plan
     const pipeline = this.pipelines.merge
-    const indptrBytes = (sequences + 1) * 4
-    const bound = [seqPartialIndptr.buffer, seqPartials.buffer, partialO.buffer, partialLse.buffer, buffers.out, buffers.lse]
+    const indptrBytes = (prepared.numSequences + 1) * 4
+    const key = this.mergeKey
+    key[0] = seqPartialIndptr.buffer
+    key[1] = seqPartials.buffer
+    key[2] = partialO.buffer
+    key[3] = partialLse.buffer
+    key[4] = buffers.out
+    key[5] = buffers.lse
     // the indptr is bound to this plan's sequences: the kernel reads their count from its length
-    const [group] = this.mergeGroups.get(bound, indptrBytes, () => [
+    const group = this.mergeGroups.get(key, indptrBytes, () => [
       bindGroup(this.device, pipeline, [
         [seqPartialIndptr.buffer, indptrBytes], [seqPartials.buffer], [partialO.buffer], [partialLse.buffer],
         [buffers.out], [buffers.lse], [this.mergeParams]
       ])
-    ])
+    ])[0]!
     pass.setPipeline(pipeline)
-    pass.setBindGroup(0, group!)
-    dispatchGrid(pass, itemGrid(sequences), 1, this.counters)
+    pass.setBindGroup(0, group)
+    dispatchGrid(pass, prepared.mergeGrid, 1, this.counters)
   }
+}
+
+/** The level tile the options ask for, refused before any compile when it does not fit the device. */
+const levelTileOf = (options: TreeAttentionOptions, limits: GPUSupportedLimits): LevelTile => {
+  const variant = options.levelVariant
+  if (variant !== undefined && !LEVEL_VARIANTS.includes(variant)) {
+    throw new RangeError(`attention: levelVariant (${String(variant)}) must be one of ${LEVEL_VARIANTS.join(", ")}`)
+  }
+  const tile = options.levelTile
+  if (tile === undefined) return chooseLevelTile(options.headDim, limits, variant)
+  if (!levelTileFits(options.headDim, tile, limits)) {
+    throw new RangeError(`attention: the ${levelVariantOf(tile)} level tile ${JSON.stringify(tile)} does not fit this device at head dim ${options.headDim}`)
+  }
+  return tile
 }
 
 const createAttention = async (device: GPUDevice, options: TreeAttentionOptions, decodeMaxEntries: number): Promise<AttentionKernels> => {
@@ -364,10 +414,12 @@ const createAttention = async (device: GPUDevice, options: TreeAttentionOptions,
   } as const
   const kv = kvStorageFor(config.kvDtype, options.capabilities ?? capabilitiesOf(device))
   const group = heads / kvHeads
-  const levelTile = decodeMaxEntries === Infinity ? null : chooseLevelTile(headDim, device.limits)
+  const levelTile = decodeMaxEntries === Infinity ? null : levelTileOf(options, device.limits)
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
   const pipelines: Pipelines = {
-    level: levelTile === null ? null : await cachedPipeline(device, "level-attention", levelAttentionWgsl({ headDim, tile: levelTile, kv })),
+    level: levelTile === null
+      ? null
+      : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelAttentionWgsl({ headDim, tile: levelTile, kv })),
     decode: await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv })),
     merge: await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
   }

@@ -1,14 +1,16 @@
 /**
- * Timing GPU work. With `timestamp-query` the device itself stamps the start
- * and end (two empty compute passes bracket the work, so any number of passes
- * inside is measured); without it, wall-clock time to `onSubmittedWorkDone`.
- * Warm-up runs first; the figure is the median of the repeats.
+ * Timing GPU work: warm-up runs, then the median of the repeats, each one
+ * GpuTimer measurement (tune/timing.ts: the device's own timestamps where it
+ * has `timestamp-query`, else the wall clock to `onSubmittedWorkDone`). The
+ * source is "wall-clock" when any repeat fell back to it.
  */
+import { GpuTimer, median, type TimingSource } from "../tune/timing.ts"
+
 export interface GpuTiming {
   readonly medianMs: number
   readonly minMs: number
   readonly samplesMs: ReadonlyArray<number>
-  readonly source: "timestamp-query" | "wall-clock"
+  readonly source: TimingSource
 }
 
 export interface TimeGpuOptions {
@@ -16,12 +18,6 @@ export interface TimeGpuOptions {
   readonly repeats?: number
   /** stop repeating once this much time was spent measuring (ms) */
   readonly budgetMs?: number
-}
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 export const timeGpu = async (
@@ -32,50 +28,20 @@ export const timeGpu = async (
   const warmup = options.warmup ?? 2
   const repeats = options.repeats ?? 7
   const budgetMs = options.budgetMs ?? 20_000
-  const stamps = device.features.has("timestamp-query")
-  const querySet = stamps ? device.createQuerySet({ type: "timestamp", count: 2 }) : undefined
-  const resolve = stamps
-    ? device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
-    : undefined
-  const readback = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ }) : undefined
+  const timer = GpuTimer.create(device)
   try {
-    const once = async (): Promise<number> => {
-      const encoder = device.createCommandEncoder()
-      if (querySet) encoder.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 0 } }).end()
-      encode(encoder)
-      if (querySet) {
-        encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 1 } }).end()
-        encoder.resolveQuerySet(querySet, 0, 2, resolve!, 0)
-        encoder.copyBufferToBuffer(resolve!, 0, readback!, 0, 16)
-      }
-      const t0 = performance.now()
-      device.queue.submit([encoder.finish()])
-      await device.queue.onSubmittedWorkDone()
-      const wall = performance.now() - t0
-      if (!readback) return wall
-      await readback.mapAsync(GPUMapMode.READ)
-      const [begin, end] = new BigUint64Array(readback.getMappedRange().slice(0))
-      readback.unmap()
-      const ns = Number(end! - begin!)
-      // Some drivers return zeros or wrapped stamps; fall back to the wall clock then.
-      return ns > 0 && ns < wall * 1e6 * 4 ? ns / 1e6 : wall
-    }
-    for (let i = 0; i < warmup; i++) await once()
+    for (let i = 0; i < warmup; i++) await timer.measure(encode)
     const samples: Array<number> = []
+    let source = timer.source
     const start = performance.now()
     for (let i = 0; i < repeats; i++) {
-      samples.push(await once())
+      const m = await timer.measure(encode)
+      samples.push(m.ms)
+      if (m.source === "wall-clock") source = "wall-clock"
       if (performance.now() - start > budgetMs && samples.length >= 3) break
     }
-    return {
-      medianMs: median(samples),
-      minMs: Math.min(...samples),
-      samplesMs: samples,
-      source: stamps ? "timestamp-query" : "wall-clock"
-    }
+    return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, source }
   } finally {
-    querySet?.destroy()
-    resolve?.destroy()
-    readback?.destroy()
+    timer.destroy()
   }
 }

@@ -1,190 +1,85 @@
 /**
- * Projection matmul: Y[r][o] = (accumulate ? Y[r][o] : 0) + Σ_i X[r][i]·W[o][i] + bias[o]
- * with W stored [out][in] row-major, as in Hugging Face checkpoints (Y = X·Wᵀ).
+ * Projection matmul: Y[r][o] = (accumulate ? Y[r][o] : 0) + s_r · Σ_i in(r, i)·W[o][i] + bias[o]
+ * with W stored [out][in] row-major, as in Hugging Face checkpoints (Y = in(X)·Wᵀ).
  *
- * Two paths, chosen per step by the row count:
- * - rows ≤ 8 (decoding): a GEMV-style kernel, memory bound. Each 32-lane group
- *   owns one output column and streams its W row once for all rows, so W is
- *   read exactly once per step.
- * - more rows (prefill): a tiled GEMM through workgroup memory, T×T output
- *   tiles (T = 64 with 256 invocations, else 32), 4×4 outputs per thread,
- *   K slices of 16.
- * `accumulate` fuses the residual add of o-proj and down-proj.
+ * Input options of a binding (`input`; the prologue, see matmulShared.wgsl.ts):
+ * - absent: in = X, s_r = 1.
+ * - `{ kind: "rmsnorm", weight, eps }`: y = (x ⊙ rsqrt(mean(x²) + eps) ⊙ γ)·Wᵀ,
+ *   i.e. in = X ⊙ γ and s_r = 1/√(mean_i X[r][i]² + eps), the row's mean
+ *   square computed inside the kernel (each workgroup for its own rows), so
+ *   the separate RMSNorm dispatch and its output buffer can go.
+ * - `{ kind: "swiglu" }`: X is [rows][2·inDim], gate then up, as the fused
+ *   gate/up projection writes it, and in = silu(gate)·up (the formula of
+ *   swiglu.ts), so the SwiGLU dispatch and its h buffer can go.
+ * Every kernel below implements every option, with bias, accumulate (the fused
+ * residual add of o-proj and down-proj) and 16-bit weights. A kernel compiles
+ * one pipeline per input kind it is created for (`inputs` of create).
  *
- * The "software" variant (see KernelVariant) replaces both with barrier-free
- * register tiles read straight from global memory: each invocation computes an
- * RB×CB block of Y (decoding 1×4 over all ≤ 8 rows, so no row is computed twice;
- * prefill 4×4, up to 16 rows per invocation), with vec4 loads along the inner
- * dimension when inDim % 4 = 0 and scalar loads otherwise.
+ * Two regimes, chosen per step by the row count, each with named candidates
+ * (MATMUL_CANDIDATES; one file per kernel, the formula at its top):
+ * - decoding, rows ≤ 8 (memory bound): "gemv" (32 lanes per column, scalar
+ *   loads), "gemv-vec4" (a workgroup per 4 columns, vec4 loads, each weight
+ *   read once; subgroup or workgroup reduction), "register" (barrier-free 1×4
+ *   register tiles over all rows);
+ * - prefill, more rows: "tiled64" (64×64 tiles through workgroup memory,
+ *   scalar loads), "blocked64" / "blocked128" (register-blocked GEMM, 64×64 /
+ *   128×64 tiles of 4×4 / 8×4 blocks, vec4 loads, padded double-buffered
+ *   slices; smaller tiles where the device's limits do not allow them),
+ *   "register" (barrier-free 4×4 register tiles).
+ * The default choice is by device (KernelVariant): "gpu" takes gemv and
+ * tiled64, "software" register for both; `create` takes any other
+ * `{ decode, prefill }` pair, so a tuner can time the candidates, and a bound
+ * matmul says which kernels it runs (BoundMatmul.uses).
  *
  * W is f32, f16 or bf16 (see weightType.ts): 16-bit weights are read as
  * native f16 where the device has shader-f16 and through packed u32 words
- * elsewhere, widened to f32 exactly; X, the accumulation and Y stay f32.
+ * elsewhere, widened to f32 exactly; X, γ, the accumulation and Y stay f32.
  */
-import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
-import { wgsl, uniformBuffer } from "../gpu/resources.ts"
+import { Data } from "effect"
 import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
-import { type WeightStorage, type WeightType, weightArrayWgsl, weightEnableWgsl, weightStorageFor } from "./weightType.ts"
+import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
+import { uniformBuffer } from "../gpu/resources.ts"
+import { type WeightStorage, type WeightType, weightStorageFor } from "./weightType.ts"
 import {
-  bindAll, defaultVariant, dispatch, grid2, type KernelVariant, MAX_GRID, packParams, rowWorkgroupSize,
-  type BoundDispatch
+  bindAll, type BoundDispatch, defaultVariant, dispatch, grid2, type KernelVariant, packParams, rowWorkgroupSize
 } from "./common.ts"
+import { blockedCode, blockStorageBytes, blockThreads, type BlockTile, tileName } from "./matmulBlocked.wgsl.ts"
+import { GEMV_LANES, GEMV_MAX_ROWS, gemvCode } from "./matmulGemv.wgsl.ts"
+import { GEMV_VEC4_COLS, gemvVec4Code, gemvVec4StorageBytes, type GemvReduction } from "./matmulGemvVec4.wgsl.ts"
+import { REGISTER_WG, registerCode, type RegisterTile } from "./matmulRegister.wgsl.ts"
+import { MATMUL_INPUTS, type MatmulInput, type MatmulModule } from "./matmulShared.wgsl.ts"
+import { tiledCode, tiledStorageBytes } from "./matmulTiled.wgsl.ts"
 
-/** Largest row count that takes the GEMV path. */
-export const GEMV_MAX_ROWS = 8
-const BK = 16
-const LANES = 32
+export { GEMV_MAX_ROWS } from "./matmulGemv.wgsl.ts"
+export { MATMUL_INPUTS, type MatmulInput } from "./matmulShared.wgsl.ts"
 
-const headerOf = (weights: WeightStorage, vec4: boolean): string => wgsl`${weightEnableWgsl(weights)}
-struct Params { inDim: u32, outDim: u32, hasBias: u32, accumulate: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<uniform> count: vec4u;
-@group(0) @binding(2) var<storage, read> x: array<${vec4 ? "vec4f" : "f32"}>;
-${weightArrayWgsl(weights, 3, "w", "loadW", vec4)}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+/** The kernels a tuner may pick from, per regime. */
+export const MATMUL_CANDIDATES = {
+  decode: ["gemv", "gemv-vec4", "register"],
+  prefill: ["tiled64", "blocked64", "blocked128", "register"]
+} as const
 
-fn finish(r: u32, o: u32, dot: f32) {
-  var v = dot;
-  if (params.hasBias != 0u) { v += bias[o]; }
-  let at = r * params.outDim + o;
-  if (params.accumulate != 0u) { v += y[at]; }
-  y[at] = v;
-}
-`
-const tiledCode = (t: number, weights: WeightStorage): string => {
-  const side = t / 4
-  return wgsl`${headerOf(weights, false)}
-var<workgroup> xs: array<f32, ${t * BK}>;
-var<workgroup> ws: array<f32, ${t * BK}>;
+export type DecodeMatmul = (typeof MATMUL_CANDIDATES.decode)[number]
+export type PrefillMatmul = (typeof MATMUL_CANDIDATES.prefill)[number]
 
-@compute @workgroup_size(${side * side})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let rows = count.x;
-  let row0 = wg.y * ${t}u;
-  let col0 = wg.x * ${t}u;
-  let tx = li % ${side}u;
-  let ty = li / ${side}u;
-  var acc: array<array<f32, 4>, 4>;
-  for (var k0 = 0u; k0 < params.inDim; k0 += ${BK}u) {
-    for (var e = li; e < ${t * BK}u; e += ${side * side}u) {
-      let m = e / ${BK}u;
-      let k = e % ${BK}u;
-      var xv = 0.0;
-      var wv = 0.0;
-      if (row0 + m < rows && k0 + k < params.inDim) { xv = x[(row0 + m) * params.inDim + k0 + k]; }
-      if (col0 + m < params.outDim && k0 + k < params.inDim) { wv = loadW((col0 + m) * params.inDim + k0 + k); }
-      xs[k * ${t}u + m] = xv;
-      ws[k * ${t}u + m] = wv;
-    }
-    workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = xs[k * ${t}u + ty + i * ${side}u];
-        b[i] = ws[k * ${t}u + tx + i * ${side}u];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
-      }
-    }
-    workgroupBarrier();
-  }
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + ty + i * ${side}u;
-    for (var j = 0u; j < 4u; j++) {
-      let o = col0 + tx + j * ${side}u;
-      if (r < rows && o < params.outDim) { finish(r, o, acc[i][j]); }
-    }
-  }
-}
-`
+/** Which kernel runs each regime: decoding (rows ≤ GEMV_MAX_ROWS) and prefill. */
+export interface MatmulChoice {
+  readonly decode: DecodeMatmul
+  readonly prefill: PrefillMatmul
 }
 
-const gemvCode = (wg: number, weights: WeightStorage): string => {
-  const groups = wg / LANES
-  return wgsl`${headerOf(weights, false)}
-var<workgroup> partial: array<f32, ${wg * GEMV_MAX_ROWS}>;
+/** The choice of each device family: cooperative kernels on a GPU, barrier-free register tiles on a software adapter. */
+export const defaultMatmulChoice = (variant: KernelVariant): MatmulChoice =>
+  variant === "software" ? { decode: "register", prefill: "register" } : { decode: "gemv", prefill: "tiled64" }
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let rows = min(count.x, ${GEMV_MAX_ROWS}u);
-  let lane = li % ${LANES}u;
-  let group = li / ${LANES}u;
-  let o = (wid.y * ${MAX_GRID}u + wid.x) * ${groups}u + group;
-  var acc: array<f32, ${GEMV_MAX_ROWS}>;
-  if (o < params.outDim) {
-    let wRow = o * params.inDim;
-    for (var k = lane; k < params.inDim; k += ${LANES}u) {
-      let wv = loadW(wRow + k);
-      for (var r = 0u; r < rows; r++) { acc[r] += x[r * params.inDim + k] * wv; }
-    }
-  }
-  for (var r = 0u; r < ${GEMV_MAX_ROWS}u; r++) { partial[r * ${wg}u + li] = acc[r]; }
-  workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      for (var r = 0u; r < ${GEMV_MAX_ROWS}u; r++) { partial[r * ${wg}u + li] += partial[r * ${wg}u + li + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (lane == 0u && o < params.outDim) {
-    for (var r = 0u; r < rows; r++) { finish(r, o, partial[r * ${wg}u + li]); }
-  }
-}
-`
-}
-
-/** Register tile of the software variant: RB×CB outputs per step, up to `rowsPer` rows per invocation. */
-interface RegisterTile {
-  readonly rb: number
-  readonly cb: number
-  readonly rowsPer: number
-}
-const DECODE_TILE: RegisterTile = { rb: 1, cb: 4, rowsPer: GEMV_MAX_ROWS }
-const PREFILL_TILE: RegisterTile = { rb: 4, cb: 4, rowsPer: 16 }
-const SOFTWARE_WG = 16
-
-/**
- * Invocation id = rowGroup · ⌈outDim/CB⌉ + colBlock. Rows and columns past the
- * end are clamped for loading (a few redundant products) and skipped on store.
- */
-const registerCode = ({ rb, cb, rowsPer }: RegisterTile, vec: boolean, weights: WeightStorage): string => {
-  const width = vec ? 4 : 1
-  const I = Array.from({ length: rb }, (_, i) => i)
-  const J = Array.from({ length: cb }, (_, j) => j)
-  const each = (f: (i: number, j: number) => string): string => I.flatMap((i) => J.map((j) => f(i, j))).join("\n      ")
-  const total = (a: string): string => (vec ? `${a}.x + ${a}.y + ${a}.z + ${a}.w` : a)
-  return wgsl`${headerOf(weights, vec)}
-@compute @workgroup_size(${SOFTWARE_WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let id = (wid.y * ${MAX_GRID}u + wid.x) * ${SOFTWARE_WG}u + li;
-  let colBlocks = (params.outDim + ${cb - 1}u) / ${cb}u;
-  let c0 = (id % colBlocks) * ${cb}u;
-  let rStart = (id / colBlocks) * ${rowsPer}u;
-  let rEnd = min(count.x, rStart + ${rowsPer}u);
-  if (rStart >= rEnd) { return; }
-  let n = params.inDim / ${width}u;
-  ${J.map((j) => `let w${j} = min(c0 + ${j}u, params.outDim - 1u) * n;`).join("\n  ")}
-  for (var r0 = rStart; r0 < rEnd; r0 += ${rb}u) {
-    ${I.map((i) => `let x${i} = min(r0 + ${i}u, rEnd - 1u) * n;`).join("\n    ")}
-    ${each((i, j) => `var a${i}${j} = ${vec ? "vec4f" : "f32"}();`)}
-    for (var k = 0u; k < n; k++) {
-      ${I.map((i) => `let xv${i} = x[x${i} + k];`).join("\n      ")}
-      ${J.map((j) => `let wv${j} = loadW(w${j} + k);`).join("\n      ")}
-      ${each((i, j) => `a${i}${j} += xv${i} * wv${j};`)}
-    }
-    ${I.flatMap((i) => J.map((j) =>
-      `if (r0 + ${i}u < rEnd && c0 + ${j}u < params.outDim) { finish(r0 + ${i}u, c0 + ${j}u, ${total(`a${i}${j}`)}); }`
-    )).join("\n    ")}
-  }
-}
-`
-}
+/** What a binding reads as its input rows (see the header). */
+export type MatmulInputOption =
+  | { readonly kind: "plain" }
+  | { readonly kind: "rmsnorm"; /** f32 [inDim] */ readonly weight: GPUBuffer; readonly eps: number }
+  | { readonly kind: "swiglu" }
 
 export interface MatmulBinding {
-  /** f32 [rows][inDim] */
+  /** f32 [rows][inDim] ([rows][2·inDim] for a swiglu input) */
   readonly x: GPUBuffer
   /** [outDim][inDim], of the kernel's weight type */
   readonly w: GPUBuffer
@@ -197,93 +92,233 @@ export interface MatmulBinding {
   readonly outDim: number
   /** add into y instead of overwriting it (fused residual) */
   readonly accumulate?: boolean
+  /** the prologue; default plain */
+  readonly input?: MatmulInputOption
 }
 
-/** A pipeline for one row regime and its workgroup grid for a row count. */
+/** A binding the kernel cannot run, found before anything is built. */
+export class InvalidMatmulBinding extends Data.TaggedError("InvalidMatmulBinding")<{
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `matmul binding: ${this.problem}`
+  }
+}
+
+export interface MatmulOptions {
+  /** the input kinds bindings will use (default: plain only); each one is a pipeline per regime and load width */
+  readonly inputs?: ReadonlyArray<MatmulInput>
+}
+
+/** One candidate as built for a device: its pipeline label, its code and its grid. */
+interface PathSpec {
+  /** e.g. "matmul-blocked-128x64-8x4": the candidate and how it was sized for the device */
+  readonly label: string
+  /** has a vec4 form (taken when inDim % 4 = 0); otherwise one scalar form serves every inDim */
+  readonly vec4: boolean
+  readonly code: (module: MatmulModule) => string
+  readonly grid: (rows: number, outDim: number) => readonly [number, number]
+}
+
+const DECODE_TILE: RegisterTile = { rb: 1, cb: 4, rowsPer: GEMV_MAX_ROWS }
+const PREFILL_TILE: RegisterTile = { rb: 4, cb: 4, rowsPer: 16 }
+
+const registerSpec = (regime: "decode" | "prefill"): PathSpec => {
+  const tile = regime === "decode" ? DECODE_TILE : PREFILL_TILE
+  return {
+    label: `matmul-register-${regime}`,
+    vec4: true,
+    code: (module) => registerCode(tile, module),
+    grid: (rows, outDim) => grid2(Math.ceil((Math.ceil(outDim / tile.cb) * Math.ceil(rows / tile.rowsPer)) / REGISTER_WG))
+  }
+}
+
+/** Tiles of the blocked GEMMs, largest first: the first the device's limits allow is built. */
+const BLOCK_TILES: Record<"blocked64" | "blocked128", ReadonlyArray<BlockTile>> = {
+  blocked128: [{ bm: 128, bn: 64, tm: 8, tn: 4 }, { bm: 64, bn: 64, tm: 8, tn: 4 }, { bm: 32, bn: 32, tm: 4, tn: 4 }],
+  blocked64: [{ bm: 64, bn: 64, tm: 4, tn: 4 }, { bm: 64, bn: 64, tm: 8, tn: 4 }, { bm: 32, bn: 32, tm: 4, tn: 4 }]
+}
+
+const invocationLimit = (device: GPUDevice): number =>
+  Math.min(device.limits.maxComputeInvocationsPerWorkgroup, device.limits.maxComputeWorkgroupSizeX)
+
+/** The first tile of `tiles` within the device's invocation and workgroup-memory limits (WebGPU's minimums admit the last). */
+export const fittingBlockTile = (device: GPUDevice, tiles: ReadonlyArray<BlockTile>): BlockTile =>
+  tiles.find((t) => blockThreads(t) <= invocationLimit(device) && blockStorageBytes(t) <= device.limits.maxComputeWorkgroupStorageSize) ??
+    tiles.at(-1)!
+
+const prefillSpec = (device: GPUDevice, name: PrefillMatmul): PathSpec => {
+  switch (name) {
+    case "register":
+      return registerSpec("prefill")
+    case "tiled64": {
+      const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
+        device.limits.maxComputeWorkgroupStorageSize >= tiledStorageBytes(64)
+      const t = big ? 64 : 32
+      return { label: `matmul-tiled-${t}`, vec4: false, code: (module) => tiledCode(t, module), grid: (rows, outDim) => [Math.ceil(outDim / t), Math.ceil(rows / t)] }
+    }
+    case "blocked64":
+    case "blocked128": {
+      const tile = fittingBlockTile(device, BLOCK_TILES[name])
+      return {
+        label: `matmul-blocked-${tileName(tile)}`,
+        vec4: true,
+        code: (module) => blockedCode(tile, module),
+        grid: (rows, outDim) => [Math.ceil(outDim / tile.bn), Math.ceil(rows / tile.bm)]
+      }
+    }
+  }
+}
+
+/**
+ * Whether WGSL here has the `subgroup_id` and `num_subgroups` builtins the
+ * subgroup reduction needs: a browser says so in wgslLanguageFeatures; Dawn
+ * in Node (no navigator.gpu) has them.
+ */
+const subgroupIdInWgsl = (): boolean => {
+  const gpu = (globalThis as { navigator?: { gpu?: { wgslLanguageFeatures?: ReadonlySet<string> } } }).navigator?.gpu
+  return gpu?.wgslLanguageFeatures?.has("subgroup_id") ?? true
+}
+
+/** The gemv-vec4 workgroup: the row-reduction size, halved for the tree until its partials fit workgroup memory. */
+const gemvVec4Workgroup = (device: GPUDevice, reduction: GemvReduction, input: MatmulInput): number => {
+  let wg = rowWorkgroupSize(device)
+  while (wg > 32 && gemvVec4StorageBytes(wg, reduction, input) > device.limits.maxComputeWorkgroupStorageSize) wg /= 2
+  return wg
+}
+
+const decodeSpec = (device: GPUDevice, name: DecodeMatmul, capabilities: GpuCapabilities): PathSpec => {
+  switch (name) {
+    case "register":
+      return registerSpec("decode")
+    case "gemv": {
+      const wg = rowWorkgroupSize(device)
+      return { label: "matmul-gemv", vec4: false, code: (module) => gemvCode(wg, module), grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / GEMV_LANES))) }
+    }
+    case "gemv-vec4": {
+      const reduction: GemvReduction = capabilities.subgroups && subgroupIdInWgsl() ? "subgroup" : "workgroup"
+      return {
+        label: `matmul-gemv-vec4-${reduction}`,
+        vec4: true,
+        code: (module) => gemvVec4Code(gemvVec4Workgroup(device, reduction, module.input), reduction, module),
+        grid: (_rows, outDim) => grid2(Math.ceil(outDim / GEMV_VEC4_COLS))
+      }
+    }
+  }
+}
+
+/** A compiled path: pipeline, grid and the label that says what it is. */
 interface MatmulPath {
+  readonly label: string
   readonly pipeline: GPUComputePipeline
   readonly grid: (rows: number, outDim: number) => readonly [number, number]
 }
 
-const registerPath = (pipeline: GPUComputePipeline, tile: RegisterTile): MatmulPath => ({
-  pipeline,
-  grid: (rows, outDim) => grid2(Math.ceil((Math.ceil(outDim / tile.cb) * Math.ceil(rows / tile.rowsPer)) / SOFTWARE_WG))
-})
+type Regime = "decode" | "prefill"
+const pathKey = (regime: Regime, width: 1 | 4, input: MatmulInput): string => `${regime} ${width} ${input}`
 
-/** The paths of one variant: decoding (rows ≤ GEMV_MAX_ROWS) and prefill, for inDim % 4 = 0 and otherwise. */
-interface MatmulPaths {
-  readonly decode: MatmulPath
-  readonly prefill: MatmulPath
+const buildPaths = async (
+  device: GPUDevice, specs: Record<Regime, PathSpec>, weights: WeightStorage, inputs: ReadonlyArray<MatmulInput>
+): Promise<ReadonlyMap<string, MatmulPath>> => {
+  const wanted = (["decode", "prefill"] as const).flatMap((regime) =>
+    ([4, 1] as const).flatMap((asked) => inputs.map((input) => ({ regime, asked, input }))))
+  const built = await Promise.all(wanted.map(async ({ regime, asked, input }) => {
+    const spec = specs[regime]
+    const width = spec.vec4 ? asked : 1
+    const label = [spec.label, width === 4 ? "vec4" : "", input === "plain" ? "" : input, weights === "f32" ? "" : weights]
+      .filter((part) => part !== "").join("-")
+    const pipeline = await sharedComputePipeline(device, label, spec.code({ weights, input, width }))
+    return [pathKey(regime, asked, input), { label, pipeline, grid: spec.grid }] as const
+  }))
+  return new Map(built)
 }
 
-/** The software variant's four register-tile pipelines (vec4 and scalar loads, decoding and prefill). */
-const softwarePaths = async (device: GPUDevice, name: (label: string) => string, weights: WeightStorage) => {
-  const [decode4, prefill4, decode1, prefill1] = await Promise.all([
-    sharedComputePipeline(device, name("matmul-software-decode-vec4"), registerCode(DECODE_TILE, true, weights)),
-    sharedComputePipeline(device, name("matmul-software-prefill-vec4"), registerCode(PREFILL_TILE, true, weights)),
-    sharedComputePipeline(device, name("matmul-software-decode"), registerCode(DECODE_TILE, false, weights)),
-    sharedComputePipeline(device, name("matmul-software-prefill"), registerCode(PREFILL_TILE, false, weights))
-  ])
-  const vec4: MatmulPaths = { decode: registerPath(decode4, DECODE_TILE), prefill: registerPath(prefill4, PREFILL_TILE) }
-  const scalar: MatmulPaths = { decode: registerPath(decode1, DECODE_TILE), prefill: registerPath(prefill1, PREFILL_TILE) }
-  return { vec4, scalar }
+/** What one regime of a bound matmul runs: the candidate and its pipeline's label (tile, loads, reduction, input, weights). */
+export interface MatmulPathUse {
+  readonly candidate: string
+  readonly kernel: string
 }
 
-/** The GPU variant's GEMV and tiled GEMM; they load scalars, so one set of paths serves every inDim. */
-const gpuPaths = async (device: GPUDevice, name: (label: string) => string, weights: WeightStorage) => {
-  const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
-    device.limits.maxComputeWorkgroupStorageSize >= 2 * 64 * BK * 4
-  const tile = big ? 64 : 32
-  const wg = rowWorkgroupSize(device)
-  const [tiled, gemv] = await Promise.all([
-    sharedComputePipeline(device, name(`matmul-tiled-${tile}`), tiledCode(tile, weights)),
-    sharedComputePipeline(device, name("matmul-gemv"), gemvCode(wg, weights))
-  ])
-  const paths: MatmulPaths = {
-    decode: { pipeline: gemv, grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / LANES))) },
-    prefill: { pipeline: tiled, grid: (rows, outDim) => [Math.ceil(outDim / tile), Math.ceil(rows / tile)] }
+export interface MatmulUses {
+  readonly decode: MatmulPathUse
+  readonly prefill: MatmulPathUse
+}
+
+const problemsOf = (b: MatmulBinding, inputs: ReadonlyArray<MatmulInput>): ReadonlyArray<string> => {
+  const input = b.input ?? { kind: "plain" }
+  const problems: Array<string> = []
+  if (!Number.isInteger(b.inDim) || b.inDim < 1) problems.push(`inDim must be a positive integer, got ${b.inDim}`)
+  if (!Number.isInteger(b.outDim) || b.outDim < 1) problems.push(`outDim must be a positive integer, got ${b.outDim}`)
+  if (b.x === b.y) problems.push("y must be a different buffer from x")
+  if (!inputs.includes(input.kind)) {
+    problems.push(`a ${input.kind} input, but the kernel was created for ${inputs.join(", ")} (add "${input.kind}" to its inputs)`)
   }
-  return { vec4: paths, scalar: paths }
+  if (input.kind === "rmsnorm") {
+    if (!(Number.isFinite(input.eps) && input.eps >= 0)) problems.push(`rmsnorm eps must be finite and at least 0, got ${input.eps}`)
+    if (input.weight.size < b.inDim * 4) problems.push(`rmsnorm weight holds ${input.weight.size} bytes, fewer than inDim = ${b.inDim} floats`)
+  }
+  return problems
 }
 
 export class MatmulKernel {
   private constructor(
     readonly device: GPUDevice,
+    /** the family asked for; with an explicit choice, the device's default family (`choice` says what runs) */
     readonly variant: KernelVariant,
+    readonly choice: MatmulChoice,
     /** how the kernel reads W (from the weight type and the device's capabilities) */
     readonly weightStorage: WeightStorage,
-    private readonly vec4: MatmulPaths,
-    private readonly scalar: MatmulPaths,
+    /** the input kinds it has pipelines for */
+    readonly inputs: ReadonlyArray<MatmulInput>,
+    private readonly paths: ReadonlyMap<string, MatmulPath>,
     private readonly noBias: GPUBuffer
   ) {}
 
   static async create(
     device: GPUDevice,
-    variant: KernelVariant = defaultVariant(device),
+    /** a device family's default choice, or the kernel of each regime */
+    variant: KernelVariant | MatmulChoice = defaultVariant(device),
     /** how W is held: f32, or f16 / bf16 two to a word (see weightType.ts) */
     weights: WeightType = "f32",
-    /** what the device can do (default: its own record); f16 is read natively where shaderF16 is true */
-    capabilities: GpuCapabilities = capabilitiesOf(device)
+    /** what the device can do (default: its own record); f16 is read natively where shaderF16 is true, subgroups reduce where subgroups is */
+    capabilities: GpuCapabilities = capabilitiesOf(device),
+    options: MatmulOptions = {}
   ): Promise<MatmulKernel> {
+    const choice = typeof variant === "string" ? defaultMatmulChoice(variant) : variant
+    const inputs: ReadonlyArray<MatmulInput> = [...new Set<MatmulInput>(options.inputs ?? ["plain"])]
+    const unknown = inputs.filter((i) => !MATMUL_INPUTS.includes(i))
+    if (unknown.length > 0 || inputs.length === 0) {
+      throw new InvalidMatmulBinding({ problem: `inputs must be some of ${MATMUL_INPUTS.join(", ")}, got ${inputs.join(", ") || "none"}` })
+    }
     const storage = weightStorageFor(weights, capabilities)
-    const name = (label: string) => (storage === "f32" ? label : `${label}-${storage}`)
-    const { vec4, scalar } = await (variant === "software" ? softwarePaths : gpuPaths)(device, name, storage)
+    const specs = { decode: decodeSpec(device, choice.decode, capabilities), prefill: prefillSpec(device, choice.prefill) }
+    const paths = await buildPaths(device, specs, storage, inputs)
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
-    return new MatmulKernel(device, variant, storage, vec4, scalar, noBias)
+    const family = typeof variant === "string" ? variant : defaultVariant(device)
+    return new MatmulKernel(device, family, choice, storage, inputs, paths, noBias)
   }
 
+  /** Binds the buffers once for any row count; throws InvalidMatmulBinding for a binding it cannot run. */
   bind(b: MatmulBinding): BoundMatmul {
+    const problems = problemsOf(b, this.inputs)
+    if (problems.length > 0) throw new InvalidMatmulBinding({ problem: problems.join("; ") })
+    const input = b.input ?? { kind: "plain" }
     const params = uniformBuffer(this.device, "matmul-params", packParams([
-      ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0]
+      ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0],
+      ["f32", input.kind === "rmsnorm" ? input.eps : 0]
     ]))
-    const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y]
-    const paths = b.inDim % 4 === 0 ? this.vec4 : this.scalar
-    const bound = (path: MatmulPath, label: string): BoundMatmulPath => ({
-      pipeline: path.pipeline,
-      bindGroup: bindAll(this.device, path.pipeline, label, buffers),
-      grid: (rows) => path.grid(rows, b.outDim)
-    })
-    return new BoundMatmul(bound(paths.decode, "matmul-decode"), bound(paths.prefill, "matmul-prefill"), params)
+    const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y, ...(input.kind === "rmsnorm" ? [input.weight] : [])]
+    const width = b.inDim % 4 === 0 ? 4 : 1
+    const bound = (regime: Regime): BoundMatmulPath => {
+      const path = this.paths.get(pathKey(regime, width, input.kind))!
+      return {
+        pipeline: path.pipeline,
+        bindGroup: bindAll(this.device, path.pipeline, path.label, buffers),
+        grid: (rows) => path.grid(rows, b.outDim)
+      }
+    }
+    const use = (regime: Regime): MatmulPathUse => ({ candidate: this.choice[regime], kernel: this.paths.get(pathKey(regime, width, input.kind))!.label })
+    return new BoundMatmul(bound("decode"), bound("prefill"), params, { decode: use("decode"), prefill: use("prefill") })
   }
 
   destroy(): void {
@@ -299,7 +334,9 @@ export class BoundMatmul {
   constructor(
     private readonly decode: BoundMatmulPath,
     private readonly prefill: BoundMatmulPath,
-    private readonly params: GPUBuffer
+    private readonly params: GPUBuffer,
+    /** the kernels this binding runs, per regime */
+    readonly uses: MatmulUses
   ) {}
 
   encode(pass: GPUComputePassEncoder, rows: number): void {

@@ -53,19 +53,30 @@ const NON_FINITE = NON_FINITE_TOKEN
 /** Words per row in the parameter buffer: temperature f32, topK u32, topP f32, seed, sequence, step, 2 pad. */
 export const SAMPLING_PARAM_WORDS = 8
 
-export const packSamplingParams = (rows: ReadonlyArray<SamplingParams>): Uint32Array => {
-  const words = new Uint32Array(Math.max(1, rows.length) * SAMPLING_PARAM_WORDS)
-  const floats = new Float32Array(words.buffer)
-  rows.forEach((p, r) => {
+/**
+ * The rows' parameters as the kernel reads them, into `into` (kept by a caller
+ * that packs every step, so nothing of the batch's size is allocated; its
+ * padding words stay as they are) or a new array.
+ */
+export const packSamplingParams = (
+  rows: ReadonlyArray<SamplingParams>,
+  into: Uint32Array = new Uint32Array(Math.max(1, rows.length) * SAMPLING_PARAM_WORDS)
+): Uint32Array => {
+  if (into.length < rows.length * SAMPLING_PARAM_WORDS) {
+    throw new RangeError(`packSamplingParams: ${into.length} words hold fewer than ${rows.length} rows of ${SAMPLING_PARAM_WORDS}`)
+  }
+  const floats = new Float32Array(into.buffer, into.byteOffset, into.length)
+  for (let r = 0; r < rows.length; r++) {
+    const p = rows[r]!
     const at = r * SAMPLING_PARAM_WORDS
     floats[at] = p.temperature
-    words[at + 1] = p.topK
+    into[at + 1] = p.topK
     floats[at + 2] = p.topP
-    words[at + 3] = p.seed
-    words[at + 4] = p.sequence
-    words[at + 5] = p.step
-  })
-  return words
+    into[at + 3] = p.seed
+    into[at + 4] = p.sequence
+    into[at + 5] = p.step
+  }
+  return into
 }
 
 const common = wgsl`

@@ -15,7 +15,10 @@
  *      reuse until memory is needed (LRU). A request that can never fit is
  *      refused before any work.
  */
-import { createPagedDecode, createTreeAttention, type TreeAttention } from "@canopy/kernels"
+import {
+  createPagedDecode, createTreeAttention, layerProjections, type LevelTile, type MatmulTuning, type TreeAttention, type TuneChoice, tuneLevelTile,
+  tuneMatmul, type TuneOptions
+} from "@canopy/kernels"
 import { Forward } from "../model/forward.ts"
 import type { LoadedModel } from "../model/model.ts"
 import { checkFits, waveSize } from "./capacity.ts"
@@ -30,6 +33,15 @@ import { tokenizeTree } from "./tokenize.ts"
 
 export * from "./request.ts"
 
+/** The kernel variants an engine runs, as the tuner chose them on its device (or the defaults, tuning off). */
+export interface EngineTuning {
+  readonly levelTile: TuneChoice<LevelTile>
+  readonly matmul: MatmulTuning
+}
+
+const tuneOptionsOf = (tune: EngineOptions["tune"]): TuneOptions =>
+  tune === false ? { enabled: false } : tune === true || tune === undefined ? {} : tune
+
 export class TreeEngine {
   private namespaces = 0
 
@@ -40,7 +52,8 @@ export class TreeEngine {
     private readonly attention: { readonly hydragen: TreeAttention; readonly baseline: TreeAttention },
     private readonly scheduler: Scheduler,
     readonly maxBatch: number,
-    readonly maxPrefillRows: number
+    readonly maxPrefillRows: number,
+    readonly tuning: EngineTuning
   ) {}
 
   static async create(device: GPUDevice, model: LoadedModel, options: EngineOptions = {}): Promise<TreeEngine> {
@@ -60,7 +73,12 @@ export class TreeEngine {
     const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, blockSize, poolShards: kv.shards, kvDtype: kv.kvDtype }
     const owned: Array<{ destroy(): void }> = [kv]
     try {
-      const hydragen = await createTreeAttention(device, shape)
+      const tune = tuneOptionsOf(options.tune)
+      const tuning: EngineTuning = {
+        levelTile: await tuneLevelTile(device, shape, tune),
+        matmul: await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(c) }, tune)
+      }
+      const hydragen = await createTreeAttention(device, { ...shape, levelTile: tuning.levelTile.value })
       owned.push(hydragen)
       const baseline = await createPagedDecode(device, shape)
       owned.push(baseline)
@@ -71,11 +89,12 @@ export class TreeEngine {
         blockSize,
         numBlocks: kv.numBlocks,
         poolShards: kv.shards,
-        kvDtype: kv.kvDtype
+        kvDtype: kv.kvDtype,
+        matmul: tuning.matmul.choice
       })
       const attention = { hydragen, baseline }
       const scheduler = new Scheduler(kv, new StepRunner(device, kv, forward, attention), c.vocabSize, maxBatch, maxPrefillRows)
-      return new TreeEngine(model, kv, forward, attention, scheduler, maxBatch, maxPrefillRows)
+      return new TreeEngine(model, kv, forward, attention, scheduler, maxBatch, maxPrefillRows, tuning)
     } catch (e) {
       for (const o of owned) o.destroy()
       throw e

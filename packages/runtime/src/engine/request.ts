@@ -2,7 +2,7 @@
  * What the engine takes and gives: requests (a prompt tree and its sampling),
  * completions, events, statistics and the engine's options.
  */
-import type { KvDtype } from "@canopy/kernels"
+import type { KvDtype, TuneOptions } from "@canopy/kernels"
 import type { PromptTree } from "./PromptTree.ts"
 
 /**
@@ -173,4 +173,12 @@ export interface EngineOptions {
    * forward, never by the whole prompt.
    */
   readonly maxPrefillRows?: number
+  /**
+   * Tuning the kernels to the device (default true): the level-attention
+   * tile and the matmul kernel of each row regime, measured once per adapter,
+   * Canopy version and model shape and kept in Canopy's cache folder
+   * (design.md, "Tuning"). false, or CANOPY_TUNE=off, keeps the defaults; an
+   * object tunes with its settings (onProgress reports each step).
+   */
+  readonly tune?: boolean | TuneOptions
 }

@@ -9,7 +9,7 @@
  */
 import { checkDeviceAlive, NON_FINITE_TOKEN, type SamplingParams, type TreeAttention } from "@canopy/kernels"
 import { type BlockCopy, type LevelPlan, planLevels, type SeqId } from "@canopy/tree-cache"
-import type { AttentionCallback, Forward } from "../model/forward.ts"
+import type { Forward, PassAttention } from "../model/forward.ts"
 import type { KvCache } from "./KvCache.ts"
 import { planRows } from "./planRows.ts"
 import type { AttentionMode } from "./request.ts"
@@ -120,8 +120,10 @@ export class StepRunner {
   private run(plan: LevelPlan, kernels: TreeAttention | undefined, batch: Parameters<Forward["step"]>[0]): Promise<Uint32Array> {
     checkDeviceAlive(this.device)
     const prepared = kernels?.prepare(plan)
-    const attend: AttentionCallback = (encoder, _layer, buffers) => {
-      if (kernels !== undefined) kernels.encode(encoder, prepared!, buffers)
+    const attend: PassAttention = {
+      inPass: (pass, _layer, buffers) => {
+        if (kernels !== undefined) kernels.encodeInPass(pass, prepared!, buffers)
+      }
     }
     let sampled: Promise<Uint32Array>
     try {

@@ -2,33 +2,49 @@
  * The GPU forward pass of one engine step, encoded into one command encoder
  * with no CPU round trip inside:
  *
- *   embedding → per layer [RMSNorm → q/k/v (+bias) → RoPE → KV append into the
- *   layer's pools → attention (the caller's callback) → o-proj + residual →
- *   RMSNorm → gate/up → SwiGLU → down + residual] → gather of the rows that
- *   need logits → final norm → lm_head → sampling.
+ *   embedding → per layer [RMSNorm + q/k/v (+bias) in one matmul → RoPE and
+ *   KV append in one kernel (rotated q for the attention, K and V into the
+ *   layer's pools) → attention (the caller's) → o-proj + residual → RMSNorm +
+ *   gate/up in one matmul → SwiGLU + down + residual in one matmul] → gather
+ *   of the rows that need logits → final norm + lm_head in one matmul → sampling.
+ *
+ * The norms and SwiGLU are the matmuls' prologues (matmul.ts: each reads its
+ * input row through them), so a layer is five dispatches of the forward's
+ * around the attention's.
  *
  * Scratch buffers are sized once for `maxRows` / `maxLogitRows` and every
  * dispatch is bound once; a step uploads its small inputs (tokens, positions,
  * KV slots, logit rows, sampling parameters, two row counts) and encodes.
+ * What the forward's own kernels encode depends on the row counts only, so it
+ * is recorded once per row count and replayed (recordedDispatches.ts), and
+ * the whole step, the attention included when it encodes into a pass
+ * (PassAttention), is one compute pass.
  *
  * Buffer layouts (f32 unless noted, row-major):
- *   q, attention out  [rows][heads][headDim]      lse [rows][heads]
- *   k, v (this step)  [rows][kvHeads][headDim]
+ *   qkv (this step)   [rows][(heads + 2·kvHeads)·headDim]   q heads, k heads, v heads
+ *   q, attention out  [rows][heads][headDim]                lse [rows][heads]
  *   KV pools          [numBlocks][blockSize][kvHeads][headDim] of options.kvDtype, one K and one V per layer
- *   logits            [logitRows][vocab]          sampled tokens u32 [logitRows]
+ *   logits            [logitRows][vocab]                    sampled tokens u32 [logitRows]
  */
 import {
-  type AttentionBuffers, type BoundGather, type BoundKvAppend, type BoundMatmul, type BoundRmsNorm, type BoundRope, type BoundSampling,
-  type BoundSwiglu, countingPass, createRowCount, createStorageBuffer, GatherRowsKernel, GpuValidationError, GpuWorkCounters, KvAppendKernel, type KvDtype, MatmulKernel,
-  packSamplingParams, readFloat32, RmsNormKernel, RopeKernel, type RowCount, SAMPLING_PARAM_WORDS,
-  SamplingKernel, type SamplingParams, SwigluKernel
+  type AttentionBuffers, type BoundGather, type BoundMatmul, type BoundSampling, createRowCount, createStorageBuffer,
+  GatherRowsKernel, GpuValidationError, GpuWorkCounters, type KvDtype, type MatmulChoice, MatmulKernel, packSamplingParams, readFloat32,
+  RopeAppendKernel, type RowCount, SAMPLING_PARAM_WORDS, SamplingKernel, type SamplingParams
 } from "@canopy/kernels"
 import { ropeSpec } from "./config.ts"
 import { ForwardBatchError } from "./errors.ts"
+import { RecordedDispatches } from "./recordedDispatches.ts"
 import type { ModelWeights } from "./weights.ts"
 
-/** Encodes the attention of `layer` for the current step's rows (no compute pass is open when it is called). */
+/** Encodes the attention of `layer` in compute passes of its own on `encoder` (the forward ends its pass first). */
 export type AttentionCallback = (encoder: GPUCommandEncoder, layer: number, buffers: AttentionBuffers) => void
+
+/** Encodes the attention of `layer` into the step's one compute pass, between the forward's dispatches. */
+export interface PassAttention {
+  readonly inPass: (pass: GPUComputePassEncoder, layer: number, buffers: AttentionBuffers) => void
+}
+
+export type StepAttention = AttentionCallback | PassAttention
 
 export interface KvPools {
   readonly k: GPUBuffer
@@ -46,6 +62,8 @@ export interface ForwardOptions {
   readonly poolShards?: number
   /** element type of the pools (default "f32"), as in the KvCache: the KV append rounds to it */
   readonly kvDtype?: KvDtype
+  /** the matmul kernel of each row regime (default: the device family's, defaultMatmulChoice), e.g. as tuneMatmul chose them */
+  readonly matmul?: MatmulChoice
 }
 
 export interface ForwardBatch {
@@ -61,18 +79,33 @@ export interface ForwardBatch {
   readonly sampling: ReadonlyArray<SamplingParams>
 }
 
-interface LayerDispatches {
-  readonly norm1: BoundRmsNorm
-  readonly q: BoundMatmul
-  readonly k: BoundMatmul
-  readonly v: BoundMatmul
-  readonly rope: BoundRope
-  readonly append: BoundKvAppend
-  readonly o: BoundMatmul
-  readonly norm2: BoundRmsNorm
-  readonly gateUp: BoundMatmul
-  readonly swiglu: BoundSwiglu
-  readonly down: BoundMatmul
+/** One layer's kernels before its attention and after it. */
+interface LayerKernels {
+  readonly beforeAttention: ReadonlyArray<{ encode(pass: GPUComputePassEncoder, rows: number): void }>
+  readonly afterAttention: ReadonlyArray<{ encode(pass: GPUComputePassEncoder, rows: number): void }>
+}
+
+interface TailKernels {
+  readonly gather: BoundGather
+  /** with the final norm as its prologue */
+  readonly lmHead: BoundMatmul
+  readonly sample: BoundSampling
+}
+
+/** A recording and the row count it was made for. */
+interface Recorded {
+  readonly rows: number
+  readonly dispatches: RecordedDispatches
+}
+
+/** The kernels that own buffers, made together: where one fails, the others are destroyed before the error goes on. */
+const createOwningKernels = async (
+  make: readonly [Promise<MatmulKernel>, Promise<RopeAppendKernel>]
+): Promise<readonly [MatmulKernel, RopeAppendKernel]> => {
+  const [matmul, ropeAppend] = await Promise.allSettled(make)
+  if (matmul.status === "fulfilled" && ropeAppend.status === "fulfilled") return [matmul.value, ropeAppend.value]
+  for (const made of [matmul, ropeAppend]) if (made.status === "fulfilled") made.value.destroy()
+  throw matmul.status === "rejected" ? matmul.reason : (ropeAppend as PromiseRejectedResult).reason
 }
 
 export class Forward {
@@ -82,6 +115,9 @@ export class Forward {
    * step adds none (the step's attention keeps its own counters).
    */
   readonly counters = new GpuWorkCounters()
+  /** the recording of the embedding and the layers for the last row count, and of the tail for the last logit-row count */
+  private body: Recorded | undefined
+  private tail: Recorded | undefined
 
   private constructor(
     readonly weights: ModelWeights,
@@ -91,9 +127,10 @@ export class Forward {
       readonly tokens: GPUBuffer; readonly positions: GPUBuffer; readonly slots: GPUBuffer
       readonly logitIndex: GPUBuffer; readonly sampling: GPUBuffer
     },
-    private readonly scratch: {
-      readonly q: GPUBuffer; readonly attnOut: GPUBuffer; readonly lse: GPUBuffer
-    },
+    /** the sampling parameters of a step, packed: kept, so a step allocates nothing for them */
+    private readonly samplingWords: Uint32Array,
+    /** what each layer's attention reads and writes */
+    private readonly attentionBuffers: ReadonlyArray<AttentionBuffers>,
     /** f32 [maxLogitRows][vocab] */
     readonly logits: GPUBuffer,
     /** u32 [maxLogitRows] */
@@ -103,10 +140,8 @@ export class Forward {
     private readonly rowCount: RowCount,
     private readonly logitCount: RowCount,
     private readonly embed: BoundGather,
-    private readonly layers: ReadonlyArray<LayerDispatches>,
-    private readonly tail: {
-      readonly gather: BoundGather; readonly norm: BoundRmsNorm; readonly lmHead: BoundMatmul; readonly sample: BoundSampling
-    },
+    private readonly layers: ReadonlyArray<LayerKernels>,
+    private readonly tailKernels: TailKernels,
     private readonly owned: ReadonlyArray<{ destroy(): void }>
   ) {}
 
@@ -115,21 +150,28 @@ export class Forward {
     if (options.kvPools.length !== c.numLayers) {
       throw new ForwardBatchError({ reason: `kvPools has ${options.kvPools.length} layers; the model has ${c.numLayers}` })
     }
+    const kvDtype = options.kvDtype ?? "f32"
     // The embedding and the projections are read as the weights are held; hidden rows are f32.
-    const [embedGather, gather, norm, matmul, rope, append, swiglu, sampling] = await Promise.all([
-      GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), RmsNormKernel.create(device),
-      MatmulKernel.create(device, undefined, weights.weightType),
-      RopeKernel.create(device), KvAppendKernel.create(device, options.kvDtype ?? "f32"), SwigluKernel.create(device), SamplingKernel.create(device)
+    const [embedGather, gather, sampling] = await Promise.all([
+      GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), SamplingKernel.create(device)
+    ])
+    const ropeShape = {
+      heads: c.numHeads, kvHeads: c.numKvHeads, spec: ropeSpec(c), blockSize: options.blockSize, numBlocks: options.numBlocks,
+      poolShards: options.poolShards ?? 1
+    }
+    const [matmul, ropeAppend] = await createOwningKernels([
+      MatmulKernel.create(device, options.matmul, weights.weightType, undefined, { inputs: ["plain", "rmsnorm", "swiglu"] }),
+      RopeAppendKernel.create(device, ropeShape, kvDtype)
     ])
     const R = options.maxRows
     const L = options.maxLogitRows
-    const owned: Array<{ destroy(): void }> = [matmul]
+    const owned: Array<{ destroy(): void }> = [matmul, ropeAppend]
     // A wrong buffer (too small, wrong usage) surfaces here as a typed error, not at the first submit.
     device.pushErrorScope("validation")
     try {
       const hd = c.hiddenSize
       const qDim = c.numHeads * c.headDim
-      const kvDim = c.numKvHeads * c.headDim
+      const qkvDim = qDim + 2 * c.numKvHeads * c.headDim
       const buffer = (label: string, bytes: number): GPUBuffer => {
         const b = createStorageBuffer(device, label, bytes)
         owned.push(b)
@@ -143,16 +185,12 @@ export class Forward {
         sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4)
       }
       const x = buffer("fwd-x", R * hd * 4)
-      const xn = buffer("fwd-xn", R * hd * 4)
+      const qkv = buffer("fwd-qkv", R * qkvDim * 4)
       const q = buffer("fwd-q", R * qDim * 4)
-      const k = buffer("fwd-k", R * kvDim * 4)
-      const v = buffer("fwd-v", R * kvDim * 4)
       const attnOut = buffer("fwd-attn-out", R * qDim * 4)
       const lse = buffer("fwd-lse", R * c.numHeads * 4)
       const gateUp = buffer("fwd-gate-up", R * 2 * c.intermediateSize * 4)
-      const h = buffer("fwd-h", R * c.intermediateSize * 4)
       const xl = buffer("fwd-x-logit-rows", L * hd * 4)
-      const xln = buffer("fwd-xn-logit-rows", L * hd * 4)
       const logits = buffer("fwd-logits", L * c.vocabSize * 4)
       const sampled = buffer("fwd-sampled", L * 4)
       const readback = device.createBuffer({ label: "fwd-sampled-readback", size: Math.max(16, L * 4), usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ })
@@ -162,37 +200,37 @@ export class Forward {
       owned.push(rowCount, logitCount)
       const rows = rowCount.buffer
       const keep = <T extends { destroy(): void }>(d: T): T => (owned.push(d), d)
+      const normed = (weight: GPUBuffer) => ({ kind: "rmsnorm", weight, eps: c.rmsNormEps }) as const
 
       const embed = keep(embedGather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
-      const spec = ropeSpec(c)
-      const layers = weights.layers.map((w, l): LayerDispatches => ({
-        norm1: keep(norm.bind({ x, weight: w.inputNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
-        q: keep(matmul.bind({ x: xn, w: w.q, bias: w.qBias, y: q, count: rows, inDim: hd, outDim: qDim })),
-        k: keep(matmul.bind({ x: xn, w: w.k, bias: w.kBias, y: k, count: rows, inDim: hd, outDim: kvDim })),
-        v: keep(matmul.bind({ x: xn, w: w.v, bias: w.vBias, y: v, count: rows, inDim: hd, outDim: kvDim })),
-        rope: keep(rope.bind({ positions: inputs.positions, q, k, count: rows, heads: c.numHeads, kvHeads: c.numKvHeads, spec })),
-        append: keep(append.bind({
-          slots: inputs.slots, k, v, kPool: options.kvPools[l]!.k, vPool: options.kvPools[l]!.v, count: rows,
-          kvHeads: c.numKvHeads, headDim: c.headDim, blockSize: options.blockSize, numBlocks: options.numBlocks,
-          poolShards: options.poolShards ?? 1
-        })),
-        o: keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
-        norm2: keep(norm.bind({ x, weight: w.postNorm, y: xn, count: rows, dim: hd, eps: c.rmsNormEps })),
-        gateUp: keep(matmul.bind({ x: xn, w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
-        swiglu: keep(swiglu.bind({ gateUp, h, count: rows, inter: c.intermediateSize })),
-        down: keep(matmul.bind({ x: h, w: w.down, y: x, count: rows, inDim: c.intermediateSize, outDim: hd, accumulate: true }))
-      }))
+      const layers = weights.layers.map((w, l): LayerKernels => {
+        const pools = options.kvPools[l]!
+        return {
+          beforeAttention: [
+            keep(matmul.bind({ x, input: normed(w.inputNorm), w: w.qkv, bias: w.qkvBias, y: qkv, count: rows, inDim: hd, outDim: qkvDim })),
+            ropeAppend.bind({ positions: inputs.positions, slots: inputs.slots, qkv, q, kPool: pools.k, vPool: pools.v, count: rows })
+          ],
+          afterAttention: [
+            keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
+            keep(matmul.bind({ x, input: normed(w.postNorm), w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
+            keep(matmul.bind({
+              x: gateUp, input: { kind: "swiglu" }, w: w.down, y: x, count: rows, inDim: c.intermediateSize, outDim: hd, accumulate: true
+            }))
+          ]
+        }
+      })
       const lrows = logitCount.buffer
       const tail = {
         gather: keep(gather.bind({ index: inputs.logitIndex, table: x, out: xl, count: lrows, hidden: hd, tableRows: R })),
-        norm: keep(norm.bind({ x: xl, weight: weights.finalNorm, y: xln, count: lrows, dim: hd, eps: c.rmsNormEps })),
-        lmHead: keep(matmul.bind({ x: xln, w: weights.lmHead, y: logits, count: lrows, inDim: hd, outDim: c.vocabSize })),
+        lmHead: keep(matmul.bind({ x: xl, input: normed(weights.finalNorm), w: weights.lmHead, y: logits, count: lrows, inDim: hd, outDim: c.vocabSize })),
         sample: keep(sampling.bind({ logits, params: inputs.sampling, tokens: sampled, count: lrows, vocab: c.vocabSize }))
       }
+      const attentionBuffers = options.kvPools.map((pools): AttentionBuffers => ({ q, kPool: pools.k, vPool: pools.v, out: attnOut, lse }))
       const error = await device.popErrorScope()
       if (error !== null) throw new GpuValidationError({ operation: "binding the forward pass", wgpuMessage: error.message })
       return new Forward(
-        weights, options, device, inputs, { q, attnOut, lse }, logits, sampled, readback, rowCount, logitCount, embed, layers, tail, owned
+        weights, options, device, inputs, new Uint32Array(Math.max(1, L) * SAMPLING_PARAM_WORDS), attentionBuffers, logits, sampled,
+        readback, rowCount, logitCount, embed, layers, tail, owned
       )
     } catch (e) {
       if (!(e instanceof GpuValidationError)) await device.popErrorScope()
@@ -205,9 +243,10 @@ export class Forward {
    * Uploads the batch's inputs (queue writes, ordered before the encoder's
    * submission) and encodes the step. The inputs live in one set of buffers, so
    * submit each step before encoding the next. `attention` encodes each
-   * layer's attention for these rows (the caller's plan and kernels).
+   * layer's attention for these rows (the caller's plan and kernels): into
+   * the step's pass (PassAttention), or into passes of its own.
    */
-  encode(encoder: GPUCommandEncoder, batch: ForwardBatch, attention: AttentionCallback): void {
+  encode(encoder: GPUCommandEncoder, batch: ForwardBatch, attention: StepAttention): void {
     const rows = batch.tokens.length
     const logitRows = batch.logitRows.length
     this.check(batch)
@@ -216,7 +255,8 @@ export class Forward {
     this.write(this.inputs.slots, batch.slots)
     if (logitRows > 0) {
       this.write(this.inputs.logitIndex, batch.logitRows)
-      this.write(this.inputs.sampling, packSamplingParams(batch.sampling))
+      const words = packSamplingParams(batch.sampling, this.samplingWords)
+      this.write(this.inputs.sampling, words.subarray(0, logitRows * SAMPLING_PARAM_WORDS))
     }
     this.rowCount.set(rows)
     this.logitCount.set(logitRows)
@@ -224,36 +264,29 @@ export class Forward {
     this.counters.bytesWritten += 8
     if (rows === 0) return
 
-    let pass = countingPass(encoder.beginComputePass({ label: "forward-embedding" }), this.counters)
-    this.embed.encode(pass, rows)
-    this.layers.forEach((d, l) => {
-      d.norm1.encode(pass, rows)
-      d.q.encode(pass, rows)
-      d.k.encode(pass, rows)
-      d.v.encode(pass, rows)
-      d.rope.encode(pass, rows)
-      d.append.encode(pass, rows)
-      pass.end()
-      const pools = this.options.kvPools[l]!
-      attention(encoder, l, {
-        q: this.scratch.q, kPool: pools.k, vPool: pools.v, out: this.scratch.attnOut, lse: this.scratch.lse
-      })
-      pass = countingPass(encoder.beginComputePass({ label: `forward-layer-${l}` }), this.counters)
-      d.o.encode(pass, rows)
-      d.norm2.encode(pass, rows)
-      d.gateUp.encode(pass, rows)
-      d.swiglu.encode(pass, rows)
-      d.down.encode(pass, rows)
-    })
-    this.tail.gather.encode(pass, logitRows)
-    this.tail.norm.encode(pass, logitRows)
-    this.tail.lmHead.encode(pass, logitRows)
-    this.tail.sample.encode(pass, logitRows)
+    const body = this.bodyFor(rows)
+    const tail = this.tailFor(logitRows)
+    this.counters.dispatches += body.dispatches + tail.dispatches
+    const ownPasses = typeof attention === "function" ? attention : undefined
+    const inPass = typeof attention === "function" ? undefined : attention.inPass
+    let pass = encoder.beginComputePass({ label: "forward" })
+    for (let l = 0; l < this.layers.length; l++) {
+      body.replay(pass, l)
+      if (ownPasses === undefined) {
+        inPass!(pass, l, this.attentionBuffers[l]!)
+      } else {
+        pass.end()
+        ownPasses(encoder, l, this.attentionBuffers[l]!)
+        pass = encoder.beginComputePass({ label: "forward" })
+      }
+    }
+    body.replay(pass, this.layers.length)
+    tail.replay(pass, 0)
     pass.end()
   }
 
   /** Encodes, submits and reads back the sampled token of each logit row. */
-  async step(batch: ForwardBatch, attention: AttentionCallback): Promise<Uint32Array> {
+  async step(batch: ForwardBatch, attention: StepAttention): Promise<Uint32Array> {
     const encoder = this.device.createCommandEncoder({ label: "forward-step" })
     this.encode(encoder, batch, attention)
     const n = batch.logitRows.length
@@ -278,6 +311,37 @@ export class Forward {
     for (const o of this.owned) o.destroy()
   }
 
+  /**
+   * The embedding and the layers for `rows` rows, in parts split at the
+   * attentions: part l ends where layer l's attention goes.
+   */
+  private bodyFor(rows: number): RecordedDispatches {
+    if (this.body?.rows !== rows) {
+      const layers = this.layers
+      const parts = Array.from({ length: layers.length + 1 }, (_, l) => (pass: GPUComputePassEncoder) => {
+        if (l === 0) this.embed.encode(pass, rows)
+        else for (const k of layers[l - 1]!.afterAttention) k.encode(pass, rows)
+        if (l < layers.length) for (const k of layers[l]!.beforeAttention) k.encode(pass, rows)
+      })
+      this.body = { rows, dispatches: RecordedDispatches.record(parts) }
+    }
+    return this.body.dispatches
+  }
+
+  /** The gather of the logit rows, the final norm and lm_head, and sampling for `logitRows` rows. */
+  private tailFor(logitRows: number): RecordedDispatches {
+    if (this.tail?.rows !== logitRows) {
+      const t = this.tailKernels
+      this.tail = {
+        rows: logitRows,
+        dispatches: RecordedDispatches.record([(pass) => {
+          for (const k of [t.gather, t.lmHead, t.sample]) k.encode(pass, logitRows)
+        }])
+      }
+    }
+    return this.tail.dispatches
+  }
+
   private write(buffer: GPUBuffer, data: Uint32Array): void {
     this.device.queue.writeBuffer(buffer, 0, data)
     this.counters.bytesWritten += data.byteLength
@@ -295,6 +359,8 @@ export class Forward {
       fail(`${b.logitRows.length} logit rows exceed maxLogitRows = ${this.options.maxLogitRows}`)
     }
     if (b.sampling.length !== b.logitRows.length) fail(`sampling has ${b.sampling.length} entries for ${b.logitRows.length} logit rows`)
-    for (const r of b.logitRows) if (r >= rows) fail(`logit row ${r} is not a row of this ${rows}-row batch`)
+    for (let i = 0; i < b.logitRows.length; i++) {
+      if (b.logitRows[i]! >= rows) fail(`logit row ${b.logitRows[i]} is not a row of this ${rows}-row batch`)
+    }
   }
 }

@@ -85,8 +85,11 @@ export const synthesizeWeights = async (device: GPUDevice, c: ModelConfig, seed:
     const matrices = targets.filter((t) => isMatrix(t.parts[0]!))
     for (const t of targets) {
       if (isMatrix(t.parts[0]!)) continue
-      const values = hostTensor(t.parts[0]!, fillOf(t.parts[0]!), dtype)
-      device.queue.writeBuffer(t.buffer, 0, values.buffer, values.byteOffset, values.byteLength)
+      // f32, so each part of a joined target (the q, k, v biases) starts at a whole word
+      for (const [spec, first] of partsAt(t)) {
+        const values = hostTensor(spec, fillOf(spec), dtype)
+        device.queue.writeBuffer(t.buffer, first * 4, values.buffer, values.byteOffset, values.byteLength)
+      }
     }
     await fillMatrices(device, matrices, fillOf, dtype)
   } catch (e) {

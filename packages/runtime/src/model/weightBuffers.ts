@@ -5,14 +5,17 @@
  * Layouts (row-major; matrices of the model's weightType — f32, or f16 / bf16
  * two to a 32-bit word, see the kernels' weightType.ts; norms and biases always f32):
  *   embedding   [vocab][hidden]            lmHead [vocab][hidden] (the same buffer when tied)
- *   q           [heads·headDim][hidden]    qBias [heads·headDim]
- *   k, v        [kvHeads·headDim][hidden]  kBias, vBias [kvHeads·headDim]
+ *   qkv         [(heads + 2·kvHeads)·headDim][hidden]   q rows, then k rows, then v rows (one matmul for all three)
+ *   qkvBias     [(heads + 2·kvHeads)·headDim]           q, k, v biases end to end (attention_bias models)
  *   o           [hidden][heads·headDim]
  *   gateUp      [2·inter][hidden]          gate rows first, then up rows (one matmul for both)
  *   down        [hidden][inter]
  *   norms       [hidden]
- * A 16-bit buffer of an odd number of elements ends with a half-empty word;
- * up starts mid-word when gate's inter·hidden is odd.
+ * A buffer of several tensors holds them as the file stores them, one after
+ * the other (the loaders stream each tensor into place: no joined copy). A
+ * 16-bit buffer of an odd number of elements ends with a half-empty word; up
+ * starts mid-word when gate's inter·hidden is odd (k and v never do: head
+ * dims are even).
  */
 import { createStorageBuffer, type WeightType, weightBytes } from "@canopy/kernels"
 import type { ModelConfig } from "./config.ts"
@@ -20,12 +23,8 @@ import { elementCount, isMatrix, layerPrefix, type TensorSpec, tensorSpecs } fro
 
 export interface LayerWeights {
   readonly inputNorm: GPUBuffer
-  readonly q: GPUBuffer
-  readonly k: GPUBuffer
-  readonly v: GPUBuffer
-  readonly qBias: GPUBuffer | undefined
-  readonly kBias: GPUBuffer | undefined
-  readonly vBias: GPUBuffer | undefined
+  readonly qkv: GPUBuffer
+  readonly qkvBias: GPUBuffer | undefined
   readonly o: GPUBuffer
   readonly postNorm: GPUBuffer
   readonly gateUp: GPUBuffer
@@ -45,7 +44,7 @@ export interface ModelWeights {
   destroy(): void
 }
 
-/** One weight buffer to fill: the tensors it holds end to end (gate then up in gateUp; one tensor elsewhere), as `type`. */
+/** One weight buffer to fill: the tensors it holds end to end (q, k, v in qkv and qkvBias; gate then up in gateUp; one tensor elsewhere), as `type`. */
 export interface WeightTarget {
   readonly buffer: GPUBuffer
   readonly parts: ReadonlyArray<TensorSpec>
@@ -70,22 +69,19 @@ export const allocateWeights = (
     return buffer
   }
   const tensor = (name: string): GPUBuffer => held(name, [specs.get(name)!])
+  const joined = (label: string, names: ReadonlyArray<string>): GPUBuffer => held(label, names.map((name) => specs.get(name)!))
   try {
     const embedding = tensor("model.embed_tokens.weight")
     const layers = Array.from({ length: c.numLayers }, (_, l): LayerWeights => {
       const p = layerPrefix(l)
-      const bias = (name: string): GPUBuffer | undefined => (c.attentionBias ? tensor(`${p}self_attn.${name}.bias`) : undefined)
+      const projections = (part: "weight" | "bias") => ["q_proj", "k_proj", "v_proj"].map((name) => `${p}self_attn.${name}.${part}`)
       return {
         inputNorm: tensor(`${p}input_layernorm.weight`),
-        q: tensor(`${p}self_attn.q_proj.weight`),
-        k: tensor(`${p}self_attn.k_proj.weight`),
-        v: tensor(`${p}self_attn.v_proj.weight`),
-        qBias: bias("q_proj"),
-        kBias: bias("k_proj"),
-        vBias: bias("v_proj"),
+        qkv: joined(`${p}self_attn.qkv`, projections("weight")),
+        qkvBias: c.attentionBias ? joined(`${p}self_attn.qkv.bias`, projections("bias")) : undefined,
         o: tensor(`${p}self_attn.o_proj.weight`),
         postNorm: tensor(`${p}post_attention_layernorm.weight`),
-        gateUp: held(`${p}mlp.gate_up`, [specs.get(`${p}mlp.gate_proj.weight`)!, specs.get(`${p}mlp.up_proj.weight`)!]),
+        gateUp: joined(`${p}mlp.gate_up`, [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`]),
         down: tensor(`${p}mlp.down_proj.weight`)
       }
     })

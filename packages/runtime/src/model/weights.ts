@@ -10,7 +10,7 @@ import type { ModelConfig } from "./config.ts"
 import { decodeToF32, weightTypeOfDtype } from "./dtype.ts"
 import type { ModelFolder } from "./folder.ts"
 import type { TensorInfo, TensorSource } from "./safetensorsFormat.ts"
-import { checkShapes, elementCount, isMatrix, type TensorSpec, tensorSpecs } from "./tensors.ts"
+import { checkShapes, elementCount, isMatrix, tensorSpecs } from "./tensors.ts"
 import { allocateWeights, type ModelWeights, type WeightTarget } from "./weightBuffers.ts"
 
 export { allocateWeights, type LayerWeights, type ModelWeights, type WeightTarget } from "./weightBuffers.ts"
@@ -19,17 +19,19 @@ export { synthesizeHostWeights, synthesizeWeights } from "./synthesize.ts"
 /** Host tensors by Hugging Face name (f32 or f64 values). */
 export type HostWeights = ReadonlyMap<string, ArrayLike<number>>
 
-/** The host values of a target's tensors, end to end. */
-const hostValues = (host: HostWeights, parts: ReadonlyArray<TensorSpec>): ArrayLike<number> => {
-  if (parts.length === 1) return host.get(parts[0]!.name)!
-  const out = new Float32Array(parts.reduce((n, spec) => n + elementCount(spec.shape), 0))
-  let at = 0
+/**
+ * Writes a target's host tensors one after the other, each packed as the
+ * target's type on its own (no joined copy): a 16-bit tensor of odd length
+ * ends mid-word, and the next starts there (BufferStream).
+ */
+const writeHostTarget = (device: GPUDevice, host: HostWeights, { buffer, parts, type }: WeightTarget): void => {
+  const stream = new BufferStream(device, buffer)
   for (const spec of parts) {
     const values = host.get(spec.name)!
-    out.set(values, at)
-    at += values.length
+    const packed = packWeights(type, values)
+    stream.push(new Uint8Array(packed.buffer, packed.byteOffset, values.length * (type === "f32" ? 4 : 2)))
   }
-  return out
+  stream.end()
 }
 
 /** Uploads host tensors (checked against the config first), matrices rounded to and held as `weightType`. */
@@ -41,10 +43,7 @@ export const uploadWeights = (device: GPUDevice, c: ModelConfig, host: HostWeigh
   }
   checkShapes(c, shapes)
   const { weights, targets } = allocateWeights(device, c, weightType)
-  for (const { buffer, parts, type } of targets) {
-    const data = packWeights(type, hostValues(host, parts))
-    device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
-  }
+  for (const target of targets) writeHostTarget(device, host, target)
   return weights
 }
 

@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { PRESET_NAMES } from "../bounds.ts"
-import { intListFlag, kvDtypeFlag, positiveInt, weightDtypeFlag } from "../flags.ts"
+import { intListFlag, kvDtypeFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "../flags.ts"
 
 const flags = {
   preset: Flag.String("preset").pipe(Flag.withDescription(`synthetic model: ${PRESET_NAMES.join(", ")}`), Flag.withDefault("tiny")),
@@ -19,7 +19,8 @@ const flags = {
     Flag.withDescription("element type of the KV cache: f16 (the default, the engine's; Hydragen and the baseline also decode on an f32 cache, for the ratio) or f32 alone")
   ),
   repeats: positiveInt("repeats", 3, "timed rounds of every mode at each point, after an untimed warm-up (medians and ranges are reported)"),
-  json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional)
+  json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional),
+  noTune: noTuneFlag
 }
 
 export type BenchDecodeFlags = Command.Command.Config.Infer<typeof flags>

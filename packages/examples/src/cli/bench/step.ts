@@ -8,7 +8,7 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { MAX_BATCH_ROWS } from "../bounds.ts"
-import { intListFlag, positiveInt } from "../flags.ts"
+import { intListFlag, noTuneFlag, positiveInt } from "../flags.ts"
 
 const flags = {
   preset: Flag.Literals("preset", ["codellama-13b", "codellama-7b"]).pipe(
@@ -33,7 +33,8 @@ const flags = {
   ),
   warmup: positiveInt("warmup", 2, "untimed steps first at every point (the first makes what later steps reuse)", 100),
   steps: positiveInt("steps", 5, "timed steps at every point (the median and range are reported)", 100),
-  json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here"), Flag.optional)
+  json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here"), Flag.optional),
+  noTune: noTuneFlag
 }
 
 export type BenchStepFlags = Command.Command.Config.Infer<typeof flags>

@@ -12,6 +12,7 @@ import { summaryLines } from "../../sampling/summary.ts"
 import { DEMO, type DemoFlags } from "../demo.ts"
 import { prepareOutDir } from "../outDir.ts"
 import { defaultOutDir } from "../sample.ts"
+import { tuneSetting } from "./tune.ts"
 
 const CLOSING = [
   "",
@@ -53,6 +54,7 @@ export const run = (flags: DemoFlags) =>
         compare: true,
         repeats: flags.repeats,
         scheduling: flags.scheduler,
+        engine: { tune: tuneSetting(flags.noTune) },
         progress: flags.quiet ? "silent" : "auto",
         title: "Canopy demo"
       })

@@ -10,6 +10,7 @@ import { modelStack } from "../../sampling/stack.ts"
 import { causeText, InputFileError } from "../errors.ts"
 import { kvOptions } from "../flags.ts"
 import type { GenerateFlags } from "../generate.ts"
+import { tuneSetting } from "./tune.ts"
 
 const completionJson = (c: Completion) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })
 
@@ -107,6 +108,6 @@ export const run = (flags: GenerateFlags) =>
     const dtype = Option.getOrUndefined(flags.dtype)
     yield* checkModelSpec(flags.model, dtype)
     yield* generate(flags, tree).pipe(
-      Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) }).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype))))
+      Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) }).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype))))
     )
   })

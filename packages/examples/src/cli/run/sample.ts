@@ -20,6 +20,7 @@ import { causeText, InvalidFlag, SampleCountError } from "../errors.ts"
 import { kvOptions } from "../flags.ts"
 import { prepareOutDir } from "../outDir.ts"
 import { defaultOutDir, type SampleFlags } from "../sample.ts"
+import { tuneSetting } from "./tune.ts"
 
 /** Runs the pipeline on `model` (a synthetic one's weights as `dtype`) and prints its summary; returns the result for callers that add to it. */
 export const runAndSummarize = (model: string, options: PipelineOptions, dtype?: WeightType) =>
@@ -46,6 +47,7 @@ const checkQueuedFlags = (flags: {
   readonly compare: boolean
   readonly scheduler: "continuous" | "waves"
   readonly kvMemory: Option.Option<number>
+  readonly noTune: boolean
   readonly out: Option.Option<string>
   readonly detach: boolean
 }) =>
@@ -54,6 +56,7 @@ const checkQueuedFlags = (flags: {
     if (flags.compare) return refuse("--compare times the three modes on this machine; it does not go with --queue")
     if (flags.scheduler === "waves") return refuse("--scheduler waves is for comparing on this machine; workers batch their jobs continuously, so it does not go with --queue")
     if (Option.isSome(flags.kvMemory)) return refuse("--kv-memory is each worker's (canopy worker --kv-memory); it does not go with --queue")
+    if (flags.noTune) return refuse("--no-tune is each worker's (canopy worker --no-tune); it does not go with --queue")
     if (flags.detach && Option.isSome(flags.out)) return refuse("--detach writes no files: give --out to canopy collect RUN instead")
     return Effect.void
   })
@@ -106,7 +109,7 @@ export const run = (flags: SampleFlags) =>
       compare: flags.compare,
       repeats: flags.repeats,
       scheduling: flags.scheduler,
-      engine: kvOptions(flags.kvMemory, flags.kvDtype),
+      engine: { ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) },
       progress
     }, dtype)
   })

@@ -32,6 +32,7 @@ export const run = (flags: BenchAttentionFlags) =>
           points: gridPoints(flags.batch, flags.prefix, flags.suffix),
           roofline,
           suffixKernel: flags.suffixKernel,
+          levelVariants: flags.levelVariants,
           kvDtype: flags.kvDtype,
           repeats: flags.repeats
         }),

@@ -10,6 +10,7 @@ import { Console, Effect, Layer, Option } from "effect"
 import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "../../../bench/decodeBench.ts"
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchDecodeFlags } from "../../bench/decode.ts"
+import { describeEngineTuning, tuneSetting } from "../tune.ts"
 
 /** A preset, optionally with fewer layers so a large shape fits a machine's memory and time. */
 const syntheticModel = (preset: string, layers: Option.Option<number>): ModelConfig => {
@@ -31,11 +32,12 @@ export const run = (flags: BenchDecodeFlags) =>
     // the f32 reference of an f16 run: a second engine on the same model, freed with the command's scope
     const reference = flags.kvDtype === "f16"
       ? yield* Effect.acquireRelease(
-        Effect.promise(() => TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...flags.batch), kvDtype: "f32" })),
+        Effect.promise(() => TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...flags.batch), kvDtype: "f32", tune: tuneSetting(flags.noTune) })),
         (e) => Effect.sync(() => e.destroy())
       )
       : undefined
     const engineFor = (kvDtype: KvDtype) => (kvDtype === flags.kvDtype ? engine : reference!)
+    for (const e of reference === undefined ? [engine] : [engine, reference]) yield* Console.log(`${e.kv.kvDtype} KV: ${describeEngineTuning(e.tuning)}`)
     const line = progressLine()
     const started = Date.now()
     const points = yield* Effect.promise(() =>
@@ -76,7 +78,7 @@ export const run = (flags: BenchDecodeFlags) =>
           catch: (e) => e as ModelConfigError
         }).pipe(
           Effect.map((config) =>
-            Engine.layer({ maxBatch: Math.max(...flags.batch), kvDtype: flags.kvDtype }).pipe(
+            Engine.layer({ maxBatch: Math.max(...flags.batch), kvDtype: flags.kvDtype, tune: tuneSetting(flags.noTune) }).pipe(
               Layer.provideMerge(Model.layer({ kind: "synthetic", model: config, seed: 0, dtype: Option.getOrElse(flags.dtype, () => "f32" as const) })),
               Layer.provideMerge(Gpu.layer())
             )

@@ -10,6 +10,7 @@ import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../../../bench/s
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchStepFlags } from "../../bench/step.ts"
 import { InvalidFlag } from "../../errors.ts"
+import { tuneSetting } from "../tune.ts"
 
 export const run = (flags: BenchStepFlags) =>
   Effect.gen(function*() {
@@ -26,6 +27,7 @@ export const run = (flags: BenchStepFlags) =>
         batches: flags.batch,
         warmup: flags.warmup,
         steps: flags.steps,
+        tune: tuneSetting(flags.noTune, (text) => line.update(text)),
         onProgress: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
       }),
       // a batch the flags let through but the benchmark's tree cannot hold

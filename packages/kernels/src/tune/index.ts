@@ -1,0 +1,5 @@
+export * from "./cache.ts"
+export * from "./levelTile.ts"
+export * from "./matmul.ts"
+export { type GpuMeasurement, GpuTimer, type TimingSource } from "./timing.ts"
+export * from "./tuner.ts"
