@@ -7,13 +7,21 @@
  * argument. Every sweep runs f16 KV and, in the same rounds, f32 KV: the
  * first GPU run measures what f16 buys.
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [13b|gqa|decode|smoke|decode-smoke ...]   (default: 13b gqa decode)
+ * First, the `variants` part: every matmul candidate and level tile is built,
+ * checked against the float64 reference (the tuner does that before it times
+ * anything; a failing one is reported and never chosen) and tuned for the 13b
+ * shapes, and the matmul candidates are timed on a 13b layer's projections.
  *
- * Exit code 1 when any point's methods disagree.
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|13b|gqa|decode|decode-13b|smoke|decode-smoke ...]
+ *   (default: variants 13b gqa decode decode-13b)
+ *
+ * Exit code 1 when any point's methods disagree or any candidate fails its check.
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import { describeAdapter, type GpuHandle, type KvDtype, measureRoofline, openGpu } from "@canopy/kernels"
+import {
+  describeAdapter, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, tuneLevelTile, tuneMatmul, type TuneProgress
+} from "@canopy/kernels"
 import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
 import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
 import { formatAttentionTable } from "./attentionReport.ts"
@@ -21,6 +29,7 @@ import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
 import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
+import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -52,7 +61,7 @@ const SWEEPS: Record<string, Sweep> = {
     points: gridPoints([2, 4], [64], [8])
   }
 }
-const DEFAULT_SWEEPS = ["13b", "gqa", "decode"]
+const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b"]
 
 interface DecodeSweep {
   readonly model: ModelConfig
@@ -72,6 +81,15 @@ const DECODE_SWEEPS: Record<string, DecodeSweep> = {
     prefixes: [1024, 4096, 8192],
     tokens: 32,
     kvMemoryBytes: 16 * 2 ** 30
+  },
+  // 4 layers of a CodeLlama-13b shape at batch 1,024
+  "decode-13b": {
+    model: { ...PRESETS["codellama-13b"], numLayers: 4 },
+    label: "synthetic codellama-13b shape, 4 of 40 layers",
+    batches: [256, 1024],
+    prefixes: [1024, 4096],
+    tokens: 16,
+    kvMemoryBytes: 24 * 2 ** 30
   },
   // seconds anywhere: checks the engine runs in the bundle
   "decode-smoke": {
@@ -114,12 +132,48 @@ const runDecode = async (gpu: GpuHandle, outDir: string, name: string, sweep: De
   }
 }
 
+/**
+ * Tunes the matmul and the level tile for the 13b shapes with a fresh,
+ * in-memory cache (every candidate checked against the reference, then timed),
+ * and times every matmul candidate on the layer's projections at decode and
+ * prefill row counts, into OUT/tune.json and OUT/matmul-*.json. Returns the
+ * number of candidates that failed their check.
+ */
+const runVariants = async (gpu: GpuHandle, outDir: string): Promise<number> => {
+  const c = PRESETS["codellama-13b"]
+  const cache = memoryTuneCache()
+  const onProgress = (e: TuneProgress) => console.log(`tune: ${JSON.stringify(e)}`)
+  const tuning = {
+    matmul: await Promise.all((["f16", "f32"] as const).map((weights) =>
+      tuneMatmul(gpu.device, { weights, projections: layerProjections(c) }, { cache, onProgress, enabled: true }))),
+    levelTile: await Promise.all((["f16", "f32"] as const).map((kvDtype) =>
+      tuneLevelTile(gpu.device, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, kvDtype }, { cache, onProgress, enabled: true })))
+  }
+  await writeFile(join(outDir, "tune.json"), `${JSON.stringify(tuning, null, 2)}\n`)
+  const failed = [...tuning.matmul.flatMap((t) => [...t.decode.skipped, ...t.prefill.skipped]), ...tuning.levelTile.flatMap((t) => t.skipped)]
+  for (const f of failed) console.log(`candidate ${f.name} failed: ${f.reason}`)
+  // a software adapter (a check of this entry) takes seconds per 13b product: there, small ones
+  const software = gpu.adapter.software
+  const projections = software
+    ? [{ name: "o", inDim: 256, outDim: 256 }]
+    : [{ name: "o", inDim: c.hiddenSize, outDim: c.hiddenSize }, { name: "gate-up", inDim: c.hiddenSize, outDim: 2 * c.intermediateSize }]
+  for (const projection of projections) {
+    const report = await runMatmulBench(gpu.device, describeAdapter(gpu.adapter), {
+      rows: software ? [1, 64] : [1, 8, 64, 1024], inDim: projection.inDim, outDim: projection.outDim, weights: "f16", input: "plain",
+      warmup: software ? 1 : 2, rounds: software ? 3 : 5, dispatches: software ? 1 : 8
+    })
+    for (const line of formatMatmulTable(report)) console.log(line)
+    await writeFile(join(outDir, `matmul-${projection.name}.json`), `${JSON.stringify(report, null, 2)}\n`)
+  }
+  return failed.length
+}
+
 const main = async (): Promise<number> => {
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => !(n in SWEEPS) && !(n in DECODE_SWEEPS))
+  const unknown = chosen.filter((n) => n !== "variants" && !(n in SWEEPS) && !(n in DECODE_SWEEPS))
   if (outDir === undefined || unknown.length > 0) {
-    console.error(`usage: gpu-entry OUT_DIR [${[...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS)].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
+    console.error(`usage: gpu-entry OUT_DIR [${["variants", ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS)].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
     return 2
   }
   await mkdir(outDir, { recursive: true })
@@ -131,6 +185,10 @@ const main = async (): Promise<number> => {
     await writeFile(join(outDir, "roofline.json"), `${JSON.stringify(rooflineReport, null, 2)}\n`)
     let wrong = 0
     for (const name of chosen) {
+      if (name === "variants") {
+        wrong += await runVariants(gpu, outDir)
+        continue
+      }
       const decode = DECODE_SWEEPS[name]
       if (decode !== undefined) {
         await runDecode(gpu, outDir, name, decode)

@@ -55,6 +55,25 @@ export interface LevelTileTuneOptions extends TuneOptions {
 export const levelTileName = (tile: LevelTile): string =>
   `${levelVariantOf(tile) === "stacked" ? "" : `${levelVariantOf(tile)} `}${tile.rows}x${tile.keys}`
 
+/**
+ * Tiles a software adapter tries: the first few of each kernel (its preferred
+ * ones). It compiles a tile in seconds, so trying every one would add minutes
+ * over the first runs of every command, for a ranking of an emulated GPU.
+ */
+const SOFTWARE_TILES_PER_VARIANT = 2
+
+const defaultTiles = (headDim: number, limits: GPUSupportedLimits, software: boolean): ReadonlyArray<LevelTile> => {
+  const all = levelTileCandidates(headDim, limits)
+  if (!software) return all
+  const taken = new Map<string, number>()
+  return all.filter((tile) => {
+    const variant = levelVariantOf(tile)
+    const n = taken.get(variant) ?? 0
+    taken.set(variant, n + 1)
+    return n < SOFTWARE_TILES_PER_VARIANT
+  })
+}
+
 /** Every attention built here uses the engine's block size and chunking, so a tile is measured as the engine runs it. */
 const BLOCK_SIZE = 16
 
@@ -181,7 +200,7 @@ export const tuneLevelTile = async (
 ): Promise<TuneChoice<LevelTile>> => {
   const capabilities = shape.capabilities ?? capabilitiesOf(device)
   const kvDtype = shape.kvDtype ?? "f32"
-  const tiles = options.tiles ?? levelTileCandidates(shape.headDim, device.limits)
+  const tiles = options.tiles ?? defaultTiles(shape.headDim, device.limits, capabilities.software)
   // none fits: the error the attention itself would give
   if (tiles.length === 0) chooseLevelTile(shape.headDim, device.limits)
   const workload = options.workload ?? LEVEL_TILE_WORKLOADS[capabilities.software ? "software" : "hardware"]
