@@ -76,6 +76,28 @@ describe("bench attention", () => {
   })
 })
 
+describe("bench attention with several level kernels", () => {
+  it("times each beside the first in the same rounds, checked against it, with a column pair of its own", async () => {
+    const report = await runAttentionBench(gpu, {
+      shape: SHAPE, points: gridPoints([4], [64], [8]), roofline: ROOFLINE, repeats: 3, progress: false, levelVariants: ["flash2", "stacked"]
+    })
+    const [p] = report.points
+    expect(p!.levelVariant).toBe("flash2")
+    expect(p!.variants).toHaveLength(1)
+    const stacked = p!.variants![0]!
+    expect(stacked.levelVariant).toBe("stacked")
+    expect(stacked.agree).toBe(true)
+    expect(stacked.maxRelDiff).toBeLessThan(1e-3)
+    // one ratio per round: the variant ran in every round the first did
+    expect(stacked.speedup.n).toBe(p!.pairs)
+    expect(stacked.ms).toBe(stacked.range.median)
+    const table = formatAttentionTable(report)
+    expect(table[1]).toMatch(/^hydragen columns: the flash2 level kernel/)
+    expect(table[2]).toContain("stacked vs flash2 (range)")
+    expect(formatPointLine(p!)).toContain(`; stacked ${stacked.ms.toFixed(3)} ms, `)
+  })
+})
+
 describe("bench attention pieces", () => {
   it("shares exactly the prefix between the leaves", () => {
     const { plan, poolBlocks } = sharedPrefixWorkload({ batch: 3, prefix: 40, suffix: 5 }, 16)

@@ -148,7 +148,7 @@ interface Run {
   readonly baseline: Encode
   readonly hydragenOut: AttentionBuffers
   readonly baselineOut: AttentionBuffers
-  /** the further level variants (the first run only) */
+  /** the further level variants (on the asked dtype's pools, the first run, only) */
   readonly variants: ReadonlyArray<{ readonly encode: Encode; readonly out: AttentionBuffers }>
 }
 
@@ -177,7 +177,7 @@ const prepareRuns = async (
     lse: own(createStorageBuffer(device, `bench ${name} lse`, point.batch * shape.heads * F32))
   })
   const runs: Array<Run> = []
-  for (const [index, pool] of pools.entries()) {
+  for (const pool of pools) {
     const { hydragen, baseline, variants } = await methods.forLayout(pool.layout)
     const hydragenPlan = own(hydragen.prepare(plan))
     const baselinePlan = own(baseline.prepare(plan))
@@ -188,7 +188,7 @@ const prepareRuns = async (
       baseline: (e) => baseline.encode(e, baselinePlan, baselineOut),
       hydragenOut,
       baselineOut,
-      variants: (index === 0 ? variants : []).map((kernels, k) => {
+      variants: variants.map((kernels, k) => {
         const prepared = own(kernels.prepare(plan))
         const out = output(`hydragen variant ${k} ${pool.layout.kvDtype}`, pool)
         return { encode: (e: GPUCommandEncoder) => kernels.encode(e, prepared, out), out }

@@ -206,7 +206,6 @@ export class RopeAppendKernel {
   private constructor(
     readonly device: GPUDevice,
     readonly kvDtype: KvDtype,
-    readonly shape: RopeAppendShape,
     private readonly pipeline: GPUComputePipeline,
     /** one parameter block per pool shard */
     private readonly shardParams: ReadonlyArray<GPUBuffer>,
@@ -234,7 +233,7 @@ export class RopeAppendKernel {
     const turnTable = createStorageBuffer(device, "rope-append-turns", turns.byteLength)
     device.queue.writeBuffer(turnTable, 0, turns)
     const perRow = ((heads / kvHeads) + 2) * shardHeads * (spec.headDim / 2)
-    return new RopeAppendKernel(device, kvDtype, shape, pipeline, shardParams, turnTable, perRow)
+    return new RopeAppendKernel(device, kvDtype, pipeline, shardParams, turnTable, perRow)
   }
 
   /** Bind groups over one layer's buffers (one per pool shard); the kernel owns what they share. */

@@ -14,7 +14,8 @@
  *
  * Scratch buffers are sized once for `maxRows` / `maxLogitRows` and every
  * dispatch is bound once; a step uploads its small inputs (tokens, positions,
- * KV slots, logit rows, sampling parameters, two row counts) and encodes.
+ * KV slots, logit rows, sampling parameters, and the two row counts where
+ * they changed) and encodes.
  * What the forward's own kernels encode depends on the row counts only, so it
  * is recorded once per row count and replayed (recordedDispatches.ts), and
  * the whole step, the attention included when it encodes into a pass
@@ -118,6 +119,9 @@ export class Forward {
   /** the recording of the embedding and the layers for the last row count, and of the tail for the last logit-row count */
   private body: Recorded | undefined
   private tail: Recorded | undefined
+  /** what the row-count uniforms hold (both start at 0) */
+  private heldRows = 0
+  private heldLogitRows = 0
 
   private constructor(
     readonly weights: ModelWeights,
@@ -258,10 +262,9 @@ export class Forward {
       const words = packSamplingParams(batch.sampling, this.samplingWords)
       this.write(this.inputs.sampling, words.subarray(0, logitRows * SAMPLING_PARAM_WORDS))
     }
-    this.rowCount.set(rows)
-    this.logitCount.set(logitRows)
-    // the two row counts: one u32 each
-    this.counters.bytesWritten += 8
+    // the row counts (one u32 each) only when they change: a run of decoding steps keeps them
+    if (rows !== this.heldRows) this.setCount(this.rowCount, (this.heldRows = rows))
+    if (logitRows !== this.heldLogitRows) this.setCount(this.logitCount, (this.heldLogitRows = logitRows))
     if (rows === 0) return
 
     const body = this.bodyFor(rows)
@@ -340,6 +343,11 @@ export class Forward {
       }
     }
     return this.tail.dispatches
+  }
+
+  private setCount(count: RowCount, rows: number): void {
+    count.set(rows)
+    this.counters.bytesWritten += 4
   }
 
   private write(buffer: GPUBuffer, data: Uint32Array): void {
