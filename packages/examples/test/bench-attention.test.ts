@@ -77,7 +77,7 @@ describe("bench attention", () => {
 })
 
 describe("bench attention with several level kernels", () => {
-  it("times each beside the first in the same rounds, checked against it, with a column pair of its own", async () => {
+  it("times each beside the first in the same rounds, checked against it, with columns of its own", async () => {
     const report = await runAttentionBench(gpu, {
       shape: SHAPE, points: gridPoints([4], [64], [8]), roofline: ROOFLINE, repeats: 3, progress: false, levelVariants: ["flash2", "stacked"]
     })

@@ -219,9 +219,9 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
  * reads are consecutive), and every lane of a row adds them up the same way,
  * so all of them hold the same scores and the same (m, l), and rescale and
  * accumulate their own slice of o with no serial pass. Key and value reads
- * are the same address for the 32 rows of a SIMD group (a broadcast), or a
- * few consecutive vec4s at 16 rows and fewer: no bank conflicts, so the
- * tiles need no padding.
+ * of a 32-wide SIMD group are one address (a broadcast) at 32 rows a tile or
+ * more, 2 or 4 consecutive vec4s at 16 or 8: no bank conflicts, so the tiles
+ * need no padding.
  */
 const flash2Wgsl = (spec: LevelAttentionSpec): string => {
   const { rows, keys, workgroupSize } = spec.tile

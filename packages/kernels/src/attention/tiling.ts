@@ -25,7 +25,8 @@ export const LEVEL_VARIANTS: ReadonlyArray<LevelVariant> = ["stacked", "flash2"]
 /**
  * The variant the level kernel runs unless told otherwise (where one of its
  * tiles fits the device; stacked where none does): flash2, 1.2–1.8× faster
- * than stacked in Hydragen's time on SwiftShader (`canopy bench attention`).
+ * than stacked in Hydragen's time on SwiftShader over `canopy bench
+ * attention`'s default sweep (at batch 8 some rounds' ranges reach 1×).
  */
 export const DEFAULT_LEVEL_VARIANT: LevelVariant = "flash2"
 
