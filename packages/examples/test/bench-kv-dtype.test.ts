@@ -4,7 +4,7 @@
  * timed in the same rotating rounds and checked to agree, the decode
  * benchmark's f32 engine beside the f16 one, and the tables that print it all.
  */
-import { openGpu, type GpuHandle, type RooflineFigures } from "@canopy/kernels"
+import { chooseLevelTile, openGpu, type GpuHandle, type RooflineFigures } from "@canopy/kernels"
 import { loadModel, PRESETS, TreeEngine } from "@canopy/runtime"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -14,7 +14,7 @@ import { F32_NOTE, formatAttentionTable, TIMING_NOTE } from "../src/bench/attent
 import { F16_AGREEMENT_TOLERANCE } from "../src/bench/attentionSweep.ts"
 import { gridPoints } from "../src/bench/attentionWorkload.ts"
 import { benchPoolLayout } from "../src/bench/benchPools.ts"
-import { type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "../src/bench/decodeBench.ts"
+import { type DecodeReport, decodeVariants, formatDecodeTable, formerKernels, rateRatio, runDecodeBench } from "../src/bench/decodeBench.ts"
 import { timeRotating } from "../src/bench/rotatingTiming.ts"
 
 let gpu: GpuHandle
@@ -93,33 +93,49 @@ describe("the attention sweep with f16 KV", () => {
 })
 
 describe("the decode benchmark with f16 KV", () => {
-  it("decodes every mode on the f16 engine and Hydragen and the baseline on an f32 one, in the same rounds", async () => {
+  it("decodes every mode on the f16 engine, Hydragen and the baseline on an f32 one and on the former kernels, in the same rounds", async () => {
     const model = await loadModel(gpu.device, { kind: "synthetic", model: PRESETS.tiny, seed: 0 })
-    const engines = new Map<"f16" | "f32", TreeEngine>()
+    const engines = new Map<string, TreeEngine>()
     try {
       for (const kvDtype of ["f16", "f32"] as const) engines.set(kvDtype, await TreeEngine.create(gpu.device, model, { maxBatch: 4, kvDtype }))
+      const pinned = formerKernels(gpu.device, PRESETS.tiny.headDim)
+      const former = await TreeEngine.create(gpu.device, model, { maxBatch: 4, kvDtype: "f16", kernels: pinned })
+      engines.set("former", former)
+      expect(pinned.levelTile).toEqual(chooseLevelTile(PRESETS.tiny.headDim, gpu.device.limits, "stacked"))
+      expect(former.tuning.levelTile.value).toEqual(pinned.levelTile)
+      expect(former.tuning.matmul.choice).toEqual(pinned.matmul)
       expect(decodeVariants("f32")).toEqual([
-        { mode: "hydragen", kvDtype: "f32" }, { mode: "baseline", kvDtype: "f32" }, { mode: "none", kvDtype: "f32" }
+        { mode: "hydragen", kvDtype: "f32", kernels: "tuned" }, { mode: "baseline", kvDtype: "f32", kernels: "tuned" },
+        { mode: "none", kvDtype: "f32", kernels: "tuned" }
       ])
-      const variants = decodeVariants("f16")
-      expect(variants.map((v) => `${v.mode} ${v.kvDtype}`)).toEqual(["hydragen f16", "baseline f16", "none f16", "hydragen f32", "baseline f32"])
+      const variants = decodeVariants("f16", true)
+      const names = ["hydragen f16", "baseline f16", "none f16", "hydragen f32", "baseline f32", "hydragen f16 former", "baseline f16 former"]
+      const nameOf = (v: { mode: string; kvDtype: string; kernels?: string }) => `${v.mode} ${v.kvDtype}${v.kernels === "former" ? " former" : ""}`
+      expect(variants.map(nameOf)).toEqual(names)
       const used: Array<string> = []
-      const points = await runDecodeBench((kvDtype) => {
-        used.push(kvDtype)
-        return engines.get(kvDtype)!
+      const points = await runDecodeBench((v) => {
+        const key = v.kernels === "former" ? "former" : v.kvDtype
+        used.push(key)
+        return engines.get(key)!
       }, { batches: [2], prefixes: [16], tokens: 3, variants, repeats: 2 })
-      expect(new Set(used)).toEqual(new Set(["f16", "f32"]))
-      expect(points.map((p) => `${p.mode} ${p.kvDtype} ${p.rounds.length}`)).toEqual(variants.map((v) => `${v.mode} ${v.kvDtype} 2`))
+      expect(new Set(used)).toEqual(new Set(["f16", "f32", "former"]))
+      expect(points.map((p) => `${nameOf(p)} ${p.rounds.length}`)).toEqual(names.map((n) => `${n} 2`))
       for (const p of points) expect(p.tokensPerSecond).toBeGreaterThan(0)
       const report: DecodeReport = { adapter: "test", model: "tiny", kvDtype: "f16", tokens: 3, repeats: 2, points }
       const table = formatDecodeTable(report)
       expect(table[1]).toContain("also decoded on an f32 KV cache in the same rounds")
-      const header = table[2]!.trim().split(/\s{2,}/)
+      expect(table[2]).toContain("also decoded on the former kernels")
+      const header = table[3]!.trim().split(/\s{2,}/)
       expect(header).toEqual([
         "batch", "prefix", "hydragen tok/s", "baseline tok/s", "ceiling tok/s", "hydragen/baseline", "hydragen/ceiling",
-        "f32 hydragen tok/s", "f32 baseline tok/s", "hydragen f16 vs f32", "baseline f16 vs f32"
+        "f32 hydragen tok/s", "f32 baseline tok/s", "hydragen f16 vs f32", "baseline f16 vs f32", "hydragen tuned vs former", "baseline tuned vs former"
       ])
-      expect(table).toHaveLength(4)
+      expect(table).toHaveLength(5)
+      // the ratio cells are the medians of the per-round ratios of the two engines' points
+      const row = table[4]!.trim().split(/\s{2,}/)
+      const hydragen = points.find((p) => nameOf(p) === "hydragen f16")!
+      const hydragenFormer = points.find((p) => nameOf(p) === "hydragen f16 former")!
+      expect(row[11]).toContain(rateRatio(hydragen, hydragenFormer)!.median.toFixed(2))
     } finally {
       for (const engine of engines.values()) engine.destroy()
       model.weights.destroy()

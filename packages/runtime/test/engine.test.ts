@@ -3,7 +3,7 @@
  * prefill and of every decode step, and greedy tokens with hydragen, the
  * baseline and the reference on random tiny models and random prompt trees.
  */
-import { bf16ToF32, createTreeAttention, f32ToBf16, type GpuHandle, openGpu, type WeightType } from "@canopy/kernels"
+import { bf16ToF32, chooseLevelTile, createTreeAttention, defaultMatmulChoice, f32ToBf16, type GpuHandle, openGpu, type WeightType } from "@canopy/kernels"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { TreeEngine } from "../src/engine/Engine.ts"
@@ -181,8 +181,18 @@ describe("TreeEngine", () => {
           const { host, model } = makeModel(config, seed)
           // odd seeds keep each KV head's pools in a shard of its own
           const kvShards = seed % 2 === 1 ? config.numKvHeads : 1
-          const engine = await TreeEngine.create(gpu.device, model, { blockSize, kvBlocks: 512, maxBatch: 32, kvShards, kvDtype: "f32" })
+          // seeds divisible by 3 pin the stacked level tile and a GPU's cooperative matmuls (GEMV, tiled GEMM)
+          const kernels = seed % 3 === 0
+            ? { levelTile: chooseLevelTile(config.headDim, gpu.device.limits, "stacked"), matmul: defaultMatmulChoice("gpu") }
+            : undefined
+          const engine = await TreeEngine.create(gpu.device, model, {
+            blockSize, kvBlocks: 512, maxBatch: 32, kvShards, kvDtype: "f32", ...(kernels !== undefined ? { kernels } : {})
+          })
           try {
+            if (kernels !== undefined) {
+              expect(engine.tuning.levelTile.value).toEqual(kernels.levelTile)
+              expect(engine.tuning.matmul.choice).toEqual(kernels.matmul)
+            }
             const maxTokens = 4
             const hydragen = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "hydragen" })
             const baseline = await engine.generate({ tree, sampling: { temperature: 0, maxTokens }, attention: "baseline" })

@@ -8,28 +8,55 @@
  * baseline also decode on an f32 KV cache in the same rounds: f16's speed-up
  * over f32 comes from one run.
  *
- * Every variant (mode and KV dtype) first decodes once, untimed, on a small
+ * With the former kernels (formerKernels: the stacked level tile and the
+ * device family's default matmul, as Canopy ran before its tuner), Hydragen
+ * and the baseline decode once more per round on an engine pinned to them:
+ * the tuned kernels' speed-up over them comes from the same run.
+ *
+ * Every variant (mode, KV dtype, kernels) first decodes once, untimed, on a small
  * point (the first run of each pays for first uses); then each point is
  * decoded `repeats` times by every variant, their order rotating from round
  * to round. Figures are medians, ratios the medians of per-round ratios, each
  * with its range.
  */
-import type { KvDtype } from "@canopy/kernels"
-import type { AttentionMode, TreeEngine } from "@canopy/runtime"
+import { chooseLevelTile, defaultMatmulChoice, defaultVariant, type KvDtype } from "@canopy/kernels"
+import type { AttentionMode, PinnedKernels, TreeEngine } from "@canopy/runtime"
 import { lineChartSvg } from "../charts/svg.ts"
 import { pairedRatios, ratioPhrase, type Spread, spreadOf, valueWithRange } from "./figures.ts"
 
-/** One thing timed at every point: an attention mode on an engine whose KV cache holds `kvDtype`. */
+/** The kernels an engine runs: as its tuner chose them, or pinned to the former ones (formerKernels). */
+export type KernelSet = "tuned" | "former"
+
+/** One thing timed at every point: an attention mode on an engine whose KV cache holds `kvDtype`, running `kernels`. */
 export interface DecodeVariant {
   readonly mode: AttentionMode
   readonly kvDtype: KvDtype
+  readonly kernels: KernelSet
 }
 
-/** The variants for `kvDtype`: every mode on it, and for f16 Hydragen and the baseline on f32 too (the ceiling reads no KV). */
-export const decodeVariants = (kvDtype: KvDtype): ReadonlyArray<DecodeVariant> => [
-  ...(["hydragen", "baseline", "none"] as const).map((mode) => ({ mode, kvDtype })),
-  ...(kvDtype === "f16" ? (["hydragen", "baseline"] as const).map((mode) => ({ mode, kvDtype: "f32" as const })) : [])
-]
+/**
+ * The variants for `kvDtype`: every mode on it, for f16 Hydragen and the
+ * baseline on f32 too (the ceiling reads no KV), and with `former` both on
+ * the former kernels.
+ */
+export const decodeVariants = (kvDtype: KvDtype, former = false): ReadonlyArray<DecodeVariant> => {
+  const attending = ["hydragen", "baseline"] as const
+  return [
+    ...(["hydragen", "baseline", "none"] as const).map((mode) => ({ mode, kvDtype, kernels: "tuned" as const })),
+    ...(kvDtype === "f16" ? attending.map((mode) => ({ mode, kvDtype: "f32" as const, kernels: "tuned" as const })) : []),
+    ...(former ? attending.map((mode) => ({ mode, kvDtype, kernels: "former" as const })) : [])
+  ]
+}
+
+/**
+ * The kernels Canopy ran before its tuner, pinned: the stacked level tile
+ * and the device family's default matmul (a GPU's GEMV and 64×64 tiled GEMM,
+ * a software adapter's register tiles).
+ */
+export const formerKernels = (device: GPUDevice, headDim: number): PinnedKernels => ({
+  levelTile: chooseLevelTile(headDim, device.limits, "stacked"),
+  matmul: defaultMatmulChoice(defaultVariant(device))
+})
 
 export interface DecodeBenchOptions {
   readonly batches: ReadonlyArray<number>
@@ -49,6 +76,8 @@ export interface DecodePoint {
   readonly mode: AttentionMode
   /** the KV cache's element type of the engine that decoded */
   readonly kvDtype: KvDtype
+  /** what its kernels were (reports before there was a choice hold none: tuned) */
+  readonly kernels?: KernelSet
   /** medians over the rounds */
   readonly tokensPerSecond: number
   readonly decodeSeconds: number
@@ -81,17 +110,17 @@ const promptTokens = (length: number, vocab: number, seed: number): Array<number
 
 const rotated = <A>(xs: ReadonlyArray<A>, by: number): ReadonlyArray<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
 
-const variantName = (v: DecodeVariant): string => `${v.mode} ${v.kvDtype}`
+const variantName = (v: DecodeVariant): string => `${v.mode} ${v.kvDtype}${v.kernels === "former" ? " former kernels" : ""}`
 
 export const runDecodeBench = async (
-  engineFor: (kvDtype: KvDtype) => TreeEngine, options: DecodeBenchOptions
+  engineFor: (variant: DecodeVariant) => TreeEngine, options: DecodeBenchOptions
 ): Promise<ReadonlyArray<DecodePoint>> => {
   const repeats = Math.max(1, options.repeats ?? 3)
   const decode = (tree: { tokens: ReadonlyArray<number>; samples: number }, v: DecodeVariant, maxTokens: number) =>
-    engineFor(v.kvDtype).generate({
+    engineFor(v).generate({
       tree, attention: v.mode, sampling: { temperature: 1, seed: options.seed ?? 0, maxTokens, ignoreEos: true }
     })
-  const vocab = engineFor(options.variants[0]!.kvDtype).model.config.vocabSize
+  const vocab = engineFor(options.variants[0]!).model.config.vocabSize
 
   // Untimed: the smallest point's shape, a few tokens, in every variant.
   const warm = { tokens: promptTokens(Math.min(...options.prefixes), vocab, 1), samples: Math.min(...options.batches) }
@@ -123,6 +152,7 @@ export const runDecodeBench = async (
           prefix,
           mode: v.mode,
           kvDtype: v.kvDtype,
+          kernels: v.kernels,
           tokensPerSecond: spreadOf(mine.map((r) => r.tokensPerSecond)).median,
           decodeSeconds: spreadOf(mine.map((r) => r.decodeSeconds)).median,
           steps: mine[0]!.steps,
@@ -134,8 +164,12 @@ export const runDecodeBench = async (
   return points
 }
 
-const find = (points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, mode: AttentionMode, kvDtype: KvDtype) =>
-  points.find((p) => p.batch === batch && p.prefix === prefix && p.mode === mode && p.kvDtype === kvDtype)
+const find = (
+  points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, mode: AttentionMode, kvDtype: KvDtype, kernels: KernelSet
+) =>
+  points.find((p) =>
+    p.batch === batch && p.prefix === prefix && p.mode === mode && p.kvDtype === kvDtype && (p.kernels ?? "tuned") === kernels
+  )
 
 /** `a`'s tokens/s over `b`'s, round by round: the median and range of those ratios. */
 export const rateRatio = (a: DecodePoint | undefined, b: DecodePoint | undefined): Spread | undefined =>
@@ -144,7 +178,7 @@ export const rateRatio = (a: DecodePoint | undefined, b: DecodePoint | undefined
 const percentWithRange = (s: Spread): string =>
   s.n > 1 ? `${(100 * s.median).toFixed(0)}% (${(100 * s.min).toFixed(0)}–${(100 * s.max).toFixed(0)}%)` : `${(100 * s.median).toFixed(0)}%`
 
-type PointAt = (mode: AttentionMode, kvDtype: KvDtype) => DecodePoint | undefined
+type PointAt = (mode: AttentionMode, kvDtype: KvDtype, kernels?: KernelSet) => DecodePoint | undefined
 
 interface DecodeColumn {
   readonly title: string
@@ -177,6 +211,12 @@ const F32_DECODE_COLUMNS: ReadonlyArray<DecodeColumn> = [
   { title: "baseline f16 vs f32", cell: (at, d) => ratio(rateRatio(at("baseline", d), at("baseline", "f32"))) }
 ]
 
+/** With the former kernels: the tuned kernels' speed-up over them. */
+const FORMER_DECODE_COLUMNS: ReadonlyArray<DecodeColumn> = [
+  { title: "hydragen tuned vs former", cell: (at, d) => ratio(rateRatio(at("hydragen", d), at("hydragen", d, "former"))) },
+  { title: "baseline tuned vs former", cell: (at, d) => ratio(rateRatio(at("baseline", d), at("baseline", d, "former"))) }
+]
+
 /** How the figures were taken, printed above the table. */
 const timingNote = (rounds: number): string =>
   `each point: ${rounds} timed round${rounds === 1 ? "" : "s"} of every variant after an untimed warm-up, the order rotating; ` +
@@ -184,11 +224,12 @@ const timingNote = (rounds: number): string =>
 
 export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> => {
   const withF32 = report.kvDtype !== "f32" && report.points.some((p) => p.kvDtype === "f32")
-  const columns = withF32 ? [...DECODE_COLUMNS, ...F32_DECODE_COLUMNS] : DECODE_COLUMNS
+  const withFormer = report.points.some((p) => p.kernels === "former")
+  const columns = [...DECODE_COLUMNS, ...(withF32 ? F32_DECODE_COLUMNS : []), ...(withFormer ? FORMER_DECODE_COLUMNS : [])]
   const header = ["batch", "prefix", ...columns.map((c) => c.title)]
   const rows = [...new Set(report.points.map((p) => `${p.prefix}:${p.batch}`))].map((key) => {
     const [prefix, batch] = key.split(":").map(Number) as [number, number]
-    const at: PointAt = (mode, kvDtype) => find(report.points, batch, prefix, mode, kvDtype)
+    const at: PointAt = (mode, kvDtype, kernels = "tuned") => find(report.points, batch, prefix, mode, kvDtype, kernels)
     return [String(batch), String(prefix), ...columns.map((c) => c.cell(at, report.kvDtype))]
   })
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
@@ -196,6 +237,7 @@ export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> =
   return [
     timingNote(report.repeats ?? report.points[0]?.rounds.length ?? 1),
     ...(withF32 ? [`KV cache in ${report.kvDtype}; Hydragen and the baseline also decoded on an f32 KV cache in the same rounds (f16 vs f32: the tokens/s ratio)`] : []),
+    ...(withFormer ? ["Hydragen and the baseline also decoded on the former kernels (the stacked level tile, the default matmul) in the same rounds"] : []),
     line(header),
     ...rows.map(line)
   ]
@@ -211,10 +253,13 @@ export const decodeChartSvg = (report: DecodeReport): string =>
     xLabel: "batch size (samples decoding together)",
     yLabel: "tokens/s",
     logX: true,
-    series: [...new Set(report.points.map((p) => `${p.mode}:${p.kvDtype}:${p.prefix}`))].map((key) => {
-      const [mode, kvDtype, prefix] = key.split(":") as [AttentionMode, KvDtype, string]
-      const name = mode === "none" ? "no attention" : kvDtype === report.kvDtype ? mode : `${mode} (${kvDtype} KV)`
-      const mine = report.points.filter((p) => p.mode === mode && p.kvDtype === kvDtype && p.prefix === Number(prefix))
+    series: [...new Set(report.points.map((p) => `${p.mode}:${p.kvDtype}:${p.kernels ?? "tuned"}:${p.prefix}`))].map((key) => {
+      const [mode, kvDtype, kernels, prefix] = key.split(":") as [AttentionMode, KvDtype, KernelSet, string]
+      const base = mode === "none" ? "no attention" : kvDtype === report.kvDtype ? mode : `${mode} (${kvDtype} KV)`
+      const name = kernels === "former" ? `${base}, former kernels` : base
+      const mine = report.points.filter((p) =>
+        p.mode === mode && p.kvDtype === kvDtype && (p.kernels ?? "tuned") === kernels && p.prefix === Number(prefix)
+      )
       return {
         name: `${name}, P=${prefix}`,
         points: mine.map((p) => [p.batch, p.tokensPerSecond] as const),

@@ -27,7 +27,9 @@ import { disagreements, runAttentionBench, writeAttentionReport } from "./attent
 import { formatAttentionTable } from "./attentionReport.ts"
 import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
 import type { BenchShape } from "./benchShape.ts"
-import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "./decodeBench.ts"
+import {
+  decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, formerKernels, type KernelSet, runDecodeBench
+} from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 
@@ -70,6 +72,8 @@ interface DecodeSweep {
   readonly prefixes: ReadonlyArray<number>
   readonly tokens: number
   readonly kvMemoryBytes: number
+  /** Hydragen and the baseline also on the former kernels (formerKernels), for the tuned kernels' ratio */
+  readonly former?: boolean
 }
 
 const DECODE_SWEEPS: Record<string, DecodeSweep> = {
@@ -80,7 +84,8 @@ const DECODE_SWEEPS: Record<string, DecodeSweep> = {
     batches: [64, 256, 512],
     prefixes: [1024, 4096, 8192],
     tokens: 32,
-    kvMemoryBytes: 16 * 2 ** 30
+    kvMemoryBytes: 16 * 2 ** 30,
+    former: true
   },
   // 4 layers of a CodeLlama-13b shape at batch 1,024
   "decode-13b": {
@@ -105,20 +110,27 @@ const DECODE_SWEEPS: Record<string, DecodeSweep> = {
 /**
  * Decode tokens/s for Hydragen, the baseline and the attention-free ceiling on
  * an f16 KV cache, with Hydragen and the baseline on an f32 one in the same
- * rounds (two engines over one model), into OUT/<name>.{json,svg}.
+ * rounds (and, where the sweep asks, on the former kernels), one engine per
+ * KV dtype and kernel set over one model, into OUT/<name>.{json,svg}.
  */
 const runDecode = async (gpu: GpuHandle, outDir: string, name: string, sweep: DecodeSweep): Promise<void> => {
   const model = await loadModel(gpu.device, { kind: "synthetic", model: sweep.model, seed: 0 })
-  const engines = new Map<KvDtype, TreeEngine>()
+  const variants = decodeVariants("f16", sweep.former ?? false)
+  const keyOf = (v: { kvDtype: KvDtype; kernels: KernelSet }) => `${v.kvDtype} ${v.kernels}`
+  const engines = new Map<string, TreeEngine>()
   try {
-    for (const kvDtype of ["f16", "f32"] as const) {
-      engines.set(kvDtype, await TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...sweep.batches), kvMemoryBytes: sweep.kvMemoryBytes, kvDtype }))
+    for (const v of variants) {
+      if (engines.has(keyOf(v))) continue
+      engines.set(keyOf(v), await TreeEngine.create(gpu.device, model, {
+        maxBatch: Math.max(...sweep.batches), kvMemoryBytes: sweep.kvMemoryBytes, kvDtype: v.kvDtype,
+        ...(v.kernels === "former" ? { kernels: formerKernels(gpu.device, sweep.model.headDim) } : {})
+      }))
     }
-    const points = await runDecodeBench((kvDtype) => engines.get(kvDtype)!, {
+    const points = await runDecodeBench((v) => engines.get(keyOf(v))!, {
       batches: sweep.batches,
       prefixes: sweep.prefixes,
       tokens: sweep.tokens,
-      variants: decodeVariants("f16"),
+      variants,
       onPoint: (text) => console.log(text)
     })
     const report: DecodeReport = { adapter: describeAdapter(gpu.adapter), model: sweep.label, kvDtype: "f16", tokens: sweep.tokens, points }

@@ -52,7 +52,7 @@ const attentionFigures = async (gpu: GpuHandle): Promise<Figures> => {
 }
 
 const decodeFigures = async (engine: TreeEngine): Promise<Figures> => {
-  const variants = DECODE.modes.map((mode) => ({ mode, kvDtype: "f16" as const }))
+  const variants = DECODE.modes.map((mode) => ({ mode, kvDtype: "f16" as const, kernels: "tuned" as const }))
   const points = await runDecodeBench(() => engine, { ...DECODE, variants, repeats: 2 })
   return new Map(points.map((p) => [`decode batch ${p.batch} prefix ${p.prefix} ${p.mode} f16 ms/token`, 1000 / p.tokensPerSecond]))
 }

@@ -74,9 +74,14 @@ export class TreeEngine {
     const owned: Array<{ destroy(): void }> = [kv]
     try {
       const tune = tuneOptionsOf(options.tune)
+      // a pinned kernel is the tuner's only candidate: chosen as it is, nothing timed or cached
+      const { levelTile, matmul } = options.kernels ?? {}
       const tuning: EngineTuning = {
-        levelTile: await tuneLevelTile(device, shape, tune),
-        matmul: await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(c) }, tune)
+        levelTile: await tuneLevelTile(device, shape, { ...tune, ...(levelTile !== undefined ? { tiles: [levelTile] } : {}) }),
+        matmul: await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(c) }, {
+          ...tune,
+          ...(matmul !== undefined ? { decodeCandidates: [matmul.decode], prefillCandidates: [matmul.prefill] } : {})
+        })
       }
       const hydragen = await createTreeAttention(device, { ...shape, levelTile: tuning.levelTile.value })
       owned.push(hydragen)

@@ -2,7 +2,7 @@
  * What the engine takes and gives: requests (a prompt tree and its sampling),
  * completions, events, statistics and the engine's options.
  */
-import type { KvDtype, TuneOptions } from "@canopy/kernels"
+import type { KvDtype, LevelTile, MatmulChoice, TuneOptions } from "@canopy/kernels"
 import type { PromptTree } from "./PromptTree.ts"
 
 /**
@@ -181,4 +181,17 @@ export interface EngineOptions {
    * object tunes with its settings (onProgress reports each step).
    */
   readonly tune?: boolean | TuneOptions
+  /**
+   * Kernels to run whatever the tuner would choose: a pinned kernel is not
+   * tuned. E.g. the stacked level tile and the device family's default
+   * matmul, to compare a run with the kernels Canopy ran before tuning.
+   */
+  readonly kernels?: PinnedKernels
+}
+
+export interface PinnedKernels {
+  /** the level-attention tile (it must fit the device: levelTileFits) */
+  readonly levelTile?: LevelTile
+  /** the matmul kernel of each row regime */
+  readonly matmul?: MatmulChoice
 }

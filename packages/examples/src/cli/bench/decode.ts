@@ -19,6 +19,9 @@ const flags = {
     Flag.withDescription("element type of the KV cache: f16 (the default, the engine's; Hydragen and the baseline also decode on an f32 cache, for the ratio) or f32 alone")
   ),
   repeats: positiveInt("repeats", 3, "timed rounds of every mode at each point, after an untimed warm-up (medians and ranges are reported)"),
+  formerKernels: Flag.Boolean("former-kernels").pipe(
+    Flag.withDescription("Hydragen and the baseline also on the kernels Canopy ran before tuning (stacked level tile, default matmul), for the ratio")
+  ),
   json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional),
   noTune: noTuneFlag
 }

@@ -1,13 +1,14 @@
 /**
  * What `canopy bench decode` runs (the command and its help are in ../../bench/decode.ts).
  */
-import type { KvDtype } from "@canopy/kernels"
 import {
-  adapterName, Engine, Gpu, Model, type ModelConfig, ModelConfigError, PRESET_NAMES, PRESETS, isPresetName, TreeEngine
+  adapterName, Engine, type EngineOptions, Gpu, Model, type ModelConfig, ModelConfigError, PRESET_NAMES, PRESETS, isPresetName, TreeEngine
 } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { Console, Effect, Layer, Option } from "effect"
-import { decodeChartSvg, type DecodeReport, decodeVariants, formatDecodeTable, runDecodeBench } from "../../../bench/decodeBench.ts"
+import {
+  decodeChartSvg, type DecodeReport, type DecodeVariant, decodeVariants, formatDecodeTable, formerKernels, runDecodeBench
+} from "../../../bench/decodeBench.ts"
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchDecodeFlags } from "../../bench/decode.ts"
 import { describeEngineTuning, tuneSetting } from "../tune.ts"
@@ -29,15 +30,19 @@ export const run = (flags: BenchDecodeFlags) =>
     const gpu = yield* Gpu
     const model = yield* Model
     const { engine } = yield* Engine
-    // the f32 reference of an f16 run: a second engine on the same model, freed with the command's scope
-    const reference = flags.kvDtype === "f16"
-      ? yield* Effect.acquireRelease(
-        Effect.promise(() => TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...flags.batch), kvDtype: "f32", tune: tuneSetting(flags.noTune) })),
+    // the other engines over the same model, freed with the command's scope: the f32 reference of an f16 run, the former kernels
+    const otherEngine = (options: EngineOptions) =>
+      Effect.acquireRelease(
+        Effect.promise(() => TreeEngine.create(gpu.device, model, { maxBatch: Math.max(...flags.batch), tune: tuneSetting(flags.noTune), ...options })),
         (e) => Effect.sync(() => e.destroy())
       )
+    const reference = flags.kvDtype === "f16" ? yield* otherEngine({ kvDtype: "f32" }) : undefined
+    const former = flags.formerKernels
+      ? yield* otherEngine({ kvDtype: flags.kvDtype, kernels: formerKernels(gpu.device, model.config.headDim) })
       : undefined
-    const engineFor = (kvDtype: KvDtype) => (kvDtype === flags.kvDtype ? engine : reference!)
-    for (const e of reference === undefined ? [engine] : [engine, reference]) yield* Console.log(`${e.kv.kvDtype} KV: ${describeEngineTuning(e.tuning)}`)
+    const engineFor = (v: DecodeVariant) => (v.kernels === "former" ? former! : v.kvDtype === flags.kvDtype ? engine : reference!)
+    const described = [[engine, ""], [reference, ""], [former, ", former kernels"]] as const
+    for (const [e, what] of described) if (e !== undefined) yield* Console.log(`${e.kv.kvDtype} KV${what}: ${describeEngineTuning(e.tuning)}`)
     const line = progressLine()
     const started = Date.now()
     const points = yield* Effect.promise(() =>
@@ -45,7 +50,7 @@ export const run = (flags: BenchDecodeFlags) =>
         batches: flags.batch,
         prefixes: flags.prefix,
         tokens: flags.tokens,
-        variants: decodeVariants(flags.kvDtype),
+        variants: decodeVariants(flags.kvDtype, flags.formerKernels),
         repeats: flags.repeats,
         onPoint: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
       })
