@@ -8,6 +8,7 @@
  */
 import { countingDevice, countsSince, GpuWorkCounters, openGpu, sumCounts, type GpuHandle } from "@canopy/kernels"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { RecordedCalls } from "../src/bench/recordedCalls.ts"
 import { decodeStep, runStepBench } from "../src/bench/stepBench.ts"
 import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, stepModelConfig } from "../src/bench/stepStack.ts"
 import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../src/bench/stepReport.ts"
@@ -33,7 +34,15 @@ describe("bench step", () => {
         for (let i = 0; i < steps; i++) {
           const before = seen.snapshot()
           const own = sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()])
-          const measured = await decodeStep(device, stack, samples, inputs, 0)
+          // the second step goes through the recording stand-ins, which must pass every call on
+          const calls = i === 1 ? new RecordedCalls() : undefined
+          const measured = await decodeStep(device, stack, samples, inputs, 0, calls)
+          if (calls !== undefined) {
+            expect(calls.dispatches).toBe(measured.counts.dispatches)
+            const replayed = calls.replay(gpu.device)
+            expect(replayed.cpuMs).toBeGreaterThanOrEqual(0)
+            expect(replayed.wallMs).toBeGreaterThan(0)
+          }
           expect(measured.counts).toEqual(countsSince(sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()]), own))
           // the device also saw the staging buffer that reads the sampled tokens back, after the step's submit
           const atDevice = countsSince(seen.snapshot(), before)
@@ -59,6 +68,7 @@ describe("bench step", () => {
       expect(p.bindGroupsPerStep).toBe(0)
       expect(p.buffersPerStep).toBe(0)
       expect(p.dispatchesPerStep).toBeGreaterThan(0)
+      expect(p.callsAloneMs?.n).toBe(5)
       // the forward's inputs alone: tokens, positions, slots (2 words), logit rows, 8 words of sampling parameters per row, two counts
       expect(p.bytesWrittenPerStep).toBeGreaterThan(4 * 13 * p.batch)
     }

@@ -20,11 +20,17 @@
  * The wait for the GPU first sleeps for most of the last step's GPU time:
  * while a promise of the webgpu package is pending it polls the device,
  * taking a core from a software adapter's threads.
+ *
+ * Beside the host time stands the time of the step's WebGPU calls alone
+ * (recordedCalls.ts): the last warm-up step's passes, recorded and replayed
+ * into an encoder with nothing else, the floor the binding puts under a step
+ * of that many dispatches.
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOptions } from "@canopy/kernels"
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
+import { RecordedCalls } from "./recordedCalls.ts"
 import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
 
 export interface StepBenchOptions {
@@ -72,7 +78,12 @@ export interface StepPoint {
   readonly firstStep: GpuWorkCounts
   /** median wait for the GPU after the submit (not host time; on a busy machine, an upper bound) */
   readonly gpuMsPerStep: number
+  /** CPU ms of the step's WebGPU calls replayed alone, from a new encoder to its finish (none without a warm-up step) */
+  readonly callsAloneMs: Spread | undefined
 }
+
+/** replays of the recorded calls timed at every point, after one untimed */
+const CALL_REPLAYS = 5
 
 /** how long a step waits, idle, before its clock starts (see above) */
 const SETTLE_MS = 50
@@ -98,7 +109,7 @@ const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.c
  * sampled tokens.
  */
 export const decodeStep = async (
-  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number
+  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number, record?: RecordedCalls
 ): Promise<Measured> => {
   const { kv, forward, attention } = stack
   await sleep(SETTLE_MS)
@@ -112,7 +123,8 @@ export const decodeStep = async (
     const t2 = performance.now()
     const batch = inputs.fill(kv, samples)
     const t3 = performance.now()
-    const encoder = device.createCommandEncoder({ label: "bench step" })
+    const created = device.createCommandEncoder({ label: "bench step" })
+    const encoder = record === undefined ? created : record.recording(created)
     forward.encode(encoder, batch, { inPass: (pass, _layer, buffers) => attention.encodeInPass(pass, prepared, buffers) })
     const encodedCpu = cpuMs()
     const t4 = performance.now()
@@ -146,10 +158,13 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
   const inputs = new DecodeInputs(stack.kv, samples)
   try {
     const measured: Array<Measured> = []
+    const calls = new RecordedCalls()
     for (let i = 0; i < options.warmup + options.steps; i++) {
       options.onProgress?.(`batch ${batch}: step ${i + 1} of ${options.warmup + options.steps}${i < options.warmup ? " (warm-up)" : ""}`)
-      measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0)))
+      const record = i === options.warmup - 1 ? calls : undefined
+      measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0), record))
     }
+    const replays = options.warmup === 0 ? [] : Array.from({ length: CALL_REPLAYS + 1 }, () => calls.replay(device).cpuMs).slice(1)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -173,7 +188,8 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       dispatchesPerStep: most((c) => c.dispatches),
       bytesWrittenPerStep: most((c) => c.bytesWritten),
       firstStep: measured[0]!.counts,
-      gpuMsPerStep: medianOf((m) => m.gpuMs)
+      gpuMsPerStep: medianOf((m) => m.gpuMs),
+      callsAloneMs: replays.length > 0 ? spreadOf(replays) : undefined
     }
   } finally {
     for (const seq of samples) stack.kv.tree.release(seq)
