@@ -242,13 +242,16 @@ export class PrefixTree {
     return this.byId.values()
   }
 
+  /** Blocks of the nodes no sequence or lock holds: what evict could free. One pass over the nodes, none over the sequences. */
+  evictableBlocks(): number {
+    let blocks = 0
+    for (const n of this.byId.values()) if (n.lockRef === 0) blocks += n.blocks.length
+    return blocks
+  }
+
   stats(): TreeStats {
     let cachedTokens = 0
-    let evictableBlocks = 0
-    for (const n of this.byId.values()) {
-      cachedTokens += n.length
-      if (n.lockRef === 0) evictableBlocks += n.blocks.length
-    }
+    for (const n of this.byId.values()) cachedTokens += n.length
     // Counted from the sequences, not lockRef: explicit locks are not sequences.
     const users = new Map<TreeNode, number>()
     for (const s of this.seqs.values()) {
@@ -262,7 +265,7 @@ export class PrefixTree {
       blocksUsed: this.pool.used,
       blocksFree: this.pool.free,
       capacity: this.pool.capacity,
-      evictableBlocks,
+      evictableBlocks: this.evictableBlocks(),
       cachedTokens,
       sharedTokens,
       liveSequences: this.seqs.size

@@ -178,11 +178,10 @@ export class Scheduler {
 
   /** Blocks the pool could give now: free ones, and cached ones no live sequence holds (evictable), less what running samples may still need. */
   private freeBlocks(): number {
-    const stats = this.kv.tree.stats()
     let reserve = 0
     for (const s of this.running) reserve += this.remainingBlocks(s.job)
     for (const f of this.fills) for (const j of f.jobs) reserve += this.remainingBlocks(j)
-    return stats.blocksFree + stats.evictableBlocks - RESERVE_RATIO * reserve
+    return this.kv.tree.pool.free + this.kv.tree.evictableBlocks() - RESERVE_RATIO * reserve
   }
 
   private remainingBlocks(job: SampleJob): number {
