@@ -61,11 +61,12 @@ const pieceArb: fc.Arbitrary<CaseNode["piece"]> = fc.oneof(
   fc.record({ tokens: fc.array(fc.integer({ min: 0, max: 259 }), { minLength: 1, maxLength: 4 }) })
 )
 
+// At most 3 levels below the root and 2 children a node: 15 nodes at most (an unbounded recursion can draw thousands).
 const caseArb: fc.Arbitrary<CaseNode> = fc.letrec<{ node: CaseNode }>((tie) => ({
   node: fc.record({
     piece: pieceArb,
     samples: fc.integer({ min: 0, max: 2 }),
-    children: fc.array(tie("node"), { maxLength: 2, depthIdentifier: "tree" })
+    children: fc.oneof({ maxDepth: 3, depthIdentifier: "tree" }, fc.constant([]), fc.array(tie("node"), { minLength: 1, maxLength: 2 }))
   })
 })).node
 
