@@ -6,7 +6,7 @@
  * same case in the oracle's tree form.
  */
 import fc from "fast-check"
-import type { LevelPlan, LevelPlanLevel } from "@canopy/tree-cache"
+import { type LevelPlan, type LevelPlanLevel, mulberry32 } from "@canopy/tree-cache"
 import { roundKv, type KvDtype } from "../src/attention/kvStorage.ts"
 import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
 import { chooseDecodeTile, chooseLevelTile, flash2Lanes, type LevelTile, type LevelVariant, levelVariantOf } from "../src/attention/tiling.ts"
@@ -34,17 +34,6 @@ export interface BuiltCase {
   readonly tree: TreeAttentionCase
 }
 
-/** mulberry32: small deterministic PRNG so a printed seed reproduces the data */
-const rng = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const shuffle = <A>(xs: Array<A>, random: () => number): Array<A> => {
   for (let i = xs.length - 1; i > 0; i--) {
@@ -63,7 +52,7 @@ export const pathOf = (parents: ReadonlyArray<number | null>, node: number): Arr
 export const buildCase = (spec: CaseSpec): BuiltCase => {
   const { kvHeads, headDim: d, blockSize: bs, parents, lengths } = spec
   const heads = kvHeads * spec.group
-  const random = rng(spec.seed)
+  const random = mulberry32(spec.seed)
   const uniform = () => random() * 2 - 1
   const nodeCount = parents.length
 

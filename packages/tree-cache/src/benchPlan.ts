@@ -1,6 +1,7 @@
 import { BlockPool } from "./BlockPool.ts"
 import { PrefixTree, type SeqId } from "./PrefixTree.ts"
 import { planLevels } from "./planLevels.ts"
+import { mulberry32 } from "./random.ts"
 
 export interface BenchPlanOptions {
   /** shared few-shot prefix (level 0) */
@@ -41,17 +42,6 @@ export interface BenchPlanResult {
   readonly meanUs: number
 }
 
-/** mulberry32: a small seeded generator so that every run plans the same tree */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Times planLevels on the three-level tree of a sampling workload: one
@@ -76,7 +66,7 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
     warmup = 200,
     seed = 1
   } = options
-  const random = rng(seed)
+  const random = mulberry32(seed)
   const vocab = 32000
   const draw = (n: number) => Array.from({ length: n }, () => Math.floor(random() * vocab))
 

@@ -13,3 +13,4 @@ export {
 } from "./PrefixTree.ts"
 export { planLevels } from "./planLevels.ts"
 export { benchPlan, type BenchPlanOptions, type BenchPlanResult } from "./benchPlan.ts"
+export { mulberry32 } from "./random.ts"

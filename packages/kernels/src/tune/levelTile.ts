@@ -8,6 +8,7 @@
  * its own (the decode kernel's), its q, K and V zeros (values do not change
  * how long attention takes).
  */
+import { mulberry32 } from "@canopy/tree-cache"
 import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
 import { createStorageBuffer } from "../gpu/resources.ts"
 import { kvElementBytes, kvStorageFor, roundKv, type KvDtype } from "../attention/kvStorage.ts"
@@ -80,17 +81,6 @@ const BLOCK_SIZE = 16
 /** The f32 tolerance of the attention kernels (design.md, "Measuring"); f16 KV is compared on the same rounded values. */
 const TOLERANCE = 1e-4
 
-/** mulberry32: a small seeded generator, so a check is the same on every run. */
-const random = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface TreeShape {
   readonly nodes: ReadonlyArray<{ readonly parent: number | null; readonly length: number }>
@@ -100,7 +90,7 @@ interface TreeShape {
 /** Values in [-1, 1) for the tree's nodes and queries, K and V rounded to what a pool of `kvDtype` holds. */
 const fillCase = (shape: LevelTileShape, tree: TreeShape, seed: number): TreeAttentionCase => {
   const { heads, kvHeads, headDim } = shape
-  const next = random(seed)
+  const next = mulberry32(seed)
   const values = (n: number) => Float32Array.from({ length: n }, () => next() * 2 - 1)
   const kv = (n: number) => roundKv(values(n), shape.kvDtype ?? "f32")
   return {
