@@ -20,7 +20,8 @@ const flags = {
   ),
   repeats: positiveInt("repeats", 3, "timed rounds of every mode at each point, after an untimed warm-up (medians and ranges are reported)"),
   formerKernels: Flag.Boolean("former-kernels").pipe(
-    Flag.withDescription("Hydragen and the baseline also on the kernels Canopy ran before tuning (stacked level tile, default matmul), for the ratio")
+    Flag.withDescription("Hydragen and the baseline also on the kernels Canopy ran before tuning (stacked level tile, default matmul), for the ratio"),
+    Flag.withDefault(false)
   ),
   json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here (and the chart beside it, .svg)"), Flag.optional),
   noTune: noTuneFlag
