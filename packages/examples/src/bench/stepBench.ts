@@ -78,11 +78,13 @@ export interface StepPoint {
   readonly firstStep: GpuWorkCounts
   /** median wait for the GPU after the submit (not host time; on a busy machine, an upper bound) */
   readonly gpuMsPerStep: number
-  /** CPU ms of the step's WebGPU calls replayed alone, from a new encoder to its finish (none without a warm-up step) */
+  /** CPU ms of the step's WebGPU calls replayed alone, back to back, from a new encoder to its finish (none without a warm-up step) */
   readonly callsAloneMs: Spread | undefined
+  /** the same, replayed once as a step starts: after the last step's GPU work and the settle a step waits */
+  readonly callsAfterGpuMs: number | undefined
 }
 
-/** replays of the recorded calls timed at every point, after one untimed */
+/** back-to-back replays of the recorded calls timed at every point, after the one timed as a step starts */
 const CALL_REPLAYS = 5
 
 /** how long a step waits, idle, before its clock starts (see above) */
@@ -164,7 +166,12 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       const record = i === options.warmup - 1 ? calls : undefined
       measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0), record))
     }
-    const replays = options.warmup === 0 ? [] : Array.from({ length: CALL_REPLAYS + 1 }, () => calls.replay(device).cpuMs).slice(1)
+    let afterGpu: number | undefined
+    if (options.warmup > 0) {
+      await sleep(SETTLE_MS)
+      afterGpu = calls.replay(device).cpuMs
+    }
+    const replays = options.warmup === 0 ? [] : Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -189,7 +196,8 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       bytesWrittenPerStep: most((c) => c.bytesWritten),
       firstStep: measured[0]!.counts,
       gpuMsPerStep: medianOf((m) => m.gpuMs),
-      callsAloneMs: replays.length > 0 ? spreadOf(replays) : undefined
+      callsAloneMs: replays.length > 0 ? spreadOf(replays) : undefined,
+      callsAfterGpuMs: afterGpu
     }
   } finally {
     for (const seq of samples) stack.kv.tree.release(seq)
