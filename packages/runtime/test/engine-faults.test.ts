@@ -311,7 +311,10 @@ describe("hostile requests get a typed error before any work", () => {
   })
 
   it("option values the device cannot hold", async () => {
-    for (const [options, field] of [[{ maxBatch: 100_000_000 }, "maxBatch"], [{ maxPrefillRows: 0 }, "maxPrefillRows"], [{ blockSize: 0 }, "blockSize"], [{ kvMemoryBytes: -1 }, "kvMemoryBytes"]] as const) {
+    for (const [options, field] of [[{ maxBatch: 100_000_000 }, "maxBatch"], [{ maxPrefillRows: 0 }, "maxPrefillRows"], [{ blockSize: 0 }, "blockSize"], [{ kvMemoryBytes: -1 }, "kvMemoryBytes"],
+      // pinned kernels the device cannot run: a tile past its workgroup limits, a matmul that does not exist
+      [{ kernels: { levelTile: { rows: 4096, keys: 4096, workgroupSize: 4096 } } }, "kernels.levelTile"],
+      [{ kernels: { matmul: { decode: "gemv", prefill: "tiled256" as "tiled64" } } }, "kernels.matmul.prefill"]] as const) {
       const error = await TreeEngine.create(gpu.device, model, options).catch((e: unknown) => e)
       expect(error, JSON.stringify(options)).toBeInstanceOf(InvalidEngineOptions)
       expect((error as InvalidEngineOptions).field).toBe(field)

@@ -16,7 +16,7 @@
  *      refused before any work.
  */
 import {
-  createPagedDecode, createTreeAttention, layerProjections, type LevelTile, type MatmulTuning, type TreeAttention, type TuneChoice, tuneLevelTile,
+  createPagedDecode, createTreeAttention, layerProjections, type LevelTile, levelTileFits, MATMUL_CANDIDATES, type MatmulTuning, type TreeAttention, type TuneChoice, tuneLevelTile,
   tuneMatmul, type TuneOptions
 } from "@canopy/kernels"
 import { Forward } from "../model/forward.ts"
@@ -63,6 +63,7 @@ export class TreeEngine {
     const maxPrefillRows = options.maxPrefillRows ?? 256
     checkRows(device, c, "maxBatch", maxBatch)
     checkRows(device, c, "maxPrefillRows", maxPrefillRows)
+    checkPinnedKernels(device, c.headDim, options.kernels)
     const kv = await KvCache.create(device, c, {
       blockSize,
       ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
@@ -165,6 +166,24 @@ export class TreeEngine {
 export const MAX_BATCH_ROWS = 65_536
 
 /** A row limit must be an integer the forward's scratch buffers can hold within one storage binding. */
+/** A pinned kernel the device cannot run is refused before anything is allocated. */
+const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineOptions["kernels"]): void => {
+  const { levelTile, matmul } = kernels ?? {}
+  if (levelTile !== undefined && !levelTileFits(headDim, levelTile, device.limits)) {
+    throw new InvalidEngineOptions({
+      field: "kernels.levelTile", problem: `${JSON.stringify(levelTile)} does not fit this device at head dim ${headDim}`
+    })
+  }
+  for (const regime of ["decode", "prefill"] as const) {
+    const names: ReadonlyArray<string> = MATMUL_CANDIDATES[regime]
+    if (matmul !== undefined && !names.includes(matmul[regime])) {
+      throw new InvalidEngineOptions({
+        field: `kernels.matmul.${regime}`, problem: `must be one of ${names.join(", ")}, got ${JSON.stringify(matmul[regime])}`
+      })
+    }
+  }
+}
+
 const checkRows = (device: GPUDevice, c: LoadedModel["config"], field: string, rows: number): void => {
   if (!Number.isInteger(rows) || rows < 1 || rows > MAX_BATCH_ROWS) {
     throw new InvalidEngineOptions({ field, problem: `must be an integer from 1 to ${MAX_BATCH_ROWS}, got ${rows}` })
