@@ -42,7 +42,6 @@ export interface BenchPlanResult {
   readonly meanUs: number
 }
 
-
 /**
  * Times planLevels on the three-level tree of a sampling workload: one
  * few-shot prefix, `problems` statements under it, `samplesPerProblem` live

@@ -164,12 +164,14 @@ export const runDecodeBench = async (
   return points
 }
 
-const find = (
-  points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, mode: AttentionMode, kvDtype: KvDtype, kernels: KernelSet
-) =>
-  points.find((p) =>
-    p.batch === batch && p.prefix === prefix && p.mode === mode && p.kvDtype === kvDtype && (p.kernels ?? "tuned") === kernels
-  )
+/** A point's kernels: reports from before there was a choice hold none, and ran the tuned ones. */
+const kernelsOf = (p: DecodePoint): KernelSet => p.kernels ?? "tuned"
+
+/** Whether `p` is of the variant `v`. */
+const isOf = (p: DecodePoint, v: DecodeVariant): boolean => p.mode === v.mode && p.kvDtype === v.kvDtype && kernelsOf(p) === v.kernels
+
+const find = (points: ReadonlyArray<DecodePoint>, batch: number, prefix: number, variant: DecodeVariant) =>
+  points.find((p) => p.batch === batch && p.prefix === prefix && isOf(p, variant))
 
 /** `a`'s tokens/s over `b`'s, round by round: the median and range of those ratios. */
 export const rateRatio = (a: DecodePoint | undefined, b: DecodePoint | undefined): Spread | undefined =>
@@ -229,7 +231,7 @@ export const formatDecodeTable = (report: DecodeReport): ReadonlyArray<string> =
   const header = ["batch", "prefix", ...columns.map((c) => c.title)]
   const rows = [...new Set(report.points.map((p) => `${p.prefix}:${p.batch}`))].map((key) => {
     const [prefix, batch] = key.split(":").map(Number) as [number, number]
-    const at: PointAt = (mode, kvDtype, kernels = "tuned") => find(report.points, batch, prefix, mode, kvDtype, kernels)
+    const at: PointAt = (mode, kvDtype, kernels = "tuned") => find(report.points, batch, prefix, { mode, kvDtype, kernels })
     return [String(batch), String(prefix), ...columns.map((c) => c.cell(at, report.kvDtype))]
   })
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
@@ -253,13 +255,11 @@ export const decodeChartSvg = (report: DecodeReport): string =>
     xLabel: "batch size (samples decoding together)",
     yLabel: "tokens/s",
     logX: true,
-    series: [...new Set(report.points.map((p) => `${p.mode}:${p.kvDtype}:${p.kernels ?? "tuned"}:${p.prefix}`))].map((key) => {
+    series: [...new Set(report.points.map((p) => `${p.mode}:${p.kvDtype}:${kernelsOf(p)}:${p.prefix}`))].map((key) => {
       const [mode, kvDtype, kernels, prefix] = key.split(":") as [AttentionMode, KvDtype, KernelSet, string]
       const base = mode === "none" ? "no attention" : kvDtype === report.kvDtype ? mode : `${mode} (${kvDtype} KV)`
       const name = kernels === "former" ? `${base}, former kernels` : base
-      const mine = report.points.filter((p) =>
-        p.mode === mode && p.kvDtype === kvDtype && (p.kernels ?? "tuned") === kernels && p.prefix === Number(prefix)
-      )
+      const mine = report.points.filter((p) => isOf(p, { mode, kvDtype, kernels }) && p.prefix === Number(prefix))
       return {
         name: `${name}, P=${prefix}`,
         points: mine.map((p) => [p.batch, p.tokensPerSecond] as const),

@@ -21,7 +21,8 @@ export interface ReplayTime {
   readonly wallMs: number
 }
 
-const cpuMs = (): number => {
+/** CPU time this process has used, in ms (user and system, every thread: a software adapter's included). */
+export const cpuMs = (): number => {
   const { user, system } = process.cpuUsage()
   return (user + system) / 1000
 }

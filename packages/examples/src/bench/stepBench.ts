@@ -30,7 +30,7 @@ import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOption
 import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
-import { RecordedCalls } from "./recordedCalls.ts"
+import { cpuMs, RecordedCalls } from "./recordedCalls.ts"
 import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
 
 export interface StepBenchOptions {
@@ -89,11 +89,6 @@ const CALL_REPLAYS = 5
 
 /** how long a step waits, idle, before its clock starts (see above) */
 const SETTLE_MS = 50
-
-const cpuMs = (): number => {
-  const { user, system } = process.cpuUsage()
-  return (user + system) / 1000
-}
 
 export interface Measured {
   readonly hostMs: number
@@ -166,12 +161,14 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       const record = i === options.warmup - 1 ? calls : undefined
       measured.push(await decodeStep(device, stack, samples, inputs, 0.8 * (measured.at(-1)?.gpuMs ?? 0), record))
     }
+    // the recorded calls replayed once as a step starts (after the GPU's work and the settle), then back to back
     let afterGpu: number | undefined
+    let replays: Array<number> = []
     if (options.warmup > 0) {
       await sleep(SETTLE_MS)
       afterGpu = calls.replay(device).cpuMs
+      replays = Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     }
-    const replays = options.warmup === 0 ? [] : Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))

@@ -81,7 +81,6 @@ const BLOCK_SIZE = 16
 /** The f32 tolerance of the attention kernels (design.md, "Measuring"); f16 KV is compared on the same rounded values. */
 const TOLERANCE = 1e-4
 
-
 interface TreeShape {
   readonly nodes: ReadonlyArray<{ readonly parent: number | null; readonly length: number }>
   readonly queries: ReadonlyArray<number>

@@ -165,7 +165,6 @@ export class TreeEngine {
 /** The most rows one forward may hold: a batch this large is far past any GPU's memory for activations. */
 export const MAX_BATCH_ROWS = 65_536
 
-/** A row limit must be an integer the forward's scratch buffers can hold within one storage binding. */
 /** A pinned kernel the device cannot run is refused before anything is allocated. */
 const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineOptions["kernels"]): void => {
   const { levelTile, matmul } = kernels ?? {}
@@ -174,9 +173,10 @@ const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineO
       field: "kernels.levelTile", problem: `${JSON.stringify(levelTile)} does not fit this device at head dim ${headDim}`
     })
   }
+  if (matmul === undefined) return
   for (const regime of ["decode", "prefill"] as const) {
     const names: ReadonlyArray<string> = MATMUL_CANDIDATES[regime]
-    if (matmul !== undefined && !names.includes(matmul[regime])) {
+    if (!names.includes(matmul[regime])) {
       throw new InvalidEngineOptions({
         field: `kernels.matmul.${regime}`, problem: `must be one of ${names.join(", ")}, got ${JSON.stringify(matmul[regime])}`
       })
@@ -184,6 +184,7 @@ const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineO
   }
 }
 
+/** A row limit must be an integer the forward's scratch buffers can hold within one storage binding. */
 const checkRows = (device: GPUDevice, c: LoadedModel["config"], field: string, rows: number): void => {
   if (!Number.isInteger(rows) || rows < 1 || rows > MAX_BATCH_ROWS) {
     throw new InvalidEngineOptions({ field, problem: `must be an integer from 1 to ${MAX_BATCH_ROWS}, got ${rows}` })
