@@ -36,6 +36,12 @@ export class UnknownSequence extends Data.TaggedError("UnknownSequence")<{
 export class TreeNode {
   /** children keyed by their first token (the root's: by namespace and first token, see childKey) */
   readonly children = new Map<number, TreeNode>()
+  /**
+   * its key in its parent's children: childKey of its first token, or, for a
+   * node whose first token was placed pending, that placeholder (negative)
+   * until the token is known and no sibling holds its key (see resolvePending)
+   */
+  key = 0
   /** sequences in different namespaces never share KV (set on the root's children, inherited below) */
   namespace = 0
   /** live sequences (and explicit locks) whose path passes through this node */
@@ -119,7 +125,12 @@ export interface TreeStats {
 interface Sequence {
   end: TreeNode
   length: number
+  /** its last token was placed by appendPending and is not known yet */
+  pending: boolean
 }
+
+/** Placeholders are negative, so no token id ever matches one (descend compares ids). */
+const isPlaceholder = (token: number): boolean => token < 0
 
 interface Descent {
   node: TreeNode
@@ -151,6 +162,7 @@ export class PrefixTree {
   )
   private nextNodeId = 0
   private nextSeqId = 0
+  private nextPlaceholder = -1
   private clock = 0
 
   constructor(readonly pool: BlockPool) {
@@ -284,15 +296,15 @@ export class PrefixTree {
   insert(tokens: ArrayLike<number>, namespace = 0): Placement {
     const g = this.place(this.root, 0, tokens, undefined, namespace)
     const seq = this.nextSeqId++
-    this.seqs.set(seq, { end: g.end, length: tokens.length })
+    this.seqs.set(seq, { end: g.end, length: tokens.length, pending: false })
     return { seq, length: tokens.length, newStart: g.newStart, newBlocks: g.newBlocks, newSlots: g.newSlots, copies: g.copies }
   }
 
   /** A new live sequence with the same tokens as `seq` (one of n samples). Allocates nothing. */
   fork(seq: SeqId): SeqId {
-    const s = this.get(seq)
+    const s = this.settled(seq, "fork")
     const id = this.nextSeqId++
-    this.seqs.set(id, { end: s.end, length: s.length })
+    this.seqs.set(id, { end: s.end, length: s.length, pending: false })
     this.incRef(s.end)
     this.touch(s.end)
     return id
@@ -306,7 +318,47 @@ export class PrefixTree {
    * (its cached tail is dropped, not split off).
    */
   append(seq: SeqId, tokens: ArrayLike<number>): Placement {
+    const s = this.settled(seq, "append to")
+    return this.grow(s, seq, tokens)
+  }
+
+  /**
+   * Places one token not known yet at the end of a live sequence: the slot its
+   * KV goes to is fixed now (a decode step that samples the token and writes
+   * its KV in the next step's forward can be planned before the first one's
+   * result is read back). The token is a placeholder no match ever follows,
+   * so the sequence gets a slot of its own; resolvePending names the token.
+   */
+  appendPending(seq: SeqId): Placement {
+    const s = this.settled(seq, "append to")
+    const placement = this.grow(s, seq, [this.nextPlaceholder--])
+    s.pending = true
+    return placement
+  }
+
+  /**
+   * Names the token appendPending placed. Where the token starts a node and a
+   * sibling already starts with it (another sample drew the same token), the
+   * node stays under its placeholder key: its KV is correct, only later
+   * matches do not find it.
+   */
+  resolvePending(seq: SeqId, token: number): void {
     const s = this.get(seq)
+    if (!s.pending) throw new RangeError(`sequence ${seq} has no pending token`)
+    if (!Number.isInteger(token) || isPlaceholder(token)) throw new RangeError(`token ${token} is not a token id`)
+    const node = s.end
+    node.tokens[node.length - 1] = token
+    s.pending = false
+    if (node.length > 1) return
+    const parent = node.parent!
+    const key = this.childKey(parent, node.namespace, token)
+    if (parent.children.has(key)) return
+    parent.children.delete(node.key)
+    parent.children.set(key, node)
+    node.key = key
+  }
+
+  private grow(s: Sequence, seq: SeqId, tokens: ArrayLike<number>): Placement {
     const old = s.end
     const g = this.place(old, s.length, tokens, old, old.namespace)
     this.decRef(old)
@@ -326,10 +378,12 @@ export class PrefixTree {
    */
   release(seq: SeqId, written?: number): void {
     const s = this.get(seq)
-    const keep = written ?? s.length
+    let keep = written ?? s.length
     if (!Number.isInteger(keep) || keep < 0 || keep > s.length) {
       throw new RangeError(`written ${keep} outside sequence ${seq} of length ${s.length}`)
     }
+    // A token never named cannot stay cached: nothing could match it, and its id is unknown.
+    if (s.pending) keep = Math.min(keep, s.length - 1)
     this.seqs.delete(seq)
     this.touch(s.end)
     this.decRef(s.end)
@@ -380,9 +434,21 @@ export class PrefixTree {
     return s
   }
 
+  /** A live sequence whose tokens are all known: only such a one grows or forks. */
+  private settled(seq: SeqId, what: string): Sequence {
+    const s = this.get(seq)
+    if (s.pending) throw new RangeError(`cannot ${what} sequence ${seq}: its last token is pending`)
+    return s
+  }
+
   /** Below the root a child is keyed by its first token; the root's children also by namespace. */
   private childKey(parent: TreeNode, namespace: number, token: number): number {
     return parent === this.root ? namespace * 2 ** 32 + token : token
+  }
+
+  /** A new node's key: a placeholder is its own key (unique, never a token's), else childKey. */
+  private keyOf(parent: TreeNode, first: number, namespace = 0): number {
+    return isPlaceholder(first) ? first : this.childKey(parent, namespace, first)
   }
 
   private own(node: TreeNode): void {
@@ -502,21 +568,24 @@ export class PrefixTree {
       upperBlocks.push(copyBlock)
       copies.push({ src: node.blocks[q]!, dst: copyBlock, fromSlot: q === 0 ? node.startSlot : 0, toSlot: r })
     }
-    const upper = this.newNode(node.parent!, node.tokens.slice(0, at), node.startSlot, upperBlocks, node.namespace)
+    const upper = this.newNode(node.parent!, node.tokens.slice(0, at), node.startSlot, upperBlocks, node.namespace, node.key)
     upper.lockRef = node.lockRef
     upper.lastAccess = node.lastAccess
     node.tokens = node.tokens.slice(at)
     node.blocks = node.blocks.slice(q)
     node.startSlot = r
     node.parent = upper
-    upper.children.set(this.childKey(upper, upper.namespace, node.tokens[0]!), node)
+    node.key = this.keyOf(upper, node.tokens[0]!)
+    upper.children.set(node.key, node)
     return upper
   }
 
-  private newNode(parent: TreeNode, tokens: number[], startSlot: number, blocks: number[], namespace: number): TreeNode {
+  /** A new child; `key` replaces (in the parent's map) the key of the node it splits off, else its first token's. */
+  private newNode(parent: TreeNode, tokens: number[], startSlot: number, blocks: number[], namespace: number, key?: number): TreeNode {
     const n = new TreeNode(this.nextNodeId++, parent, tokens, blocks, startSlot)
     n.namespace = namespace
-    parent.children.set(this.childKey(parent, namespace, tokens[0]!), n)
+    n.key = key ?? this.keyOf(parent, tokens[0]!, namespace)
+    parent.children.set(n.key, n)
     this.byId.set(n.id, n)
     return n
   }
@@ -558,7 +627,7 @@ export class PrefixTree {
   /** removes an unlocked leaf; returns the blocks that returned to the pool */
   private remove(n: TreeNode): number {
     const parent = n.parent!
-    parent.children.delete(this.childKey(parent, n.namespace, n.tokens[0]!))
+    parent.children.delete(n.key)
     this.byId.delete(n.id)
     n.evicted = true
     let freed = 0

@@ -2,13 +2,19 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { BlockPool, BlockPoolExhausted } from "../src/BlockPool.ts"
 import { planLevels } from "../src/planLevels.ts"
-import { type Placement, PrefixTree, type SeqId, type TreeNode } from "../src/PrefixTree.ts"
-import { applyPlacement, checkPlan, checkTree, emptyModel, ensure, occupiedSlots, planExpectations } from "./check.ts"
+import { type MatchResult, type Placement, PrefixTree, type SeqId, type TreeNode } from "../src/PrefixTree.ts"
+import { applyPlacement, checkPlan, checkTree, emptyModel, ensure, occupiedSlots, planExpectations, privateStarts } from "./check.ts"
 
 type Op =
   | { kind: "insert"; base: number; cut: number; extra: number[] }
   | { kind: "fork"; pick: number }
   | { kind: "append"; pick: number; tokens: number[] }
+  /**
+   * appendPending, then (maybe) another sequence spelling the same tokens
+   * placed before the token is named, then resolvePending or a release (the
+   * sample ended before its token was read back)
+   */
+  | { kind: "pending"; pick: number; token: number; sibling: boolean; resolve: boolean }
   | { kind: "release"; pick: number }
   | { kind: "lock"; pick: number }
   | { kind: "unlock"; pick: number }
@@ -20,6 +26,10 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("insert" as const), base: fc.nat(), cut: fc.nat(), extra: tokens(9) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("fork" as const), pick: fc.nat() }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("append" as const), pick: fc.nat(), tokens: tokens(5) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant("pending" as const), pick: fc.nat(), token: fc.nat(), sibling: fc.boolean(), resolve: fc.boolean() })
+  },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("lock" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("unlock" as const), pick: fc.nat() }) },
@@ -42,9 +52,10 @@ const scenario = fc.record({
  * instead: no copy, the leaf cut where the match ends (`freed`: the blocks past
  * the cut) and grown from there.
  */
-function expectedAsk(tree: PrefixTree, full: number[], own: TreeNode | undefined): { asked: number; freed: number; takenOver?: TreeNode } {
+function expectedAsk(
+  tree: PrefixTree, m: MatchResult, full: number[], own: TreeNode | undefined
+): { asked: number; freed: number; takenOver?: TreeNode } {
   const bs = tree.blockSize
-  const m = tree.match(full)
   const rest = full.length - m.length
   const r = m.length % bs
   const inside = m.inNode < m.node.length
@@ -61,14 +72,40 @@ function expectedAsk(tree: PrefixTree, full: number[], own: TreeNode | undefined
   return { asked: copy + tail, freed: 0 }
 }
 
+/**
+ * What an append of `tokens` to `seq` follows: cached children from the
+ * sequence's own end (which a match from the root does not reach when the path
+ * has a private node), as a MatchResult over the whole sequence.
+ */
+function matchAfter(tree: PrefixTree, seq: SeqId, tokens: ReadonlyArray<number>): MatchResult {
+  let node = tree.sequence(seq).end
+  let length = tree.lengthOf(seq)
+  let inNode = node.length
+  let i = 0
+  while (i < tokens.length) {
+    const child = node.children.get(tokens[i]!)
+    if (child === undefined) break
+    node = child
+    inNode = 0
+    while (inNode < child.length && i < tokens.length && child.tokens[inNode] === tokens[i]) {
+      inNode++
+      i++
+    }
+    length += inNode
+    if (inNode < child.length) break
+  }
+  return { node, inNode, length }
+}
+
 /** Runs the operations, checking everything after each; says whether exhaustion and eviction occurred. */
-function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean } {
+function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean; keptPrivate: boolean } {
   const { blockSize, numBlocks, vocab } = s
   const tree = new PrefixTree(new BlockPool({ numBlocks, blockSize }))
   const model = emptyModel()
   const history: number[][] = []
   let exhausted = false
   let evicted = false
+  let keptPrivate = false
 
   for (const o of s.ops) {
     const liveIds = [...model.live.keys()]
@@ -78,6 +115,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
     const freeBefore = tree.pool.free
     const nodesBefore = [...tree.nodes()]
     const usedBefore = tree.pool.used
+    let dropped: TreeNode | undefined
     // Blocks the operation allocated: the growth in use plus what its evictions gave back.
     const allocated = () =>
       tree.pool.used - usedBefore + nodesBefore.filter((n) => n.evicted).reduce((a, n) => a + n.blocks.length, 0)
@@ -120,13 +158,14 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
       case "insert": {
         const base = history[o.base % Math.max(1, history.length)] ?? []
         const full = [...base.slice(0, o.cut % (base.length + 1)), ...o.extra.map((t) => t % vocab)]
-        const { asked } = expectedAsk(tree, full, undefined)
         const matched = tree.match(full)
-        // Live sequences are never evicted, so their common prefix with `full` must be reused.
+        const { asked } = expectedAsk(tree, matched, full, undefined)
+        // Live sequences are never evicted, so their common prefix with `full` must be reused (up to a private node).
         let shared = 0
-        for (const t of model.live.values()) {
+        for (const [live, t] of model.live) {
+          const reach = privateStarts(tree, live)[0]?.start ?? t.length
           let k = 0
-          while (k < t.length && k < full.length && t[k] === full[k]) k++
+          while (k < reach && k < full.length && t[k] === full[k]) k++
           shared = Math.max(shared, k)
         }
         try {
@@ -155,8 +194,8 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
         if (seq === undefined) break
         const before = model.live.get(seq)!
         const full = [...before, ...o.tokens.map((t) => t % vocab)]
-        const { asked, freed, takenOver } = expectedAsk(tree, full, tree.sequence(seq).end)
-        const matched = tree.match(full)
+        const matched = matchAfter(tree, seq, full.slice(before.length))
+        const { asked, freed, takenOver } = expectedAsk(tree, matched, full, tree.sequence(seq).end)
         try {
           const p = tree.append(seq, full.slice(before.length))
           expect(p.seq).toBe(seq)
@@ -168,6 +207,55 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
           checkPlacement(p, full, before.length, takenOver)
         } catch (e) {
           onExhausted(e, asked, matched.node)
+        }
+        break
+      }
+      case "pending": {
+        const seq = pickLive(o.pick)
+        if (seq === undefined) break
+        const before = model.live.get(seq)!
+        const full = [...before, o.token % vocab]
+        const end = tree.sequence(seq).end
+        // One token: the end node grows in place when only this sequence holds it, else a new child starts.
+        const grows = end !== tree.root && end.children.size === 0 && end.lockRef === 1
+        const asked = grows && before.length % blockSize !== 0 ? 0 : 1
+        let p: Placement
+        try {
+          p = tree.appendPending(seq)
+        } catch (e) {
+          onExhausted(e, asked, end)
+          break
+        }
+        expect(allocated()).toBe(asked)
+        expect(p.newStart).toBe(before.length)
+        checkPlacement(p, full, before.length)
+        // Until it is named, the token is the sequence's own: nothing matches it, and the sequence cannot grow or fork.
+        expect(tree.lengthOf(seq)).toBe(full.length)
+        const m = tree.match(full)
+        expect(m.node !== tree.sequence(seq).end || m.length <= before.length).toBe(true)
+        expect(() => tree.append(seq, [0])).toThrow(RangeError)
+        expect(() => tree.fork(seq)).toThrow(RangeError)
+        if (o.sibling) {
+          try {
+            const q = tree.insert(full)
+            model.live.set(q.seq, full)
+            checkPlacement(q, full, 0)
+          } catch (e) {
+            if (!(e instanceof BlockPoolExhausted)) throw e
+            exhausted = true
+          }
+        }
+        if (o.resolve) {
+          tree.resolvePending(seq, full.at(-1)!)
+          if (tree.sequence(seq).end.key < 0) keptPrivate = true
+          expect(() => tree.resolvePending(seq, 0)).toThrow(RangeError)
+          model.live.set(seq, full)
+          history.push(full)
+        } else {
+          // The node holding only the pending token leaves with it, lock and all.
+          dropped = tree.sequence(seq).end
+          tree.release(seq)
+          model.live.delete(seq)
         }
         break
       }
@@ -205,31 +293,35 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
 
     if (nodesBefore.some((n) => n.evicted)) evicted = true
     // Eviction never touches a locked node.
-    for (const n of lockedBefore) ensure(!n.evicted, () => `locked node ${n.id} was evicted`)
+    for (const n of lockedBefore) ensure(!n.evicted || n === dropped, () => `locked node ${n.id} was evicted`)
     checkTree(tree, model)
     const order = [...model.live.keys()]
     checkPlan(planLevels(tree, order), blockSize, planExpectations(tree, order))
     const reversed = order.slice().reverse()
     checkPlan(planLevels(tree, reversed), blockSize, planExpectations(tree, reversed))
   }
-  return { exhausted, evicted }
+  return { exhausted, evicted, keptPrivate }
 }
 
 describe("PrefixTree under random operations", () => {
   it("keeps tokens, ref counts, blocks, KV contents and plans consistent", () => {
     let exhausted = 0
     let evicted = 0
+    let keptPrivate = 0
     fc.assert(
       fc.property(scenario, (s) => {
         const r = run(s)
         if (r.exhausted) exhausted++
         if (r.evicted) evicted++
+        if (r.keptPrivate) keptPrivate++
       }),
       { numRuns: 400 }
     )
     // The checks are only as good as the states visited: small pools must exhaust and evict often.
     expect(exhausted).toBeGreaterThan(40)
     expect(evicted).toBeGreaterThan(40)
+    // and pending tokens must meet siblings that took their key first
+    expect(keptPrivate).toBeGreaterThan(20)
   })
 
   it("keeps them consistent with roomy pools and long shared prefixes", () => {

@@ -343,3 +343,37 @@ describe("namespaces", () => {
     expect(tree.match([1, 2, 3], 1).length).toBe(3)
   })
 })
+
+describe("pending tokens", () => {
+  const tree = () => new PrefixTree(new BlockPool({ numBlocks: 16, blockSize: 4 }))
+
+  it("get a slot before they are known, and are matched once named", () => {
+    const t = tree()
+    const a = t.insert([1, 2, 3]).seq
+    const p = t.appendPending(a)
+    expect([p.newStart, p.length]).toEqual([3, 4])
+    expect(t.match([1, 2, 3, 7]).length).toBe(3)
+    t.resolvePending(a, 7)
+    expect(t.tokensOf(a)).toEqual([1, 2, 3, 7])
+    expect(t.match([1, 2, 3, 7]).length).toBe(4)
+  })
+
+  it("stay private when a sibling took their token first, and leave the tree when never named", () => {
+    const t = tree()
+    const a = t.insert([1, 2]).seq
+    const b = t.fork(a)
+    t.appendPending(a)
+    t.appendPending(b)
+    t.resolvePending(a, 5)
+    t.resolvePending(b, 5)
+    // both spell [1, 2, 5] in slots of their own; a match follows the first to be named
+    expect(t.tokensOf(b)).toEqual([1, 2, 5])
+    expect(t.slotOf(a, 2)).not.toEqual(t.slotOf(b, 2))
+    expect(t.match([1, 2, 5]).node).toBe(t.sequence(a).end)
+    const c = t.fork(a)
+    t.appendPending(c)
+    t.release(c, t.lengthOf(c))
+    expect([...t.nodes()].every((n) => n.tokens.every((x) => x >= 0))).toBe(true)
+    expect(t.stats().cachedTokens).toBe(4)
+  })
+})

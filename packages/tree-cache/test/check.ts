@@ -58,6 +58,17 @@ export function occupiedSlots(tree: PrefixTree): Map<number, TreeNode> {
   return out
 }
 
+/** Where on a live sequence's path private nodes (negative keys) start, with their ids. */
+export function privateStarts(tree: PrefixTree, seq: SeqId): Array<{ start: number; id: number }> {
+  const out: Array<{ start: number; id: number }> = []
+  let start = 0
+  for (const n of tree.path(seq)) {
+    if (n.key < 0) out.push({ start, id: n.id })
+    start += n.length
+  }
+  return out
+}
+
 export function checkTree(tree: PrefixTree, model: Model): void {
   const bs = tree.blockSize
   const pool = tree.pool
@@ -102,11 +113,11 @@ export function checkTree(tree: PrefixTree, model: Model): void {
     expect(n.length).toBeGreaterThan(0)
     expect(n.lockRef).toBe(expectedRefs.get(n) ?? 0)
     const parent = n.parent!
-    expect(parent.children.get(n.tokens[0]!)).toBe(n)
-    for (const [key, child] of n.children) {
-      expect(child.tokens[0]).toBe(key)
-      expect(child.parent).toBe(n)
-    }
+    // Keyed by its first token (with its namespace below the root), or private under a placeholder's negative key.
+    expect(parent.children.get(n.key)).toBe(n)
+    if (n.key >= 0) expect(n.key).toBe(parent === tree.root ? n.namespace * 2 ** 32 + n.tokens[0]! : n.tokens[0])
+    ensure(n.tokens.every((t) => t >= 0), () => `node ${n.id} holds a placeholder: [${n.tokens}]`)
+    for (const child of n.children.values()) expect(child.parent).toBe(n)
     const absStart = tokensTo(tree, parent).length
     expect(n.startSlot).toBe(absStart % bs)
     expect(n.blocks.length).toBe(Math.ceil((n.startSlot + n.length) / bs))
@@ -121,11 +132,13 @@ export function checkTree(tree: PrefixTree, model: Model): void {
   expect(owners.size).toBe(pool.used)
   expect(pool.used + pool.free).toBe(pool.capacity)
 
-  // Shared tokens, from the model alone: distinct prefixes that two or more live sequences extend.
+  // Shared tokens, from the model: distinct prefixes that two or more live sequences extend. A node kept
+  // private under a placeholder key (its first token was named after a sibling took that key) shares with no one.
   const prefixUsers = new Map<string, number>()
-  for (const tokens of model.live.values()) {
+  for (const [seq, tokens] of model.live) {
+    const privateFrom = privateStarts(tree, seq)
     for (let p = 0; p < tokens.length; p++) {
-      const k = kvOf(tokens, p)
+      const k = kvOf(tokens, p) + privateFrom.filter((x) => x.start <= p).map((x) => `|${x.id}`).join("")
       prefixUsers.set(k, (prefixUsers.get(k) ?? 0) + 1)
     }
   }
