@@ -338,9 +338,13 @@ export class PrefixTree {
 
   /**
    * Names the token appendPending placed. Where the token starts a node and a
-   * sibling already starts with it (another sample drew the same token), the
-   * node stays under its placeholder key: its KV is correct, only later
-   * matches do not find it.
+   * sibling already starts with it (another sample drew the same token, or a
+   * cached one did), the sequence moves onto that sibling as append would
+   * have placed it: onto a one-token sibling, or a cached leaf no one holds
+   * (cut after the token), and its own node leaves the tree. A longer sibling
+   * that is held could only be shared by a split and a copy: the node stays
+   * private under its placeholder key instead (its KV is correct; later
+   * matches do not find it).
    */
   resolvePending(seq: SeqId, token: number): void {
     const s = this.get(seq)
@@ -352,10 +356,22 @@ export class PrefixTree {
     if (node.length > 1) return
     const parent = node.parent!
     const key = this.childKey(parent, node.namespace, token)
-    if (parent.children.has(key)) return
-    parent.children.delete(node.key)
-    parent.children.set(key, node)
-    node.key = key
+    const sibling = parent.children.get(key)
+    if (sibling === undefined) {
+      parent.children.delete(node.key)
+      parent.children.set(key, node)
+      node.key = key
+      return
+    }
+    const unheldLeaf = sibling.lockRef === 0 && sibling.children.size === 0
+    if (sibling.length > 1 && !unheldLeaf) return
+    if (sibling.length > 1) this.truncate(sibling, 1)
+    // The step in flight still writes the node's slot; its block is only reused by work submitted later.
+    this.incRef(sibling)
+    this.touch(sibling)
+    this.decRef(node)
+    this.remove(node)
+    s.end = sibling
   }
 
   private grow(s: Sequence, seq: SeqId, tokens: ArrayLike<number>): Placement {

@@ -10,11 +10,11 @@ type Op =
   | { kind: "fork"; pick: number }
   | { kind: "append"; pick: number; tokens: number[] }
   /**
-   * appendPending, then (maybe) another sequence spelling the same tokens
-   * placed before the token is named, then resolvePending or a release (the
-   * sample ended before its token was read back)
+   * appendPending, then (sibling ≥ 0) another sequence spelling the same
+   * tokens and `sibling` more placed before the token is named, then
+   * resolvePending or a release (the sample ended before its token was read back)
    */
-  | { kind: "pending"; pick: number; token: number; sibling: boolean; resolve: boolean }
+  | { kind: "pending"; pick: number; token: number; sibling: number; resolve: boolean }
   | { kind: "release"; pick: number }
   | { kind: "lock"; pick: number }
   | { kind: "unlock"; pick: number }
@@ -28,7 +28,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("append" as const), pick: fc.nat(), tokens: tokens(5) }) },
   {
     weight: 3,
-    arbitrary: fc.record({ kind: fc.constant("pending" as const), pick: fc.nat(), token: fc.nat(), sibling: fc.boolean(), resolve: fc.boolean() })
+    arbitrary: fc.record({
+      kind: fc.constant("pending" as const), pick: fc.nat(), token: fc.nat(), sibling: fc.integer({ min: -1, max: 2 }), resolve: fc.boolean()
+    })
   },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("lock" as const), pick: fc.nat() }) },
@@ -98,7 +100,7 @@ function matchAfter(tree: PrefixTree, seq: SeqId, tokens: ReadonlyArray<number>)
 }
 
 /** Runs the operations, checking everything after each; says whether exhaustion and eviction occurred. */
-function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean; keptPrivate: boolean } {
+function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean; keptPrivate: boolean; moved: boolean } {
   const { blockSize, numBlocks, vocab } = s
   const tree = new PrefixTree(new BlockPool({ numBlocks, blockSize }))
   const model = emptyModel()
@@ -106,6 +108,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
   let exhausted = false
   let evicted = false
   let keptPrivate = false
+  let moved = false
 
   for (const o of s.ops) {
     const liveIds = [...model.live.keys()]
@@ -235,19 +238,23 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
         expect(m.node !== tree.sequence(seq).end || m.length <= before.length).toBe(true)
         expect(() => tree.append(seq, [0])).toThrow(RangeError)
         expect(() => tree.fork(seq)).toThrow(RangeError)
-        if (o.sibling) {
+        if (o.sibling >= 0) {
+          const longer = [...full, ...Array<number>(o.sibling).fill(0)]
           try {
-            const q = tree.insert(full)
-            model.live.set(q.seq, full)
-            checkPlacement(q, full, 0)
+            const q = tree.insert(longer)
+            model.live.set(q.seq, longer)
+            checkPlacement(q, longer, 0)
           } catch (e) {
             if (!(e instanceof BlockPoolExhausted)) throw e
             exhausted = true
           }
         }
         if (o.resolve) {
+          // Named, it may move onto a sibling holding the same token: its own node then leaves.
+          dropped = tree.sequence(seq).end
           tree.resolvePending(seq, full.at(-1)!)
           if (tree.sequence(seq).end.key < 0) keptPrivate = true
+          if (tree.sequence(seq).end !== dropped) moved = true
           expect(() => tree.resolvePending(seq, 0)).toThrow(RangeError)
           model.live.set(seq, full)
           history.push(full)
@@ -300,7 +307,7 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
     const reversed = order.slice().reverse()
     checkPlan(planLevels(tree, reversed), blockSize, planExpectations(tree, reversed))
   }
-  return { exhausted, evicted, keptPrivate }
+  return { exhausted, evicted, keptPrivate, moved }
 }
 
 describe("PrefixTree under random operations", () => {
@@ -308,19 +315,22 @@ describe("PrefixTree under random operations", () => {
     let exhausted = 0
     let evicted = 0
     let keptPrivate = 0
+    let moved = 0
     fc.assert(
       fc.property(scenario, (s) => {
         const r = run(s)
         if (r.exhausted) exhausted++
         if (r.evicted) evicted++
         if (r.keptPrivate) keptPrivate++
+        if (r.moved) moved++
       }),
       { numRuns: 400 }
     )
     // The checks are only as good as the states visited: small pools must exhaust and evict often.
     expect(exhausted).toBeGreaterThan(40)
     expect(evicted).toBeGreaterThan(40)
-    // and pending tokens must meet siblings that took their key first
+    // and pending tokens must meet siblings that took their key first: shared, and kept apart
+    expect(moved).toBeGreaterThan(20)
     expect(keptPrivate).toBeGreaterThan(20)
   })
 

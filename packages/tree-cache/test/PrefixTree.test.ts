@@ -358,22 +358,30 @@ describe("pending tokens", () => {
     expect(t.match([1, 2, 3, 7]).length).toBe(4)
   })
 
-  it("stay private when a sibling took their token first, and leave the tree when never named", () => {
+  it("share a sibling that holds the same token, stay private beside a longer held one, and leave the tree when never named", () => {
     const t = tree()
     const a = t.insert([1, 2]).seq
     const b = t.fork(a)
+    const c = t.fork(a)
     t.appendPending(a)
     t.appendPending(b)
     t.resolvePending(a, 5)
     t.resolvePending(b, 5)
-    // both spell [1, 2, 5] in slots of their own; a match follows the first to be named
+    // b moved onto a's one-token node: one slot for [1, 2, 5]
     expect(t.tokensOf(b)).toEqual([1, 2, 5])
-    expect(t.slotOf(a, 2)).not.toEqual(t.slotOf(b, 2))
-    expect(t.match([1, 2, 5]).node).toBe(t.sequence(a).end)
-    const c = t.fork(a)
+    expect(t.slotOf(b, 2)).toEqual(t.slotOf(a, 2))
+    t.release(b)
+    t.append(a, [6])
     t.appendPending(c)
-    t.release(c, t.lengthOf(c))
+    t.resolvePending(c, 5)
+    // a's node is now [5, 6] and held: c keeps a slot of its own, which no match finds
+    expect(t.tokensOf(c)).toEqual([1, 2, 5])
+    expect(t.slotOf(c, 2)).not.toEqual(t.slotOf(a, 2))
+    expect(t.match([1, 2, 5, 6]).length).toBe(4)
+    const d = t.fork(a)
+    t.appendPending(d)
+    t.release(d, t.lengthOf(d))
     expect([...t.nodes()].every((n) => n.tokens.every((x) => x >= 0))).toBe(true)
-    expect(t.stats().cachedTokens).toBe(4)
+    expect(t.stats().cachedTokens).toBe(5)
   })
 })

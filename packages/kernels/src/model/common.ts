@@ -133,13 +133,13 @@ export const relativeError = (actual: ArrayLike<number>, expected: ArrayLike<num
 
 /** A kernel bound to its buffers whose workgroups each take `rowsPerGroup` rows. */
 export class BoundRowGroups {
-  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer, private readonly rowsPerGroup: number) {}
+  constructor(private readonly d: BoundDispatch, private readonly params: GPUBuffer | undefined, private readonly rowsPerGroup: number) {}
   encode(pass: GPUComputePassEncoder, rows: number): void {
     if (rows === 0) return
     const [x, y] = grid2(Math.ceil(rows / this.rowsPerGroup))
     dispatch(pass, this.d, x, y)
   }
   destroy(): void {
-    this.params.destroy()
+    this.params?.destroy()
   }
 }

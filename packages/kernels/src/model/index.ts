@@ -1,5 +1,6 @@
 export * from "./common.ts"
 export * from "./embedding.ts"
+export * from "./feedTokens.ts"
 export * from "./fill.ts"
 export * from "./kv-append.ts"
 export * from "./matmul.ts"

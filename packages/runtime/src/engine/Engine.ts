@@ -99,7 +99,8 @@ export class TreeEngine {
         matmul: tuning.matmul.choice
       })
       const attention = { hydragen, baseline }
-      const scheduler = new Scheduler(kv, new StepRunner(device, kv, forward, attention), c.vocabSize, maxBatch, maxPrefillRows)
+      const step = new StepRunner(device, kv, forward, attention)
+      const scheduler = new Scheduler(kv, step, c.vocabSize, maxBatch, maxPrefillRows, options.overlap ?? true)
       return new TreeEngine(model, kv, forward, attention, scheduler, maxBatch, maxPrefillRows, tuning)
     } catch (e) {
       for (const o of owned) o.destroy()

@@ -174,6 +174,13 @@ export interface EngineOptions {
    */
   readonly maxPrefillRows?: number
   /**
+   * Submitting each decode step before the previous one is read back (default
+   * true): the GPU runs a step while the CPU plans and encodes the next, and
+   * sampled ids reach the next step on the GPU. The tokens are the same either
+   * way; a sample that ends is learnt one step late (its extra row is dropped).
+   */
+  readonly overlap?: boolean
+  /**
    * Tuning the kernels to the device (default true): the level-attention
    * tile and the matmul kernel of each row regime, measured once per adapter,
    * Canopy version and model shape and kept in Canopy's cache folder

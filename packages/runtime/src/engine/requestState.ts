@@ -31,10 +31,14 @@ export class SampleJob {
     return this.tokens.length === 0 ? this.group.prompt : [...this.group.prompt, ...this.tokens]
   }
 
-  /** Its randomness is keyed by its group's seed, its sample number and its step: the same sample whatever batch it runs in. */
-  samplingParams(): SamplingParams {
+  /**
+   * Its randomness is keyed by its group's seed, its sample number and its
+   * step: the same sample whatever batch it runs in. `unread`: tokens sampled
+   * for it by steps not read back yet.
+   */
+  samplingParams(unread = 0): SamplingParams {
     const { temperature, topK, topP, seed } = this.group.sampling
-    return { temperature, topK, topP, seed, sequence: this.sample >>> 0, step: this.tokens.length }
+    return { temperature, topK, topP, seed, sequence: this.sample >>> 0, step: this.tokens.length + unread }
   }
 }
 

@@ -16,13 +16,27 @@
  *      when the pool runs dry the youngest samples are preempted (blocks
  *      freed, requeued with the tokens they have, recomputed when readmitted).
  *
+ * With overlap (the default), step 5 reads back the decode step submitted in
+ * the turn before, so the GPU runs one step while the CPU plans and encodes
+ * the next. Before step 3, each sample of that step still in flight gets a
+ * pending token in the trie (PrefixTree.appendPending): its slot is fixed,
+ * the token is not known yet, and the new step's row is fed the sampled id on
+ * the GPU (ForwardBatch.feed). Step 5 then names the pending tokens. A sample
+ * that ends on the token read back has already been given a row of the next
+ * step: that row's output is dropped, as SGLang's overlap scheduler drops it,
+ * and its pending token leaves the trie with it. A sample whose token limit
+ * ends it sits the next step out. Randomness is keyed by each sample's step,
+ * so overlap changes no token.
+ *
  * The order keeps the engine's fault rule (the trie holds only tokens whose KV
  * is written): tokens are placed either in step 4, right before the forward
  * that writes them, or in step 5, before the next turn's decode step writes
- * them, which is submitted before anything else is placed. The forward's
- * queue runs in submission order, so a submitted forward counts as written.
+ * them, which is submitted before anything else is placed; pending tokens are
+ * placed right before the step that writes them, and none is ever cached
+ * unnamed. The forward's queue runs in submission order, so a submitted
+ * forward counts as written.
  */
-import { BlockPoolExhausted, type LevelPlan, type Placement, type SeqId } from "@canopy/tree-cache"
+import { type BlockCopy, BlockPoolExhausted, type LevelPlan, type Placement, type SeqId } from "@canopy/tree-cache"
 import { sampleBlocks } from "./capacity.ts"
 import { NonFiniteLogits } from "./errors.ts"
 import type { KvCache } from "./KvCache.ts"
@@ -35,10 +49,23 @@ interface Running {
   readonly seq: SeqId
   /** false once it has left the batch (finished, preempted, its request ended) */
   alive: boolean
-  /** tokens of `seq` whose KV is written */
+  /** tokens of `seq` whose KV is written (or submitted to be) */
   written: number
-  /** the next step's input */
+  /** the next step's input, once known */
   last: number
+  /** decode steps with a row of it submitted and not read back yet: 0, or 1–2 with overlap */
+  unread: number
+  /** its trie ends in a pending token: what the step read back next samples for it */
+  pending: boolean
+}
+
+/** A decode step submitted and not read back yet. */
+interface DecodeInFlight {
+  readonly rows: ReadonlyArray<Running>
+  readonly plan: LevelPlan
+  readonly positions: Uint32Array
+  readonly sampled: Promise<Uint32Array>
+  readonly logits: Promise<Float32Array> | undefined
 }
 
 /** A prompt (or a preempted sample's prompt and tokens) being placed and prefilled, chunk by chunk; its samples wait on it. */
@@ -71,13 +98,17 @@ export class Scheduler {
   /** admission order: the youngest sample has the largest */
   private clock = 0
   private prefillInFlight: Promise<void> | undefined
+  /** overlap: the decode step submitted last turn, read back this turn */
+  private ahead: DecodeInFlight | undefined
 
   constructor(
     private readonly kv: KvCache,
     private readonly step: StepRunner,
     private readonly vocabSize: number,
     readonly maxBatch: number,
-    readonly maxPrefillRows: number
+    readonly maxPrefillRows: number,
+    /** submit each decode step before reading the last one back (see the header) */
+    readonly overlap: boolean
   ) {}
 
   /** Adds a request; its promise settles when its last sample ends, or when it fails or is aborted. */
@@ -122,20 +153,25 @@ export class Scheduler {
     }
     this.admit()
     this.startCachedFills()
-    const decoding = this.running.slice()
-    const decode = decoding.length > 0 ? this.submitDecode(decoding) : undefined
-    const logits = decode !== undefined && decoding.some((s) => s.job.request.events.onLogits !== undefined) ? this.step.readLogits(decoding.length) : undefined
+    const ahead = this.ahead
+    this.ahead = undefined
+    if (ahead !== undefined) this.placePending(ahead)
+    // A sample in flight with no pending token ends on the token read back: it sits this step out.
+    const decoding = this.running.filter((s) => s.alive && (s.unread === 0 || s.pending))
+    const decode = decoding.length > 0 ? this.submitDecode(decoding, ahead) : undefined
     const prefilled = this.submitPrefill()
-    if (decode !== undefined) {
-      const sampled = await decode.sampled
+    const reading = this.overlap ? ahead : decode
+    if (this.overlap && decode !== undefined) this.ahead = decode
+    if (reading !== undefined) {
+      const sampled = await reading.sampled
       if (this.closed) return
-      await this.report(decoding, decode.plan, decode.positions, sampled, logits)
+      await this.report(reading, sampled)
     } else if (prefilled) {
       // Only prefill: keep at most two forwards in flight, so an abort waits for one chunk, not the whole prompt.
       const done = this.step.idle()
       if (this.prefillInFlight !== undefined) await this.prefillInFlight
       this.prefillInFlight = done
-    } else {
+    } else if (decode === undefined) {
       // Nothing to run this turn (samples wait for blocks): let timers, aborts and new requests in.
       await new Promise<void>((resolve) => setTimeout(resolve, 0))
     }
@@ -147,7 +183,8 @@ export class Scheduler {
 
   /** Moves waiting samples into fills while the batch has places and the pool has blocks for them. */
   private admit(): void {
-    let places = this.maxBatch - this.running.length - this.fills.reduce((n, f) => n + f.jobs.length, 0)
+    // A sample whose token limit the step in flight reaches leaves the batch before the next step.
+    let places = this.maxBatch - this.running.filter((s) => !endsInFlight(s)).length - this.fills.reduce((n, f) => n + f.jobs.length, 0)
     if (places <= 0) return
     let budget: number | undefined
     for (const request of this.requests) {
@@ -262,12 +299,42 @@ export class Scheduler {
 
   // ---- the two forwards --------------------------------------------------------
 
-  private submitDecode(decoding: ReadonlyArray<Running>): ReturnType<StepRunner["decode"]> {
+  /** Submits a decode step over `decoding`; a sample with a pending token is fed its row of `ahead` on the GPU. */
+  private submitDecode(decoding: ReadonlyArray<Running>, ahead: DecodeInFlight | undefined): DecodeInFlight {
     const mode = decoding[0]!.job.request.attention
-    return this.step.decode(
-      decoding.map((s) => ({ seq: s.seq, token: s.last, written: s.written, sampling: s.job.samplingParams() })),
+    const aheadRow = new Map<Running, number>()
+    ahead?.rows.forEach((s, i) => aheadRow.set(s, i))
+    const submitted = this.step.decode(
+      decoding.map((s) => ({
+        seq: s.seq, token: s.last, written: s.written, sampling: s.job.samplingParams(s.unread),
+        ...(s.pending ? { feed: aheadRow.get(s)! } : {})
+      })),
       mode
     )
+    const tree = this.kv.tree
+    for (const s of decoding) {
+      s.written = tree.lengthOf(s.seq) // a submitted step counts as written
+      s.unread++
+    }
+    // Read right after the step, before anything else is submitted.
+    const logits = decoding.some((s) => s.job.request.events.onLogits !== undefined) ? this.step.readLogits(decoding.length) : undefined
+    // Read back a turn later with overlap, or never when every request ends first: a failure is seen where it is awaited.
+    submitted.sampled.catch(() => undefined)
+    return { rows: decoding, plan: submitted.plan, positions: submitted.positions, sampled: submitted.sampled, logits }
+  }
+
+  /**
+   * Overlap: a pending token for each sample of `ahead` (oldest first) that
+   * goes on after the token being sampled for it, so the next step can write
+   * that token's KV before it is read back.
+   */
+  private placePending(ahead: DecodeInFlight): void {
+    const going = ahead.rows.filter((s) => s.alive && !endsInFlight(s))
+    this.placeEach(going.sort((a, b) => a.job.order - b.job.order), (s) => {
+      const placement = this.kv.tree.appendPending(s.seq)
+      s.pending = true
+      return placement.copies
+    })
   }
 
   /**
@@ -335,7 +402,7 @@ export class Scheduler {
     const last = fill.context[fill.context.length - 1]!
     fill.jobs.forEach((job, i) => {
       const own = i === fill.jobs.length - 1 ? seq : this.kv.tree.fork(seq)
-      this.running.push({ job, seq: own, alive: true, written, last })
+      this.running.push({ job, seq: own, alive: true, written, last, unread: 0, pending: false })
     })
     fill.request.running += fill.jobs.length
     fill.request.filling -= fill.jobs.length
@@ -343,18 +410,20 @@ export class Scheduler {
 
   // ---- after a decode step -----------------------------------------------------
 
-  /** Hands each row's token to its sample; finished samples leave, the rest get their token placed in the trie. */
-  private async report(
-    decoding: ReadonlyArray<Running>, plan: LevelPlan, positions: Uint32Array, sampled: Uint32Array, logits: Promise<Float32Array> | undefined
-  ): Promise<void> {
+  /**
+   * Hands each row's token to its sample; finished samples leave, the rest get
+   * their token placed in the trie (or their pending token named).
+   */
+  private async report(step: DecodeInFlight, sampled: Uint32Array): Promise<void> {
     const tree = this.kv.tree
-    for (const s of decoding) s.written = tree.lengthOf(s.seq) // the step wrote every row's input token
+    const { rows: decoding, positions } = step
+    for (const s of decoding) s.unread--
     const rowsOf = new Map<RequestState, number>()
     for (const s of decoding) rowsOf.set(s.job.request, (rowsOf.get(s.job.request) ?? 0) + 1)
-    const sharing = sharingFactor(plan)
+    const sharing = sharingFactor(step.plan)
     for (const [r, rows] of rowsOf) r.noteStep(sharing, rows, decoding.length, this.kv.pool.used)
-    if (logits !== undefined) {
-      const all = await logits
+    if (step.logits !== undefined) {
+      const all = await step.logits
       for (const r of rowsOf.keys()) r.emitLogits(decoding, positions, all, this.vocabSize)
     }
     const survivors: Array<Running> = []
@@ -370,7 +439,12 @@ export class Scheduler {
       const outcome = request.take(s.job, token)
       if (outcome === "continue") {
         s.last = token
-        survivors.push(s)
+        if (s.pending) {
+          tree.resolvePending(s.seq, token)
+          s.pending = false
+        } else {
+          survivors.push(s)
+        }
       } else if (outcome !== "failed") {
         this.drop(s)
         tree.release(s.seq, s.written)
@@ -385,13 +459,17 @@ export class Scheduler {
     this.running = this.running.filter((s) => s.alive)
   }
 
-  /** Places each survivor's token, oldest first; when the pool is dry, the youngest give their blocks back. */
+  /** Places each survivor's token, oldest first. */
   private placeTokens(survivors: Array<Running>): void {
-    const tree = this.kv.tree
-    for (const s of survivors) {
+    this.placeEach(survivors, (s) => this.kv.tree.append(s.seq, [s.last]).copies)
+  }
+
+  /** Places a token for each sample in turn; when the pool is dry, the youngest give their blocks back. */
+  private placeEach(samples: ReadonlyArray<Running>, place: (s: Running) => ReadonlyArray<BlockCopy>): void {
+    for (const s of samples) {
       while (s.alive) {
         try {
-          this.step.copyBlocks(tree.append(s.seq, [s.last]).copies)
+          this.step.copyBlocks(place(s))
           break
         } catch (e) {
           if (!(e instanceof BlockPoolExhausted)) throw e
@@ -415,7 +493,11 @@ export class Scheduler {
     return true
   }
 
-  /** Ends a running sample for now: its blocks go back (written tokens stay cached), and it waits to be recomputed with the tokens it has. */
+  /**
+   * Ends a running sample for now: its blocks go back (written tokens stay
+   * cached), and it waits to be recomputed with the tokens it has (what a step
+   * in flight samples for it is dropped, and sampled again the same).
+   */
   private preempt(s: Running): void {
     this.drop(s)
     this.kv.tree.release(s.seq, s.written)
@@ -475,3 +557,6 @@ export class Scheduler {
 }
 
 const orderOf = (x: Running | Fill): number => ("job" in x ? x.job.order : x.order)
+
+/** The tokens steps in flight sample for it reach its limit: it ends when they are read back. */
+const endsInFlight = (s: Running): boolean => s.unread > 0 && s.job.tokens.length + s.unread >= s.job.group.sampling.maxTokens

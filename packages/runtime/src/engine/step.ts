@@ -7,7 +7,7 @@
  *   prefill(rows): prompt tokens whose KV is not cached, attended with the
  *     level kernels (ancestors fully, their own node causally), no sampling.
  */
-import { checkDeviceAlive, NON_FINITE_TOKEN, type SamplingParams, type TreeAttention } from "@canopy/kernels"
+import { checkDeviceAlive, NO_FEED, NON_FINITE_TOKEN, type SamplingParams, type TreeAttention } from "@canopy/kernels"
 import { type BlockCopy, type LevelPlan, planLevels, type SeqId } from "@canopy/tree-cache"
 import type { Forward, PassAttention } from "../model/forward.ts"
 import type { KvCache } from "./KvCache.ts"
@@ -26,6 +26,8 @@ export interface DecodeRow {
   readonly seq: SeqId
   /** the input token: the sample's newest (its KV is written by this step unless `written` covers it) */
   readonly token: number
+  /** instead of `token`: the row of the previous decode step whose sampled id is the input, fed on the GPU */
+  readonly feed?: number
   /** how many of the sequence's tokens already have KV */
   readonly written: number
   readonly sampling: SamplingParams
@@ -59,6 +61,8 @@ export class StepRunner {
     const slots = new Uint32Array(2 * n)
     const logitRows = new Uint32Array(n)
     const sampling = new Array<SamplingParams>(n)
+    const feed = new Uint32Array(n).fill(NO_FEED)
+    let fed = false
     const claimed = new Set<number>()
     for (let r = 0; r < n; r++) {
       const row = rows[r]!
@@ -73,10 +77,14 @@ export class StepRunner {
       claimed.add(key)
       logitRows[r] = r
       sampling[r] = row.sampling
+      if (row.feed !== undefined) {
+        feed[r] = row.feed
+        fed = true
+      }
     }
     const plan = planLevels(tree, rows.map((r) => r.seq))
     const kernels = mode === "hydragen" ? this.attention.hydragen : mode === "baseline" ? this.attention.baseline : undefined
-    return { plan, positions, sampled: this.run(plan, kernels, { tokens, positions, slots, logitRows, sampling }) }
+    return { plan, positions, sampled: this.run(plan, kernels, { tokens, positions, slots, logitRows, sampling, ...(fed ? { feed } : {}) }) }
   }
 
   /** Submits one prefill forward of `rows` (at most the forward's row limit); resolves once it is submitted. */

@@ -15,7 +15,10 @@
  * Scratch buffers are sized once for `maxRows` / `maxLogitRows` and every
  * dispatch is bound once; a step uploads its small inputs (tokens, positions,
  * KV slots, logit rows, sampling parameters, and the two row counts where
- * they changed) and encodes.
+ * they changed) and encodes. A row's token may instead be fed on the GPU from
+ * the previous step's sampled ids (ForwardBatch.feed), so that a decode step
+ * can be submitted before the one it follows is read back; the sampled ids
+ * come back through two staging buffers, one per step in flight.
  * What the forward's own kernels encode depends on the row counts only, so it
  * is recorded once per row count and replayed (recordedDispatches.ts), and
  * the whole step, the attention included when it encodes into a pass
@@ -28,8 +31,8 @@
  *   logits            [logitRows][vocab]                    sampled tokens u32 [logitRows]
  */
 import {
-  type AttentionBuffers, type BoundGather, type BoundMatmul, type BoundSampling, createRowCount, createStorageBuffer,
-  GatherRowsKernel, GpuValidationError, GpuWorkCounters, type KvDtype, type MatmulChoice, MatmulKernel, packSamplingParams, readFloat32,
+  type AttentionBuffers, type BoundGather, type BoundMatmul, type BoundRowGroups, type BoundSampling, createRowCount, createStorageBuffer,
+  FeedTokensKernel, GatherRowsKernel, GpuValidationError, NO_FEED, GpuWorkCounters, type KvDtype, type MatmulChoice, MatmulKernel, packSamplingParams, readFloat32,
   RopeAppendKernel, type RowCount, SAMPLING_PARAM_WORDS, SamplingKernel, type SamplingParams
 } from "@canopy/kernels"
 import { ropeSpec } from "./config.ts"
@@ -78,6 +81,17 @@ export interface ForwardBatch {
   readonly logitRows: Uint32Array
   /** one per logit row */
   readonly sampling: ReadonlyArray<SamplingParams>
+  /**
+   * u32 [rows], optional: the logit row of the previous step with logits whose
+   * sampled id is this row's token (NO_FEED where `tokens` holds it)
+   */
+  readonly feed?: Uint32Array
+}
+
+/** A MAP_READ staging buffer for the sampled ids, busy while a read-back maps it. */
+interface Readback {
+  readonly buffer: GPUBuffer
+  busy: boolean
 }
 
 /** One layer's kernels before its attention and after it. */
@@ -122,6 +136,8 @@ export class Forward {
   /** what the row-count uniforms hold (both start at 0) */
   private heldRows = 0
   private heldLogitRows = 0
+  /** the staging buffer the next step with logit rows reads back through */
+  private nextReadback = 0
 
   private constructor(
     readonly weights: ModelWeights,
@@ -129,7 +145,7 @@ export class Forward {
     private readonly device: GPUDevice,
     private readonly inputs: {
       readonly tokens: GPUBuffer; readonly positions: GPUBuffer; readonly slots: GPUBuffer
-      readonly logitIndex: GPUBuffer; readonly sampling: GPUBuffer
+      readonly logitIndex: GPUBuffer; readonly sampling: GPUBuffer; readonly feed: GPUBuffer
     },
     /** the sampling parameters of a step, packed: kept, so a step allocates nothing for them */
     private readonly samplingWords: Uint32Array,
@@ -139,11 +155,12 @@ export class Forward {
     readonly logits: GPUBuffer,
     /** u32 [maxLogitRows] */
     readonly sampled: GPUBuffer,
-    /** MAP_READ staging for `sampled` */
-    private readonly readback: GPUBuffer,
+    /** staging for `sampled`, used in turn */
+    private readonly readbacks: readonly [Readback, Readback],
     private readonly rowCount: RowCount,
     private readonly logitCount: RowCount,
     private readonly embed: BoundGather,
+    private readonly feedTokens: BoundRowGroups,
     private readonly layers: ReadonlyArray<LayerKernels>,
     private readonly tailKernels: TailKernels,
     private readonly owned: ReadonlyArray<{ destroy(): void }>
@@ -156,8 +173,9 @@ export class Forward {
     }
     const kvDtype = options.kvDtype ?? "f32"
     // The embedding and the projections are read as the weights are held; hidden rows are f32.
-    const [embedGather, gather, sampling] = await Promise.all([
-      GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), SamplingKernel.create(device)
+    const [embedGather, gather, sampling, feedTokens] = await Promise.all([
+      GatherRowsKernel.create(device, weights.weightType), GatherRowsKernel.create(device), SamplingKernel.create(device),
+      FeedTokensKernel.create(device)
     ])
     const ropeShape = {
       heads: c.numHeads, kvHeads: c.numKvHeads, spec: ropeSpec(c), blockSize: options.blockSize, numBlocks: options.numBlocks,
@@ -186,7 +204,8 @@ export class Forward {
         positions: buffer("fwd-positions", R * 4),
         slots: buffer("fwd-slots", R * 8),
         logitIndex: buffer("fwd-logit-rows", L * 4),
-        sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4)
+        sampling: buffer("fwd-sampling", L * SAMPLING_PARAM_WORDS * 4),
+        feed: buffer("fwd-feed", R * 4)
       }
       const x = buffer("fwd-x", R * hd * 4)
       const qkv = buffer("fwd-qkv", R * qkvDim * 4)
@@ -197,8 +216,12 @@ export class Forward {
       const xl = buffer("fwd-x-logit-rows", L * hd * 4)
       const logits = buffer("fwd-logits", L * c.vocabSize * 4)
       const sampled = buffer("fwd-sampled", L * 4)
-      const readback = device.createBuffer({ label: "fwd-sampled-readback", size: Math.max(16, L * 4), usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ })
-      owned.push(readback)
+      const readback = (): Readback => {
+        const b = device.createBuffer({ label: "fwd-sampled-readback", size: Math.max(16, L * 4), usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ })
+        owned.push(b)
+        return { buffer: b, busy: false }
+      }
+      const readbacks = [readback(), readback()] as const
       const rowCount = createRowCount(device, "fwd-rows")
       const logitCount = createRowCount(device, "fwd-logit-rows-count")
       owned.push(rowCount, logitCount)
@@ -207,6 +230,7 @@ export class Forward {
       const normed = (weight: GPUBuffer) => ({ kind: "rmsnorm", weight, eps: c.rmsNormEps }) as const
 
       const embed = keep(embedGather.bind({ index: inputs.tokens, table: weights.embedding, out: x, count: rows, hidden: hd, tableRows: c.vocabSize }))
+      const feed = feedTokens.bind({ count: rows, feed: inputs.feed, sampled, tokens: inputs.tokens })
       const layers = weights.layers.map((w, l): LayerKernels => {
         const pools = options.kvPools[l]!
         return {
@@ -234,7 +258,7 @@ export class Forward {
       if (error !== null) throw new GpuValidationError({ operation: "binding the forward pass", wgpuMessage: error.message })
       return new Forward(
         weights, options, device, inputs, new Uint32Array(Math.max(1, L) * SAMPLING_PARAM_WORDS), attentionBuffers, logits, sampled,
-        readback, rowCount, logitCount, embed, layers, tail, owned
+        readbacks, rowCount, logitCount, embed, feed, layers, tail, owned
       )
     } catch (e) {
       if (!(e instanceof GpuValidationError)) await device.popErrorScope()
@@ -266,6 +290,8 @@ export class Forward {
     if (rows !== this.heldRows) this.setCount(this.rowCount, (this.heldRows = rows))
     if (logitRows !== this.heldLogitRows) this.setCount(this.logitCount, (this.heldLogitRows = logitRows))
     if (rows === 0) return
+    const fed = batch.feed !== undefined && batch.feed.some((f) => f !== NO_FEED)
+    if (fed) this.write(this.inputs.feed, batch.feed!)
 
     const body = this.bodyFor(rows)
     const tail = this.tailFor(logitRows)
@@ -273,6 +299,11 @@ export class Forward {
     const ownPasses = typeof attention === "function" ? attention : undefined
     const inPass = typeof attention === "function" ? undefined : attention.inPass
     let pass = encoder.beginComputePass({ label: "forward" })
+    if (fed) {
+      // Before the embedding reads the tokens, and before this step's sampling overwrites the ids it feeds from.
+      this.feedTokens.encode(pass, rows)
+      this.counters.dispatches++
+    }
     for (let l = 0; l < this.layers.length; l++) {
       body.replay(pass, l)
       if (ownPasses === undefined) {
@@ -288,20 +319,31 @@ export class Forward {
     pass.end()
   }
 
-  /** Encodes, submits and reads back the sampled token of each logit row. */
+  /**
+   * Encodes, submits and reads back the sampled token of each logit row. Two
+   * steps with logit rows may be in flight at once (the staging buffers).
+   */
   async step(batch: ForwardBatch, attention: StepAttention): Promise<Uint32Array> {
+    const n = batch.logitRows.length
+    const readback = this.readbacks[this.nextReadback]!
+    if (n > 0 && readback.busy) throw new ForwardBatchError({ reason: "two steps' sampled ids are being read back already" })
     const encoder = this.device.createCommandEncoder({ label: "forward-step" })
     this.encode(encoder, batch, attention)
-    const n = batch.logitRows.length
-    // The sampled ids ride back in the step's own submission, through one staging buffer kept for it.
-    if (n > 0) encoder.copyBufferToBuffer(this.sampled, 0, this.readback, 0, n * 4)
+    // The sampled ids ride back in the step's own submission.
+    if (n > 0) encoder.copyBufferToBuffer(this.sampled, 0, readback.buffer, 0, n * 4)
     this.device.queue.submit([encoder.finish()])
     if (n === 0) return new Uint32Array(0)
-    await this.readback.mapAsync(GPUMapMode.READ, 0, n * 4)
+    this.nextReadback ^= 1
+    readback.busy = true
     try {
-      return new Uint32Array(this.readback.getMappedRange(0, n * 4).slice(0))
+      await readback.buffer.mapAsync(GPUMapMode.READ, 0, n * 4)
+      try {
+        return new Uint32Array(readback.buffer.getMappedRange(0, n * 4).slice(0))
+      } finally {
+        readback.buffer.unmap()
+      }
     } finally {
-      this.readback.unmap()
+      readback.busy = false
     }
   }
 
@@ -369,6 +411,10 @@ export class Forward {
     if (b.sampling.length !== b.logitRows.length) fail(`sampling has ${b.sampling.length} entries for ${b.logitRows.length} logit rows`)
     for (let i = 0; i < b.logitRows.length; i++) {
       if (b.logitRows[i]! >= rows) fail(`logit row ${b.logitRows[i]} is not a row of this ${rows}-row batch`)
+    }
+    if (b.feed !== undefined) {
+      if (b.feed.length !== rows) fail(`feed has ${b.feed.length} entries for ${rows} rows`)
+      for (const f of b.feed) if (f !== NO_FEED && f >= this.options.maxLogitRows) fail(`feed row ${f} is past maxLogitRows = ${this.options.maxLogitRows}`)
     }
   }
 }
