@@ -3,9 +3,10 @@ import { KV_DTYPES, kvPoolData, markKvPool, roundKv, unpackF16 } from "../src/at
 import { shardPool } from "../src/attention/poolLayout.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openGpu, type GpuHandle } from "../src/gpu/device.ts"
-import { createStorageBuffer, readFloat32, uploadBuffer } from "../src/gpu/resources.ts"
+import { createStorageBuffer, readFloat32, readUint32, uploadBuffer } from "../src/gpu/resources.ts"
 import { createRowCount, type KernelVariant, relativeError } from "../src/model/common.ts"
 import { GatherRowsKernel, referenceGather } from "../src/model/embedding.ts"
+import { FeedTokensKernel, NO_FEED, referenceFeed } from "../src/model/feedTokens.ts"
 import { FillKernel, fillScale, referenceFill } from "../src/model/fill.ts"
 import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
 import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
@@ -327,6 +328,35 @@ describe("model kernels against float64 references", () => {
       expect(relativeError(got, expected)).toBeLessThan(TOL)
       for (const b of [bg, bh]) b.destroy()
     }), runs)
+  })
+
+  it("token feed copies each fed row's sampled id and leaves unfed rows (NO_FEED, or a source past the sampled ids) as written", async () => {
+    const kernel = await FeedTokensKernel.create(device)
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 300 }).chain((rows) => fc.tuple(
+        fc.uint32Array({ minLength: rows, maxLength: rows }),
+        // whole 16-byte words, so that the bound buffer holds exactly the sampled ids and a source past them is out of range
+        fc.integer({ min: 1, max: 100 }).map((n) => 4 * n).chain((sampledRows) => fc.tuple(
+          fc.uint32Array({ minLength: sampledRows, maxLength: sampledRows }),
+          fc.array(fc.oneof(fc.constant(NO_FEED), fc.integer({ min: 0, max: sampledRows - 1 }), fc.integer({ min: sampledRows, max: sampledRows + 3 })),
+            { minLength: rows, maxLength: rows }))))),
+      async ([tokens, [sampled, feedRows]]) => {
+        const feed = Uint32Array.from(feedRows)
+        const bufs = [uploadBuffer(device, "tokens", tokens), uploadBuffer(device, "feed", feed), uploadBuffer(device, "sampled", sampled)] as const
+        const count = createRowCount(device, "rows", tokens.length)
+        const encoder = device.createCommandEncoder()
+        const pass = encoder.beginComputePass()
+        const bound = kernel.bind({ count: count.buffer, tokens: bufs[0], feed: bufs[1], sampled: bufs[2] })
+        bound.encode(pass, tokens.length)
+        pass.end()
+        device.queue.submit([encoder.finish()])
+        const got = await readUint32(device, bufs[0], tokens.length)
+        expect(Array.from(got)).toEqual(Array.from(referenceFeed(tokens, feed, sampled)))
+        expect(Array.from(got)).toEqual(Array.from(tokens, (t, r) => (feed[r]! < sampled.length ? sampled[feed[r]!]! : t)))
+        bound.destroy()
+        count.destroy()
+        for (const b of bufs) b.destroy()
+      }), runs)
   })
 
   it("seeded fill reproduces referenceFill bit for bit and differs by tensor id", async () => {

@@ -1,6 +1,6 @@
 /**
  * Token feed: tokens[r] = sampled[feed[r]] where feed[r] ≠ NO_FEED, for r < rows;
- * other rows keep the token the CPU wrote.
+ * other rows (and a source past the bound `sampled` buffer) keep the token the CPU wrote.
  * A decode step's input is the previous step's sampled id: fed on the GPU, the
  * next step can be submitted before the previous one's ids are read back.
  */
