@@ -3,7 +3,8 @@
  * its problem), the check that both schedulings give the same completions,
  * and the command run small on the software adapter, its JSON checked
  * against what the drawn lengths imply: waves decode wave by wave, each as
- * long as its longest sample, and continuous batching leaves fewer places idle.
+ * long as its longest sample, and continuous batching leaves fewer places idle,
+ * overlapped or stepwise.
  * And `--scheduler`, the flag that picks one of the two for a command's run.
  */
 import type { Completion, GenerateRequest, GenerateResult, TreeEngine } from "@canopy/runtime"
@@ -165,6 +166,7 @@ describe("canopy bench schedule", () => {
     ], { CANOPY_ADAPTER: "software" })
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout).toContain("continuous over waves: ")
+    expect(r.stdout).toContain("overlapped over stepwise: ")
     const report = JSON.parse(readFileSync(json, "utf8")) as ScheduleReport
     const lengths = sampleLengths(problems * samples, min, max, seed)
     const tokens = lengths.reduce((a, b) => a + b, 0)
@@ -173,7 +175,8 @@ describe("canopy bench schedule", () => {
       generatedTokens: tokens, repeats: 1, identical: true
     })
     expect(report.adapter).toContain("(software)")
-    const { continuous, waves } = report.modes
+    const { continuous, waves, stepwise } = report.modes
+    expect(stepwise).toBeDefined()
     // waves: the samples in order, `batch` at a time, each wave as many steps as its longest sample
     let waveSteps = 0
     for (let i = 0; i < lengths.length; i += batch) waveSteps += Math.max(...lengths.slice(i, i + batch))
@@ -185,11 +188,16 @@ describe("canopy bench schedule", () => {
     expect(continuous.meanBatch).toBeCloseTo(tokens / continuous.steps, 12)
     expect(continuous.idleShare).toBeCloseTo(1 - tokens / (continuous.steps * batch), 12)
     expect(continuous.idleShare).toBeLessThan(waves.idleShare)
-    for (const m of [continuous, waves]) {
+    // stepwise: the same continuous batching, each step read back before the next; a place refills as soon as its sample ends
+    expect(stepwise!.steps).toBeGreaterThanOrEqual(Math.max(Math.ceil(tokens / batch), ...lengths))
+    expect(stepwise!.meanBatch).toBeCloseTo(tokens / stepwise!.steps, 12)
+    expect(stepwise!.idleShare).toBeLessThan(waves.idleShare)
+    for (const m of [continuous, waves, stepwise!]) {
       // each timed run found its prompts prefilled just before, and nothing else cached
       expect([m.preemptions, m.prefillTokens, m.rounds.length, m.tokensPerSecond.n]).toEqual([0, 0, 1, 1])
       expect(m.tokensPerSecond.median).toBeCloseTo(tokens / m.seconds.median, 6)
     }
     expect(report.speedup.median).toBeCloseTo(continuous.rounds[0]! / waves.rounds[0]!, 12)
+    expect(report.overlapSpeedup!.median).toBeCloseTo(continuous.rounds[0]! / stepwise!.rounds[0]!, 12)
   })
 })

@@ -6,7 +6,10 @@
  * engine whose batch is narrower than the samples: waves start the next
  * `maxBatch` samples only once the longest of a wave has ended, so short
  * samples leave their places empty; continuous batching refills a place as
- * soon as its sample ends.
+ * soon as its sample ends. Given a second engine that decodes stepwise
+ * (EngineOptions.overlap false: each step read back before the next is
+ * planned), continuous batching runs on it too, and the report has the
+ * overlapped engine's speed over the stepwise one's.
  *
  * Each mode first runs once, untimed, on the same tree with every sample cut
  * to a few tokens (first uses); then `repeats` rounds run both modes,
@@ -23,7 +26,12 @@ import type { Problem } from "../pipeline/problems.ts"
 import { renderProblemPrompt } from "../pipeline/prompt.ts"
 import { pairedRatios, ratioPhrase, type Spread, spreadOf, valueWithRange } from "./figures.ts"
 
-export const SCHEDULING_MODES: ReadonlyArray<SchedulingMode> = ["continuous", "waves"]
+/** The runs compared: continuous batching and waves on the overlapped engine, continuous batching on the stepwise one. */
+export const CONTENDERS = ["continuous", "stepwise", "waves"] as const
+export type Contender = typeof CONTENDERS[number]
+
+const schedulingOf = (c: Contender): SchedulingMode => (c === "waves" ? "waves" : "continuous")
+const contenderName = (c: Contender): string => (c === "stepwise" ? "continuous scheduling, stepwise" : `${c} scheduling`)
 
 /** Tokens each sample decodes in the warm-up runs. */
 const WARM_UP_TOKENS = 4
@@ -64,13 +72,13 @@ export const scheduleTree = (workload: ScheduleWorkload, lengths: ReadonlyArray<
 
 /** A mode gave other completions than the first run: sampling is keyed by (seed, sample, step), so this is a scheduler bug. */
 export class ScheduleMismatch extends Data.TaggedError("ScheduleMismatch")<{
-  readonly mode: SchedulingMode
+  readonly mode: Contender
   readonly round: number
   readonly problem: string
 }> {
   override get message(): string {
-    return `${this.mode} scheduling, round ${this.round}: ${this.problem}, unlike the first run (continuous); ` +
-      "seeded sampling is keyed by (seed, sample, step), so every scheduling must give the same completions"
+    return `${contenderName(this.mode)}, round ${this.round}: ${this.problem}, unlike the first run (continuous); ` +
+      "seeded sampling is keyed by (seed, sample, step), so every scheduling, overlapped or stepwise, must give the same completions"
   }
 }
 
@@ -92,7 +100,7 @@ export const completionsDiffer = (reference: ReadonlyArray<Completion>, other: R
 }
 
 export interface ScheduleModeFigures {
-  readonly mode: SchedulingMode
+  readonly mode: Contender
   /** generated tokens over the request's wall time, median and range over the rounds */
   readonly tokensPerSecond: Spread
   /** each round's tokens/s, in round order */
@@ -120,9 +128,11 @@ export interface ScheduleReport {
   /** tokens every run generates: the drawn lengths summed */
   readonly generatedTokens: number
   readonly repeats: number
-  readonly modes: { readonly continuous: ScheduleModeFigures; readonly waves: ScheduleModeFigures }
+  readonly modes: { readonly continuous: ScheduleModeFigures; readonly waves: ScheduleModeFigures; readonly stepwise?: ScheduleModeFigures }
   /** continuous tokens/s over waves', round by round: median and range */
   readonly speedup: Spread
+  /** continuous tokens/s overlapped over stepwise, round by round (when a stepwise engine ran) */
+  readonly overlapSpeedup?: Spread
   /** every run's completions equal the first's (the run fails otherwise) */
   readonly identical: true
 }
@@ -155,7 +165,7 @@ const decode = async (engine: TreeEngine, trees: RunTrees, seed: number, schedul
   return { result, seconds: (performance.now() - started) / 1000 }
 }
 
-const figuresOf = (mode: SchedulingMode, runs: ReadonlyArray<TimedRun>): ScheduleModeFigures => {
+const figuresOf = (mode: Contender, runs: ReadonlyArray<TimedRun>): ScheduleModeFigures => {
   const mid = (pick: (r: TimedRun) => number) => spreadOf(runs.map(pick)).median
   const rounds = runs.map((r) => r.result.stats.generatedTokens / r.seconds)
   return {
@@ -172,26 +182,32 @@ const figuresOf = (mode: SchedulingMode, runs: ReadonlyArray<TimedRun>): Schedul
   }
 }
 
-/** Runs the comparison on `engine`; its maxBatch should be below the samples, or there is one wave and nothing to compare. */
+/**
+ * Runs the comparison on `engine` (and continuous batching on `stepwise`, an
+ * engine of the same options but overlap false, when given); its maxBatch
+ * should be below the samples, or there is one wave and nothing to compare.
+ */
 export const runScheduleBench = async (
-  engine: TreeEngine, options: ScheduleBenchOptions
+  engine: TreeEngine, options: ScheduleBenchOptions, stepwise?: TreeEngine
 ): Promise<Omit<ScheduleReport, "adapter" | "model">> => {
+  const contenders = CONTENDERS.filter((c) => c !== "stepwise" || stepwise !== undefined)
+  const engineOf = (c: Contender): TreeEngine => (c === "stepwise" ? stepwise! : engine)
   const repeats = Math.max(1, options.repeats ?? 3)
   const samples = options.problems.length * options.samplesPerProblem
   const lengths = sampleLengths(samples, options.minTokens, options.maxTokens, options.seed)
   const prime = scheduleTree(options, lengths.map(() => 1))
   const timed: RunTrees = { tree: scheduleTree(options, lengths), prime }
   const warm: RunTrees = { tree: scheduleTree(options, lengths.map((m) => Math.min(m, WARM_UP_TOKENS))), prime }
-  for (const mode of SCHEDULING_MODES) {
+  for (const mode of contenders) {
     options.onProgress?.(`warm-up ${mode}, untimed`)
-    await decode(engine, warm, options.seed, mode)
+    await decode(engineOf(mode), warm, options.seed, schedulingOf(mode))
   }
-  const runs = new Map<SchedulingMode, Array<TimedRun>>(SCHEDULING_MODES.map((m) => [m, []]))
+  const runs = new Map<Contender, Array<TimedRun>>(contenders.map((m) => [m, []]))
   let reference: ReadonlyArray<Completion> | undefined
   for (let round = 0; round < repeats; round++) {
-    const order = round % 2 === 0 ? SCHEDULING_MODES : [...SCHEDULING_MODES].reverse()
+    const order = round % 2 === 0 ? contenders : [...contenders].reverse()
     for (const mode of order) {
-      const run = await decode(engine, timed, options.seed, mode)
+      const run = await decode(engineOf(mode), timed, options.seed, schedulingOf(mode))
       reference ??= run.result.completions
       const problem = completionsDiffer(reference, run.result.completions)
       if (problem !== undefined) throw new ScheduleMismatch({ mode, round: round + 1, problem })
@@ -204,6 +220,8 @@ export const runScheduleBench = async (
   }
   const continuous = figuresOf("continuous", runs.get("continuous")!)
   const waves = figuresOf("waves", runs.get("waves")!)
+  const stepwiseRuns = runs.get("stepwise")
+  const stepwiseFigures = stepwiseRuns === undefined ? undefined : figuresOf("stepwise", stepwiseRuns)
   return {
     maxBatch: engine.maxBatch,
     problems: options.problems.length,
@@ -213,8 +231,9 @@ export const runScheduleBench = async (
     maxTokens: options.maxTokens,
     generatedTokens: lengths.reduce((a, b) => a + b, 0),
     repeats,
-    modes: { continuous, waves },
+    modes: { continuous, waves, ...(stepwiseFigures === undefined ? {} : { stepwise: stepwiseFigures }) },
     speedup: spreadOf(pairedRatios(continuous.rounds, waves.rounds)),
+    ...(stepwiseFigures === undefined ? {} : { overlapSpeedup: spreadOf(pairedRatios(continuous.rounds, stepwiseFigures.rounds)) }),
     identical: true
   }
 }
@@ -224,12 +243,12 @@ const percent = (share: number): string => `${(100 * share).toFixed(0)}%`
 /** The table the command prints: a line per mode, then the speed-up. */
 export const formatScheduleTable = (report: ScheduleReport): ReadonlyArray<string> => {
   const header = ["scheduling", "tokens/s", "seconds", "idle share", "mean batch", "steps", "waves", "preemptions"]
-  const rows = SCHEDULING_MODES.map((mode) => {
+  const rows = CONTENDERS.flatMap((mode) => {
     const m = report.modes[mode]
-    return [
-      mode, valueWithRange(m.tokensPerSecond, 1), valueWithRange(m.seconds, 2), percent(m.idleShare), m.meanBatch.toFixed(1),
+    return m === undefined ? [] : [[
+      mode === "stepwise" ? "continuous, stepwise" : mode, valueWithRange(m.tokensPerSecond, 1), valueWithRange(m.seconds, 2), percent(m.idleShare), m.meanBatch.toFixed(1),
       String(m.steps), String(m.waves), String(m.preemptions)
-    ]
+    ]]
   })
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
@@ -238,9 +257,12 @@ export const formatScheduleTable = (report: ScheduleReport): ReadonlyArray<strin
       `(${report.generatedTokens} in all) under one few-shot prompt, at most ${report.maxBatch} decoding at once`,
     `each mode warmed up untimed, then ${report.repeats} round${report.repeats === 1 ? "" : "s"} of both, alternating which goes first, ` +
       "each on an emptied KV cache with only the prompts prefilled, untimed; " +
-      "medians, with the range over the rounds in brackets; idle share: the batch's places left empty while the request decoded",
+      "medians, with the range over the rounds in brackets; idle share: the batch's places left empty while the request decoded; " +
+      "stepwise: an engine that reads each step back before it plans the next (overlap off)",
     line(header),
     ...rows.map(line),
-    `continuous over waves: ${ratioPhrase(report.speedup)}; every run gave the same completions`
+    `continuous over waves: ${ratioPhrase(report.speedup)}`,
+    ...(report.overlapSpeedup === undefined ? [] : [`overlapped over stepwise: ${ratioPhrase(report.overlapSpeedup)}`]),
+    "every run gave the same completions"
   ]
 }

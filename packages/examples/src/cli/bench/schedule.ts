@@ -2,8 +2,9 @@
  * `canopy bench schedule`: continuous batching against waves on a workload
  * whose sample lengths vary — each sample of each problem its own node under
  * the few-shot prompt, with its own max tokens — on one engine whose batch is
- * narrower than the samples. Prints tokens/s of both, their ratio, and each
- * one's idle share and mean batch; fails if the two give other completions.
+ * narrower than the samples; and continuous batching again on an engine that
+ * decodes stepwise (overlap off). Prints tokens/s of each, the ratios, and each
+ * one's idle share and mean batch; fails if any two give other completions.
  */
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -29,4 +30,4 @@ export type BenchScheduleFlags = Command.Command.Config.Infer<typeof flags>
 
 export const benchScheduleCommand = Command.make("schedule", flags, (input) =>
   Effect.flatMap(Effect.promise(() => import("../run/bench/schedule.ts")), (m) => m.run(input))
-).pipe(Command.withDescription("Continuous batching vs waves on samples of varied lengths: tokens/s, idle share and mean batch of each"))
+).pipe(Command.withDescription("Continuous batching vs waves, and overlapped vs stepwise decoding, on samples of varied lengths: tokens/s, idle share and mean batch of each"))

@@ -1,7 +1,7 @@
 /**
  * What `canopy bench schedule` runs (the command and its help are in ../../bench/schedule.ts).
  */
-import { adapterName, describeModelSource, Engine, Gpu, Model } from "@canopy/runtime"
+import { adapterName, describeModelSource, Engine, Gpu, Model, TreeEngine } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { Console, Effect, Layer, Option } from "effect"
 import { BUILTIN_PROBLEMS } from "../../../pipeline/data/builtin-problems.ts"
@@ -29,11 +29,19 @@ const checkFlags = (flags: BenchScheduleFlags) =>
     return Effect.void
   })
 
+const engineOptions = (flags: BenchScheduleFlags) => ({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) })
+
 const bench = (flags: BenchScheduleFlags) =>
   Effect.gen(function*() {
     const gpu = yield* Gpu
     const model = yield* Model
     const { engine } = yield* Engine
+    // continuous batching also runs on an engine of the same options and kernels that decodes stepwise
+    const kernels = { levelTile: engine.tuning.levelTile.value, matmul: engine.tuning.matmul.choice }
+    const stepwise = yield* Effect.acquireRelease(
+      Effect.promise(() => TreeEngine.create(gpu.device, model, { ...engineOptions(flags), overlap: false, kernels })),
+      (e) => Effect.sync(() => e.destroy())
+    )
     const line = progressLine()
     const started = Date.now()
     const figures = yield* Effect.promise(() =>
@@ -46,7 +54,7 @@ const bench = (flags: BenchScheduleFlags) =>
         seed: flags.seed,
         repeats: flags.repeats,
         onProgress: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
-      })
+      }, stepwise)
     ).pipe(Effect.ensuring(Effect.sync(() => line.end())))
     const report: ScheduleReport = { adapter: adapterName(gpu), model: describeModelSource(model.source), ...figures }
     yield* Console.log(`adapter: ${report.adapter}; model: ${report.model}`)
@@ -63,9 +71,9 @@ export const run = (flags: BenchScheduleFlags) =>
     yield* checkFlags(flags)
     const dtype = Option.getOrUndefined(flags.dtype)
     yield* checkModelSpec(flags.model, dtype)
-    yield* bench(flags).pipe(
+    yield* Effect.scoped(bench(flags)).pipe(
       Effect.provide(
-        Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype) }).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype)))
+        Engine.layer(engineOptions(flags)).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype)))
       )
     )
   })
