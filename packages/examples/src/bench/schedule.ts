@@ -255,7 +255,7 @@ export const formatScheduleTable = (report: ScheduleReport): ReadonlyArray<strin
   return [
     `${report.samples} samples (${report.problems} problems × ${report.samplesPerProblem}) of ${report.minTokens}–${report.maxTokens} tokens ` +
       `(${report.generatedTokens} in all) under one few-shot prompt, at most ${report.maxBatch} decoding at once`,
-    `each mode warmed up untimed, then ${report.repeats} round${report.repeats === 1 ? "" : "s"} of both, alternating which goes first, ` +
+    `each mode warmed up untimed, then ${report.repeats} round${report.repeats === 1 ? "" : "s"} of each, the order reversed every round, ` +
       "each on an emptied KV cache with only the prompts prefilled, untimed; " +
       "medians, with the range over the rounds in brackets; idle share: the batch's places left empty while the request decoded; " +
       "stepwise: an engine that reads each step back before it plans the next (overlap off)",
