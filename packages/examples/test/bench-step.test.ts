@@ -69,6 +69,8 @@ describe("bench step", () => {
       expect(p.buffersPerStep).toBe(0)
       expect(p.dispatchesPerStep).toBeGreaterThan(0)
       expect(p.callsAloneMs?.n).toBe(5)
+      expect(p.hostBackToBackMs.n).toBe(10)
+      expect(p.hostBackToBackMs.min).toBeGreaterThan(0)
       expect(p.callsAfterGpuMs).toBeGreaterThanOrEqual(0)
       // the forward's inputs alone: tokens, positions, slots (2 words), logit rows, 8 words of sampling parameters per row, two counts
       expect(p.bytesWrittenPerStep).toBeGreaterThan(4 * 13 * p.batch)

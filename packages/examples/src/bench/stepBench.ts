@@ -21,6 +21,13 @@
  * while a promise of the webgpu package is pending it polls the device,
  * taking a core from a software adapter's threads.
  *
+ * The same host work is also timed back to back, with no GPU work between:
+ * the step planned, prepared and encoded again and again, its command buffer
+ * finished and never submitted. That is the CPU's own cost with warm caches,
+ * what a step costs where the GPU is a device of its own and the overlapped
+ * scheduler plans a step while the last one runs; on a software adapter the
+ * host time above also pays for the emulated GPU's threads on the same cores.
+ *
  * Beside the host time stands the time of the step's WebGPU calls alone
  * (recordedCalls.ts): the last warm-up step's passes, recorded and replayed
  * into an encoder with nothing else, the floor the binding puts under a step
@@ -67,6 +74,8 @@ export interface StepPoint {
   readonly hostMsSteps: ReadonlyArray<number>
   /** the same span on the wall clock */
   readonly hostWallMs: Spread
+  /** CPU ms of the host work repeated back to back, never submitted (no GPU work between) */
+  readonly hostBackToBackMs: Spread
   /** medians of each phase of the host time, on the wall clock */
   readonly phases: StepPhases
   /** the most any timed step asked for */
@@ -87,6 +96,9 @@ export interface StepPoint {
 /** back-to-back replays of the recorded calls timed at every point, after the one timed as a step starts */
 const CALL_REPLAYS = 5
 
+/** back-to-back host-only steps timed at every point, after as many untimed */
+const HOST_REPEATS = 10
+
 /** how long a step waits, idle, before its clock starts (see above) */
 const SETTLE_MS = 50
 
@@ -100,6 +112,48 @@ export interface Measured {
 
 const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()])
 
+interface Encoded {
+  readonly commands: GPUCommandBuffer
+  /** performance.now() after planning, preparing, filling the inputs and encoding */
+  readonly marks: readonly [number, number, number, number]
+}
+
+/** The step's host work up to the submit: plan, prepare, inputs, encode; `prepared` is what the caller releases. */
+const encodeStep = (
+  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, keep: (prepared: { destroy(): void }) => void,
+  record?: RecordedCalls
+): Encoded => {
+  const { kv, forward, attention } = stack
+  const plan = planLevels(kv.tree, samples)
+  const t1 = performance.now()
+  const prepared = attention.prepare(plan)
+  keep(prepared)
+  const t2 = performance.now()
+  const batch = inputs.fill(kv, samples)
+  const t3 = performance.now()
+  const created = device.createCommandEncoder({ label: "bench step" })
+  const encoder = record === undefined ? created : record.recording(created)
+  forward.encode(encoder, batch, { inPass: (pass, _layer, buffers) => attention.encodeInPass(pass, prepared, buffers) })
+  const t4 = performance.now()
+  return { commands: encoder.finish(), marks: [t1, t2, t3, t4] }
+}
+
+/** CPU ms of the step's host work, `HOST_REPEATS` times back to back after as many untimed, each finished and dropped unsubmitted. */
+const hostBackToBack = (device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs): Array<number> => {
+  const times: Array<number> = []
+  for (let i = 0; i < 2 * HOST_REPEATS; i++) {
+    let prepared: { destroy(): void } | undefined
+    const cpu0 = cpuMs()
+    try {
+      encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
+      if (i >= HOST_REPEATS) times.push(cpuMs() - cpu0)
+    } finally {
+      prepared?.destroy()
+    }
+  }
+  return times
+}
+
 /**
  * One decoding step: timed from planning to the submit; then, untimed, the
  * GPU's work (slept through for `sleepMs` first) and the tree's growth by the
@@ -108,24 +162,16 @@ const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.c
 export const decodeStep = async (
   device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number, record?: RecordedCalls
 ): Promise<Measured> => {
-  const { kv, forward, attention } = stack
+  const { kv, forward } = stack
   await sleep(SETTLE_MS)
   const before = countsOf(stack)
-  const cpu0 = cpuMs()
-  const t0 = performance.now()
-  const plan = planLevels(kv.tree, samples)
-  const t1 = performance.now()
-  const prepared = attention.prepare(plan)
+  let prepared: { destroy(): void } | undefined
   try {
-    const t2 = performance.now()
-    const batch = inputs.fill(kv, samples)
-    const t3 = performance.now()
-    const created = device.createCommandEncoder({ label: "bench step" })
-    const encoder = record === undefined ? created : record.recording(created)
-    forward.encode(encoder, batch, { inPass: (pass, _layer, buffers) => attention.encodeInPass(pass, prepared, buffers) })
+    const cpu0 = cpuMs()
+    const t0 = performance.now()
+    const { commands, marks: [t1, t2, t3, t4] } = encodeStep(device, stack, samples, inputs, (p) => (prepared = p), record)
     const encodedCpu = cpuMs()
-    const t4 = performance.now()
-    device.queue.submit([encoder.finish()])
+    device.queue.submit([commands])
     const t5 = performance.now()
     const hostMs = encodedCpu - cpu0 + (t5 - t4)
     const counts = countsSince(countsOf(stack), before)
@@ -146,7 +192,7 @@ export const decodeStep = async (
       gpuMs
     }
   } finally {
-    prepared.destroy()
+    prepared?.destroy()
   }
 }
 
@@ -169,6 +215,8 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       afterGpu = calls.replay(device).cpuMs
       replays = Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     }
+    options.onProgress?.(`batch ${batch}: the host work back to back`)
+    const backToBack = hostBackToBack(device, stack, samples, inputs)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -180,6 +228,7 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       hostMs,
       hostMsSteps: timed.map((m) => m.hostMs),
       hostWallMs: spreadOf(timed.map((m) => m.wallMs)),
+      hostBackToBackMs: spreadOf(backToBack),
       phases: {
         planMs: medianOf((m) => m.phases.planMs),
         prepareMs: medianOf((m) => m.phases.prepareMs),

@@ -22,7 +22,7 @@ const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * 
 
 export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   const header = [
-    "batch", "layers", "host CPU ms/step", "µs/layer", "wall ms", "plan", "prepare", "inputs", "encode", "submit",
+    "batch", "layers", "host CPU ms/step", "µs/layer", "back to back", "wall ms", "plan", "prepare", "inputs", "encode", "submit",
     "bind groups", "buffers", "dispatches", "per layer", "bytes written", "first step: bind groups, buffers", "GPU ms", "calls alone ms", "after the GPU"
   ]
   const rows = report.points.map((p) => {
@@ -33,6 +33,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
       String(p.layers),
       valueWithRange(p.hostMs, 3),
       ((1000 * p.hostMsPerStep) / p.layers).toFixed(1),
+      valueWithRange(p.hostBackToBackMs, 3),
       valueWithRange(p.hostWallMs, 3),
       percent(f.planMs, whole),
       percent(f.prepareMs, whole),
@@ -59,7 +60,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
     `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; ` +
     "host: CPU ms from planning to the submit (the submit call itself on the wall clock: it starts the GPU), " +
-    "median (range), and the same span on the wall clock with its phases as shares of it; counts: the most any timed step " +
+    "median (range); back to back: the same host work repeated with no GPU work between, never submitted (the CPU's own cost, caches warm); " +
+    "wall ms: the step's span on the wall clock, with its phases as shares of it; counts: the most any timed step " +
     "asked for (dispatches per layer: the step's over its layers, the embedding and the logits' few included); GPU ms: the wait after the submit, apart; " +
     "calls alone: CPU ms of the step's WebGPU calls (pipelines, bind groups, dispatches) replayed into a new encoder with nothing else, to its finish, back to back, and once as a step starts (after the GPU's work)",
     line(header),
@@ -67,7 +69,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     ...report.points
       .filter((p) => p.batch === 1024 && p.layers === 40)
       .map((p) =>
-        `batch 1024, 40 layers: ${(p.hostMsPerStep / report.goalHostMs).toFixed(2)}× the ${report.goalHostMs} ms goal of host time per step` +
+        `batch 1024, 40 layers: ${(p.hostMsPerStep / report.goalHostMs).toFixed(2)}× the ${report.goalHostMs} ms goal of host time per step ` +
+        `(${(p.hostBackToBackMs.median / report.goalHostMs).toFixed(2)}× back to back)` +
         (p.callsAloneMs === undefined ? "" : `; the WebGPU calls alone take ${(p.callsAloneMs.median / report.goalHostMs).toFixed(2)}× it back to back` +
           (p.callsAfterGpuMs === undefined ? "" : `, ${(p.callsAfterGpuMs / report.goalHostMs).toFixed(2)}× right after the GPU's work`))
       )
