@@ -143,6 +143,34 @@ describe("one batch, many settings", () => {
   })
 })
 
+describe("overlap's extra rows", () => {
+  it("count nowhere: samples that stop on a token leave the steps, rows, progress and logits of stepwise decoding", async () => {
+    const request: GenerateRequest = {
+      tree: { tokens: ids(7, 5), samples: 9 }, sampling: { temperature: 1.3, seed: 12, maxTokens: 15, stopTokenIds: [2, 9, 21, 33] }
+    }
+    const observe = async (engine: TreeEngine) => {
+      const live: Array<number> = []
+      const logitRows: Array<string> = []
+      const result = await engine.generate(request, {
+        onStep: (p) => live.push(p.live),
+        onLogits: (e) => logitRows.push(e.rows.map((r) => `${r.sample}@${r.position}`).join(" "))
+      })
+      const { steps, generatedTokens, meanBatch } = result.stats
+      return { completions: tokensOf(result.completions), stats: { steps, generatedTokens, meanBatch }, live, logitRows }
+    }
+    await withEngine({ kvBlocks: 1024 }, async (engine) => {
+      const got = await observe(engine)
+      alone.clearCache()
+      const want = await observe(alone)
+      // samples end at several steps before their limit, so overlap decoded a row past each
+      const lengths = got.completions.map((c) => c.tokens.length)
+      expect(new Set(lengths).size).toBeGreaterThan(2)
+      expect(lengths.filter((n) => n < 15).length).toBeGreaterThan(2)
+      expect(got).toEqual(want)
+    })
+  })
+})
+
 describe("a pool too small for every sample at once", () => {
   it("preempts the youngest samples and recomputes them, with the completions of a large pool", async () => {
     const request: GenerateRequest = {

@@ -176,12 +176,14 @@ export class RequestState {
     )
   }
 
-  /** The logits of this request's rows of the step, `[rows][vocab]` in batch order. */
-  emitLogits(rows: ReadonlyArray<{ readonly job: SampleJob }>, positions: Uint32Array, all: Float32Array, vocab: number): void {
+  /** The logits of this request's kept rows of the step (`kept`, by row), `[rows][vocab]` in batch order. */
+  emitLogits(
+    rows: ReadonlyArray<{ readonly job: SampleJob }>, kept: ReadonlyArray<boolean>, positions: Uint32Array, all: Float32Array, vocab: number
+  ): void {
     const onLogits = this.events.onLogits
     if (onLogits === undefined) return
     const mine: Array<number> = []
-    for (let r = 0; r < rows.length; r++) if (rows[r]!.job.request === this) mine.push(r)
+    for (let r = 0; r < rows.length; r++) if (kept[r] && rows[r]!.job.request === this) mine.push(r)
     const logits = new Float32Array(mine.length * vocab)
     mine.forEach((r, i) => logits.set(all.subarray(r * vocab, (r + 1) * vocab), i * vocab))
     this.guard(() =>

@@ -418,13 +418,21 @@ export class Scheduler {
     const tree = this.kv.tree
     const { rows: decoding, positions } = step
     for (const s of decoding) s.unread--
+    // A row of a sample that left the batch while the step ran (it ended on the step before, with overlap) is dropped: it counts nowhere.
+    const kept = decoding.map((s) => s.alive)
     const rowsOf = new Map<RequestState, number>()
-    for (const s of decoding) rowsOf.set(s.job.request, (rowsOf.get(s.job.request) ?? 0) + 1)
+    let keptRows = 0
+    for (let i = 0; i < decoding.length; i++) {
+      if (!kept[i]) continue
+      const request = decoding[i]!.job.request
+      rowsOf.set(request, (rowsOf.get(request) ?? 0) + 1)
+      keptRows++
+    }
     const sharing = sharingFactor(step.plan)
-    for (const [r, rows] of rowsOf) r.noteStep(sharing, rows, decoding.length, this.kv.pool.used)
+    for (const [r, rows] of rowsOf) r.noteStep(sharing, rows, keptRows, this.kv.pool.used)
     if (step.logits !== undefined) {
       const all = await step.logits
-      for (const r of rowsOf.keys()) r.emitLogits(decoding, positions, all, this.vocabSize)
+      for (const r of rowsOf.keys()) r.emitLogits(decoding, kept, positions, all, this.vocabSize)
     }
     const survivors: Array<Running> = []
     for (let i = 0; i < decoding.length; i++) {
