@@ -273,7 +273,7 @@ describe("canopy generate's progress", () => {
 })
 
 describe("canopy generate --stream", () => {
-  it("prints tokens as they come, each completion, then the stats, as JSON lines that agree with --json", async () => {
+  it("prints tokens as they come, each completion, then the stats, as JSON lines that agree with --json (and with --no-overlap)", async () => {
     const { mkdtemp, writeFile, rm } = await import("node:fs/promises")
     const { tmpdir } = await import("node:os")
     const { join } = await import("node:path")
@@ -292,6 +292,10 @@ describe("canopy generate --stream", () => {
       const key = (c: Record<string, unknown>) => `${String(c["path"])}#${String(c["sample"])}`
       const sorted = [...completions].sort((a, b) => key(a).localeCompare(key(b)))
       expect(sorted.map(({ event: _, ...c }) => c)).toEqual([...whole.completions].sort((a, b) => key(a).localeCompare(key(b))))
+      // stepwise decoding (each step read back before the next is planned) gives the same completions
+      const stepwise = canopy([...args, "--json", "--no-overlap"])
+      expect(stepwise.status, stepwise.stderr).toBe(0)
+      expect((JSON.parse(stepwise.stdout) as typeof whole).completions).toEqual(whole.completions)
       // every completion's tokens arrived one event at a time, in order, before it
       for (const c of completions) {
         const at = events.indexOf(c)

@@ -78,6 +78,14 @@ export const noTuneFlag = Flag.Boolean("no-tune").pipe(
   Flag.withDefault(false)
 )
 
+/** `--no-overlap`: EngineOptions.overlap false, each decode step read back before the next is planned; the same tokens. */
+export const noOverlapFlag = Flag.Boolean("no-overlap").pipe(
+  Flag.withDescription(
+    "decode stepwise: read each step's tokens back before planning the next (by default the GPU runs one step while the CPU plans the next; the tokens are the same either way)"
+  ),
+  Flag.withDefault(false)
+)
+
 /** How a request's samples share the decode batch; waves stay to compare against. */
 export const schedulerFlag = Flag.Literals("scheduler", ["continuous", "waves"]).pipe(
   Flag.withDescription(

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { MAX_REQUEST_SAMPLES, MAX_TREE_DEPTH } from "./bounds.ts"
 import {
-  kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, samplingFlags, schedulerFlag, stopFlag, weightDtypeFlag
+  kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noOverlapFlag, noTuneFlag, positiveInt, samplingFlags, schedulerFlag, stopFlag, weightDtypeFlag
 } from "./flags.ts"
 
 const SUMMARY = "Sample completions of a prompt tree (JSON file) with the engine"
@@ -54,6 +54,7 @@ const flags = {
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
   noTune: noTuneFlag,
+  noOverlap: noOverlapFlag,
   dtype: weightDtypeFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print the result as JSON on standard output"), Flag.withDefault(false)),
   stream: Flag.Boolean("stream").pipe(

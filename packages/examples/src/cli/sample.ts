@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { poolFlag, queueFlag } from "../distributed/flags.ts"
 import { MAX_REQUEST_SAMPLES } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, modelFlag, noTuneFlag, positiveInt, samplingFlags, schedulerFlag, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, modelFlag, noOverlapFlag, noTuneFlag, positiveInt, samplingFlags, schedulerFlag, weightDtypeFlag } from "./flags.ts"
 
 /** `canopy-out/<timestamp>`, safe as a folder name everywhere. */
 export const defaultOutDir = (): string => `canopy-out/${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -35,6 +35,7 @@ const flags = {
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
   noTune: noTuneFlag,
+  noOverlap: noOverlapFlag,
   dtype: weightDtypeFlag,
   quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no progress output"), Flag.withDefault(false)),
   queue: queueFlag.pipe(Flag.optional),

@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { SERVER_DEFAULTS } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noOverlapFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
 
 const flags = {
   model: modelFlag,
@@ -44,6 +44,7 @@ const flags = {
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
   noTune: noTuneFlag,
+  noOverlap: noOverlapFlag,
   dtype: weightDtypeFlag
 }
 

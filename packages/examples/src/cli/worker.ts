@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { poolFlag, queueFlag } from "../distributed/flags.ts"
 import { DEFAULT_GRACE_MS } from "./bounds.ts"
-import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
+import { kvDtypeFlag, kvMemoryFlag, MAX_BATCH, modelFlag, noOverlapFlag, noTuneFlag, positiveInt, weightDtypeFlag } from "./flags.ts"
 
 const flags = {
   queue: queueFlag,
@@ -28,6 +28,7 @@ const flags = {
   kvMemory: kvMemoryFlag,
   kvDtype: kvDtypeFlag,
   noTune: noTuneFlag,
+  noOverlap: noOverlapFlag,
   dtype: weightDtypeFlag,
   quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("no status line"), Flag.withDefault(false))
 }

@@ -8,9 +8,8 @@ import { createProgress, tokensPerSecond } from "../../pipeline/progress.ts"
 import { checkModelSpec } from "../../sampling/modelSource.ts"
 import { modelStack } from "../../sampling/stack.ts"
 import { causeText, InputFileError } from "../errors.ts"
-import { kvOptions } from "../flags.ts"
 import type { GenerateFlags } from "../generate.ts"
-import { tuneSetting } from "./tune.ts"
+import { engineOptionsOf } from "./engineOptions.ts"
 
 const completionJson = (c: Completion) => ({ path: c.path, sample: c.sample, tokens: c.tokens, text: c.text, finishReason: c.finishReason })
 
@@ -108,6 +107,6 @@ export const run = (flags: GenerateFlags) =>
     const dtype = Option.getOrUndefined(flags.dtype)
     yield* checkModelSpec(flags.model, dtype)
     yield* generate(flags, tree).pipe(
-      Effect.provide(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) }).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype))))
+      Effect.provide(Engine.layer(engineOptionsOf(flags)).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype))))
     )
   })

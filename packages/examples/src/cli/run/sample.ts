@@ -17,10 +17,9 @@ import { type PipelineOptions, runPipeline } from "../../sampling/pipeline.ts"
 import { modelStack } from "../../sampling/stack.ts"
 import { summaryLines } from "../../sampling/summary.ts"
 import { causeText, InvalidFlag, SampleCountError } from "../errors.ts"
-import { kvOptions } from "../flags.ts"
 import { prepareOutDir } from "../outDir.ts"
 import { defaultOutDir, type SampleFlags } from "../sample.ts"
-import { tuneSetting } from "./tune.ts"
+import { engineOptionsOf } from "./engineOptions.ts"
 
 /** Runs the pipeline on `model` (a synthetic one's weights as `dtype`) and prints its summary; returns the result for callers that add to it. */
 export const runAndSummarize = (model: string, options: PipelineOptions, dtype?: WeightType) =>
@@ -109,7 +108,7 @@ export const run = (flags: SampleFlags) =>
       compare: flags.compare,
       repeats: flags.repeats,
       scheduling: flags.scheduler,
-      engine: { ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) },
+      engine: engineOptionsOf(flags),
       progress
     }, dtype)
   })

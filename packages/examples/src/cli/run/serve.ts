@@ -5,9 +5,8 @@ import { Engine } from "@canopy/runtime"
 import { CanopyServer } from "@canopy/server"
 import { Console, Effect, Layer, Option } from "effect"
 import { modelStack } from "../../sampling/stack.ts"
-import { kvOptions } from "../flags.ts"
 import type { ServeFlags } from "../serve.ts"
-import { tuneSetting } from "./tune.ts"
+import { engineOptionsOf } from "./engineOptions.ts"
 
 export const run = (flags: ServeFlags) =>
   Effect.gen(function*() {
@@ -33,7 +32,7 @@ export const run = (flags: ServeFlags) =>
         ...Option.match(flags.chatTemplate, { onNone: () => ({}), onSome: (chatTemplateFile) => ({ chatTemplateFile }) }),
         ...Option.match(flags.modelName, { onNone: () => ({}), onSome: (modelId) => ({ modelId }) })
       }).pipe(
-        Layer.provideMerge(Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) })),
+        Layer.provideMerge(Engine.layer(engineOptionsOf(flags))),
         Layer.provideMerge(modelStack(flags.model, 0, Option.getOrUndefined(flags.dtype)))
       )
     )

@@ -9,9 +9,8 @@ import { modelKeyOf } from "../../distributed/modelKey.ts"
 import { checkModelSpec } from "../../sampling/modelSource.ts"
 import { modelStack } from "../../sampling/stack.ts"
 import { progressLine } from "../../terminal/progressLine.ts"
-import { kvOptions } from "../flags.ts"
 import type { WorkerFlags } from "../worker.ts"
-import { tuneSetting } from "./tune.ts"
+import { engineOptionsOf } from "./engineOptions.ts"
 
 /** A terminal's status line is rewritten with each heartbeat; a log gets a line this often. */
 const LOG_EVERY_MS = 10_000
@@ -37,7 +36,7 @@ export const run = (flags: WorkerFlags) =>
       kvDtype: flags.kvDtype,
       ...Option.match(flags.pool, { onNone: () => ({}), onSome: (pool) => ({ pool }) })
     }
-    const stack = Engine.layer({ maxBatch: flags.batch, ...kvOptions(flags.kvMemory, flags.kvDtype), tune: tuneSetting(flags.noTune) }).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype)))
+    const stack = Engine.layer(engineOptionsOf(flags)).pipe(Layer.provideMerge(modelStack(flags.model, 0, dtype)))
     const services = yield* Layer.build(stack).pipe(
       Effect.tapError((e) => recordStartFailure(identity, e).pipe(Effect.ignore))
     )
