@@ -135,11 +135,14 @@ describe("scripts/gpu-pack.sh", () => {
 
     it("runs the GPU entry's quick checks, as the README's first GPU command does", async () => {
       const out = join(packDir!, "OUT")
-      const r = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "smoke", "decode-smoke"])
+      const r = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "smoke", "decode-smoke", "schedule-smoke"])
       expect(r.code, report(r)).toBe(0)
-      for (const file of ["roofline.json", "attention-smoke.json", "attention-smoke.svg", "decode-smoke.json", "decode-smoke.svg"]) {
+      for (const file of ["roofline.json", "attention-smoke.json", "attention-smoke.svg", "decode-smoke.json", "decode-smoke.svg", "schedule-smoke.json"]) {
         expect(existsSync(join(out, file)), file).toBe(true)
       }
+      // both engines ran, overlapped and stepwise, with the same completions (the entry fails otherwise)
+      const schedule = JSON.parse(readFileSync(join(out, "schedule-smoke.json"), "utf8")) as { identical: boolean; overlapSpeedup?: { n: number } }
+      expect([schedule.identical, schedule.overlapSpeedup?.n]).toEqual([true, 1])
     })
 
     it("names the bundles it has when asked for one it does not", async () => {

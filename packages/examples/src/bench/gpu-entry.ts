@@ -11,18 +11,24 @@
  * checked against the float64 reference (the tuner does that before it times
  * anything; a failing one is reported and never chosen) and tuned for the 13b
  * shapes, and the matmul candidates are timed on a 13b layer's projections.
+ * Last, the `schedule` part: samples of varied lengths under the few-shot
+ * prompt on a whole CodeLlama-7b shape (f16 weights, all 32 layers),
+ * continuous batching against waves and overlapped decoding against stepwise
+ * (bench schedule's comparison), where the host's share of a step is real.
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|13b|gqa|decode|decode-13b|smoke|decode-smoke ...]
- *   (default: variants 13b gqa decode decode-13b)
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
+ *   (default: variants 13b gqa decode decode-13b schedule)
  *
  * Exit code 1 when any point's methods disagree or any candidate fails its check.
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import {
-  describeAdapter, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, tuneLevelTile, tuneMatmul, type TuneProgress
+  describeAdapter, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, tuneLevelTile, tuneMatmul, type TuneProgress, type WeightType
 } from "@canopy/kernels"
 import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
+import { BUILTIN_PROBLEMS } from "../pipeline/data/builtin-problems.ts"
+import { FEW_SHOT_PROMPT } from "../pipeline/prompt.ts"
 import { disagreements, runAttentionBench, writeAttentionReport } from "./attentionBench.ts"
 import { formatAttentionTable } from "./attentionReport.ts"
 import { gridPoints, type SweepPoint } from "./attentionWorkload.ts"
@@ -32,6 +38,7 @@ import {
 } from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
+import { formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -63,7 +70,7 @@ const SWEEPS: Record<string, Sweep> = {
     points: gridPoints([2, 4], [64], [8])
   }
 }
-const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b"]
+const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b", "schedule"]
 
 interface DecodeSweep {
   readonly model: ModelConfig
@@ -104,6 +111,68 @@ const DECODE_SWEEPS: Record<string, DecodeSweep> = {
     prefixes: [64],
     tokens: 4,
     kvMemoryBytes: 2 ** 26
+  }
+}
+
+interface ScheduleSweep {
+  readonly model: ModelConfig
+  readonly weights: WeightType
+  readonly label: string
+  readonly problems: number
+  readonly samplesPerProblem: number
+  readonly minTokens: number
+  readonly maxTokens: number
+  readonly maxBatch: number
+  readonly repeats: number
+  readonly kvMemoryBytes: number
+}
+
+const SCHEDULE_SWEEPS: Record<string, ScheduleSweep> = {
+  // a whole 7b model's 32 layers: the host's work per step is a 32-layer step's
+  schedule: {
+    model: PRESETS["codellama-7b"], weights: "f16", label: "synthetic codellama-7b shape, f16 weights",
+    problems: 4, samplesPerProblem: 16, minTokens: 4, maxTokens: 64, maxBatch: 16, repeats: 3, kvMemoryBytes: 4 * 2 ** 30
+  },
+  // seconds anywhere: checks both engines run in the bundle
+  "schedule-smoke": {
+    model: PRESETS.tiny, weights: "f32", label: "synthetic tiny",
+    problems: 2, samplesPerProblem: 3, minTokens: 1, maxTokens: 6, maxBatch: 2, repeats: 1, kvMemoryBytes: 2 ** 26
+  }
+}
+
+/**
+ * bench schedule's comparison on one model: continuous batching and waves on
+ * an overlapped engine, continuous batching on a stepwise one with the same
+ * kernels, into OUT/<name>.json. Throws (ScheduleMismatch) if any two runs give
+ * other completions.
+ */
+const runSchedule = async (gpu: GpuHandle, outDir: string, name: string, sweep: ScheduleSweep): Promise<void> => {
+  const model = await loadModel(gpu.device, { kind: "synthetic", model: sweep.model, seed: 0, dtype: sweep.weights })
+  const engines: Array<TreeEngine> = []
+  try {
+    const options = { maxBatch: sweep.maxBatch, kvMemoryBytes: sweep.kvMemoryBytes }
+    const overlapped = await TreeEngine.create(gpu.device, model, options)
+    engines.push(overlapped)
+    const kernels = { levelTile: overlapped.tuning.levelTile.value, matmul: overlapped.tuning.matmul.choice }
+    const stepwise = await TreeEngine.create(gpu.device, model, { ...options, overlap: false, kernels })
+    engines.push(stepwise)
+    const figures = await runScheduleBench(overlapped, {
+      fewShot: FEW_SHOT_PROMPT,
+      problems: BUILTIN_PROBLEMS.slice(0, sweep.problems),
+      samplesPerProblem: sweep.samplesPerProblem,
+      minTokens: sweep.minTokens,
+      maxTokens: sweep.maxTokens,
+      seed: 0,
+      repeats: sweep.repeats,
+      onProgress: (text) => console.log(`${name}: ${text}`)
+    }, stepwise)
+    const report: ScheduleReport = { adapter: describeAdapter(gpu.adapter), model: sweep.label, ...figures }
+    console.log(`\n${name}`)
+    for (const line of formatScheduleTable(report)) console.log(line)
+    await writeFile(join(outDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`)
+  } finally {
+    for (const engine of engines) engine.destroy()
+    model.weights.destroy()
   }
 }
 
@@ -183,9 +252,10 @@ const runVariants = async (gpu: GpuHandle, outDir: string): Promise<number> => {
 const main = async (): Promise<number> => {
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => n !== "variants" && !(n in SWEEPS) && !(n in DECODE_SWEEPS))
+  const unknown = chosen.filter((n) => n !== "variants" && !(n in SWEEPS) && !(n in DECODE_SWEEPS) && !(n in SCHEDULE_SWEEPS))
   if (outDir === undefined || unknown.length > 0) {
-    console.error(`usage: gpu-entry OUT_DIR [${["variants", ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS)].join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
+    const parts = ["variants", ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS), ...Object.keys(SCHEDULE_SWEEPS)]
+    console.error(`usage: gpu-entry OUT_DIR [${parts.join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
     return 2
   }
   await mkdir(outDir, { recursive: true })
@@ -204,6 +274,11 @@ const main = async (): Promise<number> => {
       const decode = DECODE_SWEEPS[name]
       if (decode !== undefined) {
         await runDecode(gpu, outDir, name, decode)
+        continue
+      }
+      const schedule = SCHEDULE_SWEEPS[name]
+      if (schedule !== undefined) {
+        await runSchedule(gpu, outDir, name, schedule)
         continue
       }
       const sweep = SWEEPS[name]!
