@@ -38,7 +38,7 @@ import {
 } from "./decodeBench.ts"
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
-import { formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
+import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -153,8 +153,7 @@ const runSchedule = async (gpu: GpuHandle, outDir: string, name: string, sweep: 
     const options = { maxBatch: sweep.maxBatch, kvMemoryBytes: sweep.kvMemoryBytes }
     const overlapped = await TreeEngine.create(gpu.device, model, options)
     engines.push(overlapped)
-    const kernels = { levelTile: overlapped.tuning.levelTile.value, matmul: overlapped.tuning.matmul.choice }
-    const stepwise = await TreeEngine.create(gpu.device, model, { ...options, overlap: false, kernels })
+    const stepwise = await createStepwiseEngine(gpu.device, model, overlapped, options)
     engines.push(stepwise)
     const figures = await runScheduleBench(overlapped, {
       fewShot: FEW_SHOT_PROMPT,

@@ -20,7 +20,7 @@
  * real workload's samples are new. Sampling is keyed by (seed, sample, step), so
  * both modes must give the same completions: any difference fails the run.
  */
-import type { Completion, GenerateResult, PromptTree, SchedulingMode, TreeEngine } from "@canopy/runtime"
+import { type Completion, type EngineOptions, type GenerateResult, type LoadedModel, type PromptTree, type SchedulingMode, TreeEngine } from "@canopy/runtime"
 import { Data } from "effect"
 import type { Problem } from "../pipeline/problems.ts"
 import { renderProblemPrompt } from "../pipeline/prompt.ts"
@@ -69,6 +69,12 @@ export const scheduleTree = (workload: ScheduleWorkload, lengths: ReadonlyArray<
     }))
   }
 }
+
+/** An engine of `options` that decodes stepwise on the kernels `engine` was tuned to: the stepwise contender beside `engine`. */
+export const createStepwiseEngine = (device: GPUDevice, model: LoadedModel, engine: TreeEngine, options: EngineOptions): Promise<TreeEngine> =>
+  TreeEngine.create(device, model, {
+    ...options, overlap: false, kernels: { levelTile: engine.tuning.levelTile.value, matmul: engine.tuning.matmul.choice }
+  })
 
 /** A mode gave other completions than the first run: sampling is keyed by (seed, sample, step), so this is a scheduler bug. */
 export class ScheduleMismatch extends Data.TaggedError("ScheduleMismatch")<{

@@ -55,6 +55,8 @@ interface Running {
   last: number
   /** decode steps with a row of it submitted and not read back yet: 0, or 1–2 with overlap */
   unread: number
+  /** its row in the last decode step submitted with it */
+  row: number
   /** its trie ends in a pending token: what the step read back next samples for it */
   pending: boolean
 }
@@ -158,7 +160,7 @@ export class Scheduler {
     if (ahead !== undefined) this.placePending(ahead)
     // A sample in flight with no pending token ends on the token read back: it sits this step out.
     const decoding = this.running.filter((s) => s.alive && (s.unread === 0 || s.pending))
-    const decode = decoding.length > 0 ? this.submitDecode(decoding, ahead) : undefined
+    const decode = decoding.length > 0 ? this.submitDecode(decoding) : undefined
     const prefilled = this.submitPrefill()
     const reading = this.overlap ? ahead : decode
     if (this.overlap && decode !== undefined) this.ahead = decode
@@ -184,7 +186,7 @@ export class Scheduler {
   /** Moves waiting samples into fills while the batch has places and the pool has blocks for them. */
   private admit(): void {
     // A sample whose token limit the step in flight reaches leaves the batch before the next step.
-    let places = this.maxBatch - this.running.filter((s) => !endsInFlight(s)).length - this.fills.reduce((n, f) => n + f.jobs.length, 0)
+    let places = this.maxBatch - this.running.reduce((n, s) => n + (endsInFlight(s) ? 0 : 1), 0) - this.fills.reduce((n, f) => n + f.jobs.length, 0)
     if (places <= 0) return
     let budget: number | undefined
     for (const request of this.requests) {
@@ -299,23 +301,23 @@ export class Scheduler {
 
   // ---- the two forwards --------------------------------------------------------
 
-  /** Submits a decode step over `decoding`; a sample with a pending token is fed its row of `ahead` on the GPU. */
-  private submitDecode(decoding: ReadonlyArray<Running>, ahead: DecodeInFlight | undefined): DecodeInFlight {
+  /** Submits a decode step over `decoding`; a sample with a pending token is fed its row of the step in flight on the GPU. */
+  private submitDecode(decoding: ReadonlyArray<Running>): DecodeInFlight {
     const mode = decoding[0]!.job.request.attention
-    const aheadRow = new Map<Running, number>()
-    ahead?.rows.forEach((s, i) => aheadRow.set(s, i))
     const submitted = this.step.decode(
       decoding.map((s) => ({
         seq: s.seq, token: s.last, written: s.written, sampling: s.job.samplingParams(s.unread),
-        ...(s.pending ? { feed: aheadRow.get(s)! } : {})
+        // a pending token is what the step in flight samples at the sample's row there
+        ...(s.pending ? { feed: s.row } : {})
       })),
       mode
     )
     const tree = this.kv.tree
-    for (const s of decoding) {
+    decoding.forEach((s, row) => {
       s.written = tree.lengthOf(s.seq) // a submitted step counts as written
       s.unread++
-    }
+      s.row = row
+    })
     // Read right after the step, before anything else is submitted.
     const logits = decoding.some((s) => s.job.request.events.onLogits !== undefined) ? this.step.readLogits(decoding.length) : undefined
     // Read back a turn later with overlap, or never when every request ends first: a failure is seen where it is awaited.
@@ -402,7 +404,7 @@ export class Scheduler {
     const last = fill.context[fill.context.length - 1]!
     fill.jobs.forEach((job, i) => {
       const own = i === fill.jobs.length - 1 ? seq : this.kv.tree.fork(seq)
-      this.running.push({ job, seq: own, alive: true, written, last, unread: 0, pending: false })
+      this.running.push({ job, seq: own, alive: true, written, last, unread: 0, row: 0, pending: false })
     })
     fill.request.running += fill.jobs.length
     fill.request.filling -= fill.jobs.length

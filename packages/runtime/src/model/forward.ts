@@ -82,8 +82,9 @@ export interface ForwardBatch {
   /** one per logit row */
   readonly sampling: ReadonlyArray<SamplingParams>
   /**
-   * u32 [rows], optional: the logit row of the previous step with logits whose
-   * sampled id is this row's token (NO_FEED where `tokens` holds it)
+   * u32 [rows], optional (left out where no row is fed): the logit row of the
+   * previous step with logits whose sampled id is this row's token (NO_FEED
+   * where `tokens` holds it)
    */
   readonly feed?: Uint32Array
 }
@@ -290,8 +291,8 @@ export class Forward {
     if (rows !== this.heldRows) this.setCount(this.rowCount, (this.heldRows = rows))
     if (logitRows !== this.heldLogitRows) this.setCount(this.logitCount, (this.heldLogitRows = logitRows))
     if (rows === 0) return
-    const fed = batch.feed !== undefined && batch.feed.some((f) => f !== NO_FEED)
-    if (fed) this.write(this.inputs.feed, batch.feed!)
+    const fed = batch.feed !== undefined
+    if (fed) this.write(this.inputs.feed, batch.feed)
 
     const body = this.bodyFor(rows)
     const tail = this.tailFor(logitRows)

@@ -1,14 +1,14 @@
 /**
  * What `canopy bench schedule` runs (the command and its help are in ../../bench/schedule.ts).
  */
-import { adapterName, describeModelSource, Engine, Gpu, Model, TreeEngine } from "@canopy/runtime"
+import { adapterName, describeModelSource, Engine, Gpu, Model } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { Console, Effect, Layer, Option } from "effect"
 import { BUILTIN_PROBLEMS } from "../../../pipeline/data/builtin-problems.ts"
 import { FEW_SHOT_PROMPT } from "../../../pipeline/prompt.ts"
 import { checkModelSpec } from "../../../sampling/modelSource.ts"
 import { modelStack } from "../../../sampling/stack.ts"
-import { formatScheduleTable, runScheduleBench, type ScheduleReport } from "../../../bench/schedule.ts"
+import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "../../../bench/schedule.ts"
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchScheduleFlags } from "../../bench/schedule.ts"
 import { InvalidFlag } from "../../errors.ts"
@@ -36,10 +36,8 @@ const bench = (flags: BenchScheduleFlags) =>
     const gpu = yield* Gpu
     const model = yield* Model
     const { engine } = yield* Engine
-    // continuous batching also runs on an engine of the same options and kernels that decodes stepwise
-    const kernels = { levelTile: engine.tuning.levelTile.value, matmul: engine.tuning.matmul.choice }
     const stepwise = yield* Effect.acquireRelease(
-      Effect.promise(() => TreeEngine.create(gpu.device, model, { ...engineOptions(flags), overlap: false, kernels })),
+      Effect.promise(() => createStepwiseEngine(gpu.device, model, engine, engineOptions(flags))),
       (e) => Effect.sync(() => e.destroy())
     )
     const line = progressLine()
