@@ -135,14 +135,20 @@ describe("scripts/gpu-pack.sh", () => {
 
     it("runs the GPU entry's quick checks, as the README's first GPU command does", async () => {
       const out = join(packDir!, "OUT")
-      const r = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "smoke", "decode-smoke", "schedule-smoke"])
+      const r = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "smoke", "decode-smoke", "schedule-smoke", "subgroup-matrix"])
       expect(r.code, report(r)).toBe(0)
-      for (const file of ["roofline.json", "attention-smoke.json", "attention-smoke.svg", "decode-smoke.json", "decode-smoke.svg", "schedule-smoke.json"]) {
+      for (const file of [
+        "roofline.json", "attention-smoke.json", "attention-smoke.svg", "decode-smoke.json", "decode-smoke.svg", "schedule-smoke.json", "subgroup-matrix.json"
+      ]) {
         expect(existsSync(join(out, file)), file).toBe(true)
       }
       // both engines ran, overlapped and stepwise, with the same completions (the entry fails otherwise)
       const schedule = JSON.parse(readFileSync(join(out, "schedule-smoke.json"), "utf8")) as { identical: boolean; overlapSpeedup?: { n: number } }
       expect([schedule.identical, schedule.overlapSpeedup?.n]).toEqual([true, 1])
+      // every probe ran in a child process of the bundle and said why it was skipped: SwiftShader has no matrix units
+      const probes = JSON.parse(readFileSync(join(out, "subgroup-matrix.json"), "utf8")) as { probes: Array<{ status: string; detail: string }> }
+      expect(probes.probes.map((p) => [p.status, p.detail])).toEqual(
+        Array.from({ length: 6 }, () => ["skipped", "the device has no chromium-experimental-subgroup-matrix"]))
     })
 
     it("names the bundles it has when asked for one it does not", async () => {

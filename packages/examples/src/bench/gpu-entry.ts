@@ -11,13 +11,17 @@
  * checked against the float64 reference (the tuner does that before it times
  * anything; a failing one is reported and never chosen) and tuned for the 13b
  * shapes, and the matmul candidates are timed on a 13b layer's projections.
+ * Then the `subgroup-matrix` part: each construct of the matrix-unit matmul
+ * (SUBGROUP_MATRIX_PROBES) built, checked against float64 and timed in a
+ * process of its own, so a driver that aborts on one is reported and the
+ * rest still run (OUT/subgroup-matrix.json).
  * Last, the `schedule` part: samples of varied lengths under the few-shot
  * prompt on a whole CodeLlama-7b shape (f16 weights, all 32 layers),
  * continuous batching against waves and overlapped decoding against stepwise
  * (bench schedule's comparison), where the host's share of a step is real.
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
- *   (default: variants 13b gqa decode decode-13b schedule)
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|subgroup-matrix|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
+ *   (default: variants subgroup-matrix 13b gqa decode decode-13b schedule)
  *
  * Exit code 1 when any point's methods disagree or any candidate fails its check.
  */
@@ -39,6 +43,7 @@ import {
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
+import { formatProbe, PROBE_FLAG, printProbe, runProbesIsolated } from "./subgroupMatrixPart.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -70,7 +75,7 @@ const SWEEPS: Record<string, Sweep> = {
     points: gridPoints([2, 4], [64], [8])
   }
 }
-const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b", "schedule"]
+const DEFAULT_SWEEPS = ["variants", "subgroup-matrix", "13b", "gqa", "decode", "decode-13b", "schedule"]
 
 interface DecodeSweep {
   readonly model: ModelConfig
@@ -248,12 +253,39 @@ const runVariants = async (gpu: GpuHandle, outDir: string): Promise<number> => {
   return failed.length
 }
 
+/**
+ * The subgroup-matrix probes, each in a child process running this entry,
+ * into OUT/subgroup-matrix.json beside the roofline's f32 matmul rate.
+ * Returns the number of probes that built a wrong kernel.
+ */
+const runSubgroupMatrix = async (gpu: GpuHandle, outDir: string, roofline: RooflineReport): Promise<number> => {
+  console.log("\nsubgroup-matrix: each construct in a process of its own")
+  const probes = await runProbesIsolated(process.argv[1]!, (r) => console.log(formatProbe(r)))
+  const report = { adapter: describeAdapter(gpu.adapter), f32MatmulGflops: roofline.matmul.gflops, probes }
+  await writeFile(join(outDir, "subgroup-matrix.json"), `${JSON.stringify(report, null, 2)}\n`)
+  return probes.filter((p) => p.status === "wrong").length
+}
+
+/** The child's side of runSubgroupMatrix: one probe on a device of its own. */
+const probeMain = async (name: string): Promise<number> => {
+  const gpu = await openGpu()
+  try {
+    await printProbe(gpu.device, name)
+    return 0
+  } finally {
+    gpu.close()
+  }
+}
+
+const PARTS = new Set(["variants", "subgroup-matrix"])
+
 const main = async (): Promise<number> => {
+  if (process.argv[2] === PROBE_FLAG) return probeMain(process.argv[3] ?? "")
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => n !== "variants" && !(n in SWEEPS) && !(n in DECODE_SWEEPS) && !(n in SCHEDULE_SWEEPS))
+  const unknown = chosen.filter((n) => !PARTS.has(n) && !(n in SWEEPS) && !(n in DECODE_SWEEPS) && !(n in SCHEDULE_SWEEPS))
   if (outDir === undefined || unknown.length > 0) {
-    const parts = ["variants", ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS), ...Object.keys(SCHEDULE_SWEEPS)]
+    const parts = [...PARTS, ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS), ...Object.keys(SCHEDULE_SWEEPS)]
     console.error(`usage: gpu-entry OUT_DIR [${parts.join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
     return 2
   }
@@ -268,6 +300,10 @@ const main = async (): Promise<number> => {
     for (const name of chosen) {
       if (name === "variants") {
         wrong += await runVariants(gpu, outDir)
+        continue
+      }
+      if (name === "subgroup-matrix") {
+        wrong += await runSubgroupMatrix(gpu, outDir, rooflineReport)
         continue
       }
       const decode = DECODE_SWEEPS[name]

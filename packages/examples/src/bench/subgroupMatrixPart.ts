@@ -1,0 +1,62 @@
+/**
+ * The GPU entry's `subgroup-matrix` part: every probe of the ladder
+ * (SUBGROUP_MATRIX_PROBES) in a process of its own — the entry itself, run
+ * again with PROBE_FLAG — so that a construct the driver cannot take is
+ * reported (crashed, refused, wrong) and the ladder goes on. Each probe
+ * prints its result as one `PROBE {json}` line.
+ */
+import { type ProbeResult, type ProductShape, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import { type IsolatedRun, runIsolated } from "./isolated.ts"
+
+export const PROBE_FLAG = "--subgroup-matrix-probe"
+const RESULT_PREFIX = "PROBE "
+
+/** Every probe's check (small: a float64 reference on the CPU) and timing (the roofline's 4096³). */
+export const PROBE_CHECK: ProductShape = { rows: 128, inDim: 256, outDim: 256 }
+export const PROBE_TIME: ProductShape = { rows: 4096, inDim: 4096, outDim: 4096 }
+/** A probe compiles one kernel and times a few products: a minute is a hang. */
+const PROBE_TIMEOUT_MS = 60_000
+
+/** The child's side: runs probe `name` on `device` and prints its result line. */
+export const printProbe = async (device: GPUDevice, name: string): Promise<void> => {
+  const result = await runSubgroupMatrixProbe(device, name, PROBE_CHECK, PROBE_TIME)
+  console.log(`${RESULT_PREFIX}${JSON.stringify(result)}`)
+}
+
+const lastLines = (text: string, n: number): Array<string> => text.split("\n").filter((l) => l.trim() !== "").slice(-n)
+
+/** What a probe's process said, or how it ended when it said nothing. */
+export const probeOutcome = (probe: { name: string; adds: string }, run: IsolatedRun): ProbeResult => {
+  // a probe that printed its result has finished, however its process then ended
+  const line = run.stdout.split("\n").reverse().find((l) => l.startsWith(RESULT_PREFIX))
+  if (line !== undefined) return JSON.parse(line.slice(RESULT_PREFIX.length)) as ProbeResult
+  const base = { probe: probe.name, adds: probe.adds }
+  // a driver's last words are on stderr (a runtime's stack trace may follow them); the probe's progress on stdout
+  const output = [...lastLines(run.stdout, 4), ...lastLines(run.stderr, 24)].join("\n")
+  if (run.timedOut) return { ...base, status: "timed out", detail: `no result in ${PROBE_TIMEOUT_MS / 1000} s; last output:\n${output}` }
+  const ending = run.signal !== null ? `signal ${run.signal}` : `exit code ${run.code}`
+  return { ...base, status: "crashed", detail: `the probe's process ended with ${ending}; last output:\n${output}` }
+}
+
+/** Runs each probe as `node <entry> PROBE_FLAG <name>`, in order, reporting each as it ends. */
+export const runProbesIsolated = async (
+  entry: string,
+  onResult: (result: ProbeResult) => void,
+  timeoutMs = PROBE_TIMEOUT_MS
+): Promise<ReadonlyArray<ProbeResult>> => {
+  const results: Array<ProbeResult> = []
+  for (const probe of SUBGROUP_MATRIX_PROBES) {
+    const result = probeOutcome(probe, await runIsolated([entry, PROBE_FLAG, probe.name], timeoutMs))
+    onResult(result)
+    results.push(result)
+  }
+  return results
+}
+
+/** One line per probe: its status, the construct it adds, its error and rate. */
+export const formatProbe = (r: ProbeResult): string => {
+  const figures = r.timed === undefined ? "" : `, ${r.timed.tflops.toFixed(1)} TFLOP/s at ${r.timed.rows}×${r.timed.inDim}×${r.timed.outDim} (${r.timed.timing})`
+  const error = r.error === undefined ? "" : `, error ${r.error.toExponential(1)}`
+  const detail = r.detail === undefined ? "" : ` — ${r.detail.split("\n")[0]}`
+  return `${r.probe.padEnd(22)} ${r.status.padEnd(9)} ${r.adds}${error}${figures}${detail}`
+}

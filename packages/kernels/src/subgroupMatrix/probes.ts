@@ -1,0 +1,223 @@
+/**
+ * The subgroup-matrix constructs, one probe each, from the form known to run
+ * on NVIDIA through Dawn (one subgroup, operands straight from storage) to
+ * the tiled, f32-exact kernel a model would use. A driver may abort the
+ * process while it builds one of them, so a caller runs each probe in a
+ * process of its own (the GPU entry's `subgroup-matrix` part): the first that
+ * fails names the construct the device cannot take.
+ *
+ * A probe builds its kernel, checks it on random inputs against the float64
+ * reference (f16-representable operands for the f16 input, wide-ranged f32
+ * rows for split-f32), then, only if it is right, times it.
+ */
+import { ShaderCompileError } from "../gpu/errors.ts"
+import { createComputePipeline, createStorageBuffer, readFloat32, uniformBuffer } from "../gpu/resources.ts"
+import { timeGpu } from "../gpu/timing.ts"
+import { relativeError } from "../model/common.ts"
+import { referenceMatmul } from "../model/matmul.ts"
+import { packWeights, roundWeights } from "../model/weightType.ts"
+import {
+  DEVICE_MATRICES, type MatrixConfig, type MatrixOps, subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
+} from "./matmulSubgroupMatrix.wgsl.ts"
+
+export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix"
+
+type ProbeSpec = Omit<SubgroupMatrixSpec, "config" | "subgroupSize">
+
+/** The ladder, in order: each adds one construct to one before it. */
+export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<{ readonly name: string; readonly adds: string; readonly spec: ProbeSpec }> = [
+  { name: "global-1x1", adds: "one result matrix per subgroup, operands loaded from storage", spec: { staging: "global", rowMatrices: 1, colMatrices: 1, matrices: "unrolled", input: "f16", kSlice: 0 } },
+  { name: "global-1x4", adds: "four result matrices in a row (the 16×64 strip)", spec: { staging: "global", rowMatrices: 1, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 0 } },
+  { name: "workgroup-2x4", adds: "operands staged through workgroup memory, 2×4 result matrices", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 32 } },
+  { name: "workgroup-2x4-arrays", adds: "matrices held in arrays indexed in loops", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "arrays", input: "f16", kSlice: 32 } },
+  { name: "split-f32-2x4", adds: "f32 rows split into f16 halves in workgroup memory (f32-level accuracy)", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 } },
+  { name: "split-f32-4x4", adds: "a 4×4 tile of result matrices", spec: { staging: "workgroup", rowMatrices: 4, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 } }
+]
+
+/** A product's shape: rows × inDim times (outDim × inDim)ᵀ. */
+export interface ProductShape {
+  readonly rows: number
+  readonly inDim: number
+  readonly outDim: number
+}
+
+export interface ProbeResult {
+  readonly probe: string
+  readonly adds: string
+  /**
+   * ok: right and timed; wrong: built, failed its check; refused: Dawn or the
+   * driver would not build it; skipped: not tried. crashed and timed out are
+   * told by the process that ran the probe in a child (the probe's own process
+   * never returns them).
+   */
+  readonly status: "ok" | "wrong" | "refused" | "skipped" | "crashed" | "timed out"
+  readonly detail?: string
+  readonly config?: MatrixConfig
+  /** norm-wise error of the check against float64, and the bound it must meet */
+  readonly error?: number
+  readonly tolerance?: number
+  readonly timed?: ProductShape & { readonly ms: number; readonly tflops: number; readonly timing: string }
+}
+
+interface AdapterMatrixInfo {
+  readonly subgroupMinSize?: number
+  readonly subgroupMaxSize?: number
+  readonly subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>
+}
+
+/** The f16 → f32 config the probes use (16×16×16 where offered, else the largest) and the fixed subgroup size, or why there is none. */
+export const matrixSetup = (device: GPUDevice): { config: MatrixConfig; subgroupSize: number } | string => {
+  if (!device.features.has(SUBGROUP_MATRIX_FEATURE)) return `the device has no ${SUBGROUP_MATRIX_FEATURE}`
+  const info = (device as unknown as { adapterInfo?: AdapterMatrixInfo }).adapterInfo
+  const configs = [...(info?.subgroupMatrixConfigs ?? [])].filter((c) => c.componentType === "f16" && c.resultComponentType === "f32")
+  if (configs.length === 0) return "the adapter offers no f16 → f32 subgroup-matrix config"
+  const { subgroupMinSize: min, subgroupMaxSize: max } = info ?? {}
+  if (min === undefined || min !== max) return `the probes need one fixed subgroup size (the adapter has ${min}–${max})`
+  const best = configs.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ?? [...configs].sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K)[0]!
+  return { config: { M: best.M, N: best.N, K: best.K }, subgroupSize: min }
+}
+
+const randomValues = (n: number, seed: number): Float32Array => {
+  let s = seed >>> 0
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return (s / 2 ** 32) * 2 - 1
+  })
+}
+
+/** Rows of X for a check: f16 values, or f32 rows whose magnitudes span 2⁻²⁰…2²⁰ (the split's row scaling at work). */
+const checkInput = (spec: SubgroupMatrixSpec, shape: ProductShape): Float32Array => {
+  const x = randomValues(shape.rows * shape.inDim, 11)
+  if (spec.input === "f16") return roundWeights("f16", x)
+  for (let r = 0; r < shape.rows; r++) {
+    const scale = 2 ** (((r * 7) % 41) - 20)
+    for (let i = 0; i < shape.inDim; i++) x[r * shape.inDim + i]! *= scale
+  }
+  return x
+}
+
+/**
+ * Norm-wise bound of the check: f32 accumulation of n exact products (as the
+ * matmul tests bound it) plus, for split-f32, the halves' 2⁻²² of each row's
+ * largest |x| over n products — far below 1e-4 at the check's sizes.
+ */
+export const SUBGROUP_MATRIX_TOLERANCE = 1e-4
+
+/** Builds the probe's kernel, checks it on `check`, and times it on `time` when it is right. */
+export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string, check: ProductShape, time: ProductShape): Promise<ProbeResult> => {
+  const probe = SUBGROUP_MATRIX_PROBES.find((p) => p.name === name)
+  if (probe === undefined) throw new RangeError(`no subgroup-matrix probe ${name}: one of ${SUBGROUP_MATRIX_PROBES.map((p) => p.name).join(", ")}`)
+  const base = { probe: name, adds: probe.adds }
+  const setup = matrixSetup(device)
+  if (typeof setup === "string") return { ...base, status: "skipped", detail: setup }
+  const spec: SubgroupMatrixSpec = { ...probe.spec, ...setup }
+  const problem = [check, time].map((s) => subgroupMatrixShapeProblem(spec, s.rows, s.inDim, s.outDim)).find((p) => p !== undefined)
+  if (problem !== undefined) throw new RangeError(`subgroup-matrix probe ${name}: ${problem}`)
+  if (subgroupMatrixStorageBytes(spec) > device.limits.maxComputeWorkgroupStorageSize) {
+    return { ...base, config: setup.config, status: "skipped", detail: `needs ${subgroupMatrixStorageBytes(spec)} bytes of workgroup memory` }
+  }
+  let checked: { pipeline: GPUComputePipeline; error: number }
+  try {
+    checked = await checkSubgroupMatrixKernel(device, spec, check)
+  } catch (e) {
+    if (e instanceof ShaderCompileError) return { ...base, config: setup.config, status: "refused", detail: e.message }
+    throw e
+  }
+  const { pipeline, error } = checked
+  const figures = { ...base, config: setup.config, error, tolerance: SUBGROUP_MATRIX_TOLERANCE }
+  if (!(error <= SUBGROUP_MATRIX_TOLERANCE)) return { ...figures, status: "wrong", detail: `norm-wise error ${error.toExponential(2)} above ${SUBGROUP_MATRIX_TOLERANCE}` }
+  return { ...figures, status: "ok", timed: await timeProduct(device, pipeline, spec, time) }
+}
+
+/**
+ * Builds `spec`'s kernel written with `ops` (the device's builtins, or their
+ * emulation on any shader-f16 adapter), runs it once on random inputs of
+ * `shape` (checkInput) and returns it with its norm-wise error against the
+ * float64 product. A kernel that does not build throws ShaderCompileError.
+ */
+export const checkSubgroupMatrixKernel = async (
+  device: GPUDevice, spec: SubgroupMatrixSpec, shape: ProductShape, ops: MatrixOps = DEVICE_MATRICES
+): Promise<{ pipeline: GPUComputePipeline; error: number }> => {
+  const problem = subgroupMatrixShapeProblem(spec, shape.rows, shape.inDim, shape.outDim)
+  if (problem !== undefined) throw new RangeError(`subgroup-matrix kernel: ${problem}`)
+  const pipeline = await createComputePipeline(device, `subgroup-matrix-${ops.name}`, subgroupMatrixCode(spec, ops))
+  const x = checkInput(spec, shape)
+  const w = roundWeights("f16", randomValues(shape.outDim * shape.inDim, 12))
+  const y = await runProduct(device, pipeline, spec, shape, x, w)
+  return { pipeline, error: relativeError(y, referenceMatmul(x, w, shape.inDim, shape.outDim)) }
+}
+
+interface ProductBuffers {
+  readonly x: GPUBuffer
+  readonly w: GPUBuffer
+  readonly y: GPUBuffer
+  readonly params: GPUBuffer
+  readonly group: GPUBindGroup
+  destroy(): void
+}
+
+const productBuffers = (device: GPUDevice, pipeline: GPUComputePipeline, spec: SubgroupMatrixSpec, shape: ProductShape): ProductBuffers => {
+  const xBytes = shape.rows * shape.inDim * (spec.input === "f16" ? 2 : 4)
+  const x = createStorageBuffer(device, "subgroup-matrix-x", xBytes)
+  const w = createStorageBuffer(device, "subgroup-matrix-w", shape.outDim * shape.inDim * 2)
+  const y = createStorageBuffer(device, "subgroup-matrix-y", shape.rows * shape.outDim * 4)
+  const params = uniformBuffer(device, "subgroup-matrix-params", Uint32Array.of(shape.rows, shape.inDim, shape.outDim, 0))
+  const group = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [x, w, y, params].map((buffer, binding) => ({ binding, resource: { buffer } }))
+  })
+  return { x, w, y, params, group, destroy: () => [x, w, y, params].forEach((b) => b.destroy()) }
+}
+
+const encodeProduct = (pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, b: ProductBuffers, spec: SubgroupMatrixSpec, shape: ProductShape): void => {
+  pass.setPipeline(pipeline)
+  pass.setBindGroup(0, b.group)
+  pass.dispatchWorkgroups(shape.outDim / tileCols(spec), shape.rows / tileRows(spec))
+}
+
+const writeOperand = (device: GPUDevice, buffer: GPUBuffer, values: Float32Array, f16: boolean): void => {
+  const data = f16 ? packWeights("f16", values) : values
+  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
+}
+
+const runProduct = async (
+  device: GPUDevice, pipeline: GPUComputePipeline, spec: SubgroupMatrixSpec, shape: ProductShape, x: Float32Array, w: Float32Array
+): Promise<Float32Array> => {
+  const b = productBuffers(device, pipeline, spec, shape)
+  try {
+    writeOperand(device, b.x, x, spec.input === "f16")
+    writeOperand(device, b.w, w, true)
+    const encoder = device.createCommandEncoder()
+    const pass = encoder.beginComputePass()
+    encodeProduct(pass, pipeline, b, spec, shape)
+    pass.end()
+    device.queue.submit([encoder.finish()])
+    return await readFloat32(device, b.y, shape.rows * shape.outDim)
+  } finally {
+    b.destroy()
+  }
+}
+
+/** Operands of a timing: one random block repeated (values do not change a matrix unit's speed). */
+const repeatedValues = (n: number, seed: number): Float32Array => {
+  const block = roundWeights("f16", randomValues(65536, seed))
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i += block.length) out.set(block.subarray(0, Math.min(block.length, n - i)), i)
+  return out
+}
+
+const timeProduct = async (device: GPUDevice, pipeline: GPUComputePipeline, spec: SubgroupMatrixSpec, shape: ProductShape) => {
+  const b = productBuffers(device, pipeline, spec, shape)
+  try {
+    writeOperand(device, b.x, repeatedValues(shape.rows * shape.inDim, 21), spec.input === "f16")
+    writeOperand(device, b.w, repeatedValues(shape.outDim * shape.inDim, 22), true)
+    const timing = await timeGpu(device, (encoder) => {
+      const pass = encoder.beginComputePass({ label: "subgroup-matrix probe" })
+      encodeProduct(pass, pipeline, b, spec, shape)
+      pass.end()
+    })
+    return { ...shape, ms: timing.medianMs, tflops: (2 * shape.rows * shape.inDim * shape.outDim) / (timing.medianMs * 1e9), timing: timing.source }
+  } finally {
+    b.destroy()
+  }
+}
