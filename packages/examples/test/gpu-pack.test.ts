@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { scaled } from "./limits.ts"
 
@@ -148,7 +149,7 @@ describe("scripts/gpu-pack.sh", () => {
       // every probe ran in a child process of the bundle and said why it was skipped: SwiftShader has no matrix units
       const probes = JSON.parse(readFileSync(join(out, "subgroup-matrix.json"), "utf8")) as { probes: Array<{ status: string; detail: string }> }
       expect(probes.probes.map((p) => [p.status, p.detail])).toEqual(
-        Array.from({ length: 6 }, () => ["skipped", "the device has no chromium-experimental-subgroup-matrix"]))
+        SUBGROUP_MATRIX_PROBES.map(() => ["skipped", "the device has no chromium-experimental-subgroup-matrix"]))
     })
 
     it("names the bundles it has when asked for one it does not", async () => {

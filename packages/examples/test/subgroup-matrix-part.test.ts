@@ -53,7 +53,7 @@ describe("probes in processes of their own", () => {
     const status = Object.fromEntries(results.map((r) => [r.probe, r.status]))
     expect(status).toEqual({
       "global-1x1": "ok", "global-1x4": "crashed", "workgroup-2x4": "ok",
-      "workgroup-2x4-arrays": "crashed", "split-f32-2x4": "ok", "split-f32-4x4": "timed out"
+      "workgroup-2x4-arrays": "crashed", "split-f32-2x4": "ok", "split-f32-4x4": "timed out", "attention-split-f32": "ok"
     })
     const detail = (name: string) => results.find((r) => r.probe === name)!.detail ?? ""
     expect(detail("workgroup-2x4-arrays")).toMatch(/signal SIGABRT[\s\S]*pthread_mutex_lock: assertion failed/)

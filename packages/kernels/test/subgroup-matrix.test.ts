@@ -18,8 +18,10 @@ import { roundWeights } from "../src/model/weightType.ts"
 import {
   EMULATED_MATRICES, type MatrixOps, subgroupMatrixShapeProblem, type SubgroupMatrixSpec
 } from "../src/subgroupMatrix/matmulSubgroupMatrix.wgsl.ts"
+import { checkAttentionMatrixKernel } from "../src/subgroupMatrix/attentionProbe.ts"
+import { attentionMatrixProblem } from "../src/subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import {
-  checkSubgroupMatrixKernel, matrixSetup, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, SUBGROUP_MATRIX_TOLERANCE
+  checkSubgroupMatrixKernel, matrixSetup, type MatmulProbe, PROBE_SHAPES, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, SUBGROUP_MATRIX_TOLERANCE
 } from "../src/subgroupMatrix/probes.ts"
 import { roundTo11Bits, rowScaleExponent, SPLIT_F32_WGSL, splitF32 } from "../src/subgroupMatrix/splitF32.ts"
 import { describeOnLavapipe, openLavapipe } from "./lavapipe.ts"
@@ -99,14 +101,21 @@ describe("subgroup-matrix specs", () => {
     expect(subgroupMatrixShapeProblem({ ...spec, staging: "global" }, 128, 256, 256)).toMatch(/split-f32 input needs workgroup staging/)
   })
 
-  it("every probe's spec takes the probes' check and timing shapes at the 16×16×16 and 16×8×16 configs", () => {
+  it("every matmul probe's spec takes the probes' check and timing shapes at the 16×16×16 and 16×8×16 configs, and the attention probe its own", () => {
     for (const config of [{ M: 16, N: 16, K: 16 }, { M: 16, N: 8, K: 16 }]) {
       for (const p of SUBGROUP_MATRIX_PROBES) {
-        for (const [rows, inDim, outDim] of [[128, 256, 256], [4096, 4096, 4096]] as const) {
+        if (p.kind !== "matmul") continue
+        for (const { rows, inDim, outDim } of [PROBE_SHAPES.matmul.check, PROBE_SHAPES.matmul.time]) {
           expect(subgroupMatrixShapeProblem({ ...p.spec, config, subgroupSize: 32 }, rows, inDim, outDim), p.name).toBeUndefined()
         }
       }
+      const { headDim, check, time } = PROBE_SHAPES.attention
+      for (const shape of [check, time]) expect(attentionMatrixProblem({ config, subgroupSize: 32, headDim }, shape)).toBeUndefined()
     }
+    const spec = { config: { M: 16, N: 8, K: 16 }, subgroupSize: 32, headDim: 64 }
+    expect(attentionMatrixProblem(spec, { rows: 40, keys: 32 })).toBe("rows (40) must be a multiple of M (16)")
+    expect(attentionMatrixProblem(spec, { rows: 32, keys: 40 })).toBe("keys (40) must be a positive multiple of 16")
+    expect(attentionMatrixProblem({ ...spec, headDim: 72 }, { rows: 32, keys: 32 })).toBe("headDim (72) must be a multiple of K (16) and N (8)")
   })
 })
 
@@ -120,9 +129,11 @@ describe("a probe on a software adapter", () => {
   it("is skipped, saying the device lacks the feature, before any kernel is built", async () => {
     expect(gpu.capabilities.subgroupMatrix).toBe(false)
     expect(matrixSetup(gpu.device)).toBe("the device has no chromium-experimental-subgroup-matrix")
-    const result = await runSubgroupMatrixProbe(gpu.device, "split-f32-2x4", { rows: 128, inDim: 256, outDim: 256 }, { rows: 128, inDim: 256, outDim: 256 })
-    expect(result).toMatchObject({ probe: "split-f32-2x4", status: "skipped", detail: "the device has no chromium-experimental-subgroup-matrix" })
-    await expect(runSubgroupMatrixProbe(gpu.device, "no-such", { rows: 1, inDim: 1, outDim: 1 }, { rows: 1, inDim: 1, outDim: 1 })).rejects.toThrow(/one of global-1x1/)
+    for (const name of ["split-f32-2x4", "attention-split-f32"]) {
+      const result = await runSubgroupMatrixProbe(gpu.device, name)
+      expect(result).toMatchObject({ probe: name, status: "skipped", detail: "the device has no chromium-experimental-subgroup-matrix" })
+    }
+    await expect(runSubgroupMatrixProbe(gpu.device, "no-such")).rejects.toThrow(/one of global-1x1/)
   })
 })
 
@@ -196,15 +207,18 @@ describeOnLavapipe("every probe's kernel on lavapipe, the matrix builtins emulat
   })
   afterAll(() => gpu?.close())
 
-  // rows and columns that every probe's tile covers at both configs, two slices deep
+  // rows and columns that every probe's tile covers at every config here, two slices deep
   const shape = { rows: 64, inDim: 64, outDim: 64 }
-  // Lavapipe takes 20–50 s to compile each of workgroup-2x4 and split-f32-4x4 (emulated or not,
-  // their unrolled staged steps are large), so those two, which only repeat the code of
-  // split-f32-2x4 (unrolled staged steps) and workgroup-2x4-arrays (staging) with other
-  // counts, are left to the device's own check; N ≠ M is checked on the 16×8×16 config.
-  const probe = (name: string) => SUBGROUP_MATRIX_PROBES.find((p) => p.name === name)!
+  // Lavapipe compiles a kernel that keeps emulated matrices across barriers slowly, the more so
+  // the larger they are (a 16×16 one is 256 f32 in each invocation): the staged kernels take
+  // 10–50 s each at 16×16×16. So the ladder runs at an 8×8×8 config (one some devices have;
+  // offsets and strides are the config's, as on any), the device's 16×16×16 and 16×8×16 on a
+  // kernel without barriers; workgroup-2x4 and split-f32-4x4 only repeat the code of
+  // workgroup-2x4-arrays (staging) and split-f32-2x4 (unrolled staged steps) with other counts.
+  const probe = (name: string) => SUBGROUP_MATRIX_PROBES.find((p): p is MatmulProbe => p.name === name && p.kind === "matmul")!
   const cases = [
-    ...["global-1x1", "global-1x4", "workgroup-2x4-arrays", "split-f32-2x4"].map((name) => ({ probe: probe(name), config: { M: 16, N: 16, K: 16 } })),
+    ...["global-1x1", "global-1x4", "workgroup-2x4-arrays", "split-f32-2x4"].map((name) => ({ probe: probe(name), config: { M: 8, N: 8, K: 8 } })),
+    { probe: probe("global-1x4"), config: { M: 16, N: 16, K: 16 } },
     { probe: probe("global-1x4"), config: { M: 16, N: 8, K: 16 } }
   ]
 
@@ -214,10 +228,17 @@ describeOnLavapipe("every probe's kernel on lavapipe, the matrix builtins emulat
     expect(error).toBeLessThanOrEqual(SUBGROUP_MATRIX_TOLERANCE)
   })
 
+  // (a config with N < K, two score matrices per key tile, took lavapipe minutes to compile: the device checks that path)
+  it("the attention probe's kernel at 8×8×8 matches float64's outputs and log-sum-exps", async () => {
+    const spec = { config: { M: 8, N: 8, K: 8 }, subgroupSize: 32, headDim: 16 }
+    const { error } = await checkAttentionMatrixKernel(gpu.device, spec, PROBE_SHAPES.attention.check, EMULATED_MATRICES)
+    expect(error).toBeLessThanOrEqual(SUBGROUP_MATRIX_TOLERANCE)
+  })
+
   it("fails the check when a matrix is read the wrong way round (the check can tell)", async () => {
     const transposed: MatrixOps = { ...EMULATED_MATRICES, load: (kind, c, target, declare, source, offset, colMajor, stride) =>
       EMULATED_MATRICES.load(kind, c, target, declare, source, offset, kind === "right" ? !colMajor : colMajor, stride) }
-    const spec: SubgroupMatrixSpec = { ...SUBGROUP_MATRIX_PROBES[0]!.spec, config: { M: 16, N: 16, K: 16 }, subgroupSize: 32 }
+    const spec: SubgroupMatrixSpec = { ...probe("global-1x1").spec, config: { M: 16, N: 16, K: 16 }, subgroupSize: 32 }
     const { error } = await checkSubgroupMatrixKernel(gpu.device, spec, shape, transposed)
     expect(error).toBeGreaterThan(0.1)
   })

@@ -12,7 +12,7 @@
  * anything; a failing one is reported and never chosen) and tuned for the 13b
  * shapes, and the matmul candidates are timed on a 13b layer's projections.
  * Then the `subgroup-matrix` part: each construct of the matrix-unit matmul
- * (SUBGROUP_MATRIX_PROBES) built, checked against float64 and timed in a
+ * and attention (SUBGROUP_MATRIX_PROBES) built, checked against float64 and timed in a
  * process of its own, so a driver that aborts on one is reported and the
  * rest still run (OUT/subgroup-matrix.json).
  * Last, the `schedule` part: samples of varied lengths under the few-shot

@@ -5,21 +5,18 @@
  * reported (crashed, refused, wrong) and the ladder goes on. Each probe
  * prints its result as one `PROBE {json}` line.
  */
-import { type ProbeResult, type ProductShape, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import { type ProbeResult, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
 import { type IsolatedRun, runIsolated } from "./isolated.ts"
 
 export const PROBE_FLAG = "--subgroup-matrix-probe"
 const RESULT_PREFIX = "PROBE "
 
-/** Every probe's check (small: a float64 reference on the CPU) and timing (the roofline's 4096³). */
-export const PROBE_CHECK: ProductShape = { rows: 128, inDim: 256, outDim: 256 }
-export const PROBE_TIME: ProductShape = { rows: 4096, inDim: 4096, outDim: 4096 }
 /** A probe compiles one kernel and times a few products: a minute is a hang. */
 const PROBE_TIMEOUT_MS = 60_000
 
 /** The child's side: runs probe `name` on `device` and prints its result line. */
 export const printProbe = async (device: GPUDevice, name: string): Promise<void> => {
-  const result = await runSubgroupMatrixProbe(device, name, PROBE_CHECK, PROBE_TIME)
+  const result = await runSubgroupMatrixProbe(device, name)
   console.log(`${RESULT_PREFIX}${JSON.stringify(result)}`)
 }
 
@@ -55,7 +52,9 @@ export const runProbesIsolated = async (
 
 /** One line per probe: its status, the construct it adds, its error and rate. */
 export const formatProbe = (r: ProbeResult): string => {
-  const figures = r.timed === undefined ? "" : `, ${r.timed.tflops.toFixed(1)} TFLOP/s at ${r.timed.rows}×${r.timed.inDim}×${r.timed.outDim} (${r.timed.timing})`
+  const t = r.timed
+  const shape = t === undefined ? "" : "keys" in t ? `${t.rows} queries × ${t.keys} keys, dim ${t.headDim}` : `${t.rows}×${t.inDim}×${t.outDim}`
+  const figures = t === undefined ? "" : `, ${t.tflops.toFixed(1)} TFLOP/s at ${shape} (${t.timing})`
   const error = r.error === undefined ? "" : `, error ${r.error.toExponential(1)}`
   const detail = r.detail === undefined ? "" : ` — ${r.detail.split("\n")[0]}`
   return `${r.probe.padEnd(22)} ${r.status.padEnd(9)} ${r.adds}${error}${figures}${detail}`

@@ -1,3 +1,5 @@
 export * from "./matmulSubgroupMatrix.wgsl.ts"
 export * from "./probes.ts"
 export * from "./splitF32.ts"
+export * from "./attentionSubgroupMatrix.wgsl.ts"
+export * from "./attentionProbe.ts"

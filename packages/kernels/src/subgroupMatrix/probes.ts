@@ -15,7 +15,12 @@ import { createComputePipeline, createStorageBuffer, readFloat32, uniformBuffer 
 import { timeGpu } from "../gpu/timing.ts"
 import { relativeError } from "../model/common.ts"
 import { referenceMatmul } from "../model/matmul.ts"
-import { packWeights, roundWeights } from "../model/weightType.ts"
+import { roundWeights } from "../model/weightType.ts"
+import {
+  type AttentionMatrixSpec, type AttentionProductShape
+} from "./attentionSubgroupMatrix.wgsl.ts"
+import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
+import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
   DEVICE_MATRICES, type MatrixConfig, type MatrixOps, subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
 } from "./matmulSubgroupMatrix.wgsl.ts"
@@ -24,15 +29,37 @@ export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix"
 
 type ProbeSpec = Omit<SubgroupMatrixSpec, "config" | "subgroupSize">
 
+export interface MatmulProbe {
+  readonly kind: "matmul"
+  readonly name: string
+  readonly adds: string
+  readonly spec: ProbeSpec
+}
+
+export interface AttentionProbe {
+  readonly kind: "attention"
+  readonly name: string
+  readonly adds: string
+}
+
+const matmul = (name: string, adds: string, spec: ProbeSpec): MatmulProbe => ({ kind: "matmul", name, adds, spec })
+
 /** The ladder, in order: each adds one construct to one before it. */
-export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<{ readonly name: string; readonly adds: string; readonly spec: ProbeSpec }> = [
-  { name: "global-1x1", adds: "one result matrix per subgroup, operands loaded from storage", spec: { staging: "global", rowMatrices: 1, colMatrices: 1, matrices: "unrolled", input: "f16", kSlice: 0 } },
-  { name: "global-1x4", adds: "four result matrices in a row (the 16×64 strip)", spec: { staging: "global", rowMatrices: 1, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 0 } },
-  { name: "workgroup-2x4", adds: "operands staged through workgroup memory, 2×4 result matrices", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 32 } },
-  { name: "workgroup-2x4-arrays", adds: "matrices held in arrays indexed in loops", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "arrays", input: "f16", kSlice: 32 } },
-  { name: "split-f32-2x4", adds: "f32 rows split into f16 halves in workgroup memory (f32-level accuracy)", spec: { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 } },
-  { name: "split-f32-4x4", adds: "a 4×4 tile of result matrices", spec: { staging: "workgroup", rowMatrices: 4, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 } }
+export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<MatmulProbe | AttentionProbe> = [
+  matmul("global-1x1", "one result matrix per subgroup, operands loaded from storage", { staging: "global", rowMatrices: 1, colMatrices: 1, matrices: "unrolled", input: "f16", kSlice: 0 }),
+  matmul("global-1x4", "four result matrices in a row (the 16×64 strip)", { staging: "global", rowMatrices: 1, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 0 }),
+  matmul("workgroup-2x4", "operands staged through workgroup memory, 2×4 result matrices", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 32 }),
+  matmul("workgroup-2x4-arrays", "matrices held in arrays indexed in loops", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "arrays", input: "f16", kSlice: 32 }),
+  matmul("split-f32-2x4", "f32 rows split into f16 halves in workgroup memory (f32-level accuracy)", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
+  matmul("split-f32-4x4", "a 4×4 tile of result matrices", { staging: "workgroup", rowMatrices: 4, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
+  { kind: "attention", name: "attention-split-f32", adds: "the level attention's Q·Kᵀ and P·V, Q and P split, matrix ops in a helper function" }
 ]
+
+/** Where every probe is checked (small: a float64 reference on the CPU) and timed (the roofline's 4096³; 4,096 queries on 4,096 keys). */
+export const PROBE_SHAPES = {
+  matmul: { check: { rows: 128, inDim: 256, outDim: 256 }, time: { rows: 4096, inDim: 4096, outDim: 4096 } },
+  attention: { headDim: 128, check: { rows: 32, keys: 48 }, time: { rows: 4096, keys: 4096 } }
+} as const
 
 /** A product's shape: rows × inDim times (outDim × inDim)ᵀ. */
 export interface ProductShape {
@@ -56,7 +83,8 @@ export interface ProbeResult {
   /** norm-wise error of the check against float64, and the bound it must meet */
   readonly error?: number
   readonly tolerance?: number
-  readonly timed?: ProductShape & { readonly ms: number; readonly tflops: number; readonly timing: string }
+  /** the timing: its shape, milliseconds and rate (the useful flops: 2·rows·inDim·outDim, or 4·rows·keys·D for attention) */
+  readonly timed?: (ProductShape | (AttentionProductShape & { readonly headDim: number })) & { readonly ms: number; readonly tflops: number; readonly timing: string }
 }
 
 interface AdapterMatrixInfo {
@@ -77,14 +105,6 @@ export const matrixSetup = (device: GPUDevice): { config: MatrixConfig; subgroup
   return { config: { M: best.M, N: best.N, K: best.K }, subgroupSize: min }
 }
 
-const randomValues = (n: number, seed: number): Float32Array => {
-  let s = seed >>> 0
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return (s / 2 ** 32) * 2 - 1
-  })
-}
-
 /** Rows of X for a check: f16 values, or f32 rows whose magnitudes span 2⁻²⁰…2²⁰ (the split's row scaling at work). */
 const checkInput = (spec: SubgroupMatrixSpec, shape: ProductShape): Float32Array => {
   const x = randomValues(shape.rows * shape.inDim, 11)
@@ -103,30 +123,58 @@ const checkInput = (spec: SubgroupMatrixSpec, shape: ProductShape): Float32Array
  */
 export const SUBGROUP_MATRIX_TOLERANCE = 1e-4
 
-/** Builds the probe's kernel, checks it on `check`, and times it on `time` when it is right. */
-export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string, check: ProductShape, time: ProductShape): Promise<ProbeResult> => {
+/** Builds the probe's kernel, checks it against float64, and times it when it is right (PROBE_SHAPES). */
+export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string): Promise<ProbeResult> => {
   const probe = SUBGROUP_MATRIX_PROBES.find((p) => p.name === name)
   if (probe === undefined) throw new RangeError(`no subgroup-matrix probe ${name}: one of ${SUBGROUP_MATRIX_PROBES.map((p) => p.name).join(", ")}`)
   const base = { probe: name, adds: probe.adds }
   const setup = matrixSetup(device)
   if (typeof setup === "string") return { ...base, status: "skipped", detail: setup }
-  const spec: SubgroupMatrixSpec = { ...probe.spec, ...setup }
-  const problem = [check, time].map((s) => subgroupMatrixShapeProblem(spec, s.rows, s.inDim, s.outDim)).find((p) => p !== undefined)
-  if (problem !== undefined) throw new RangeError(`subgroup-matrix probe ${name}: ${problem}`)
-  if (subgroupMatrixStorageBytes(spec) > device.limits.maxComputeWorkgroupStorageSize) {
-    return { ...base, config: setup.config, status: "skipped", detail: `needs ${subgroupMatrixStorageBytes(spec)} bytes of workgroup memory` }
-  }
-  let checked: { pipeline: GPUComputePipeline; error: number }
+  return probe.kind === "attention" ? runAttentionProbe(device, base, setup) : runMatmulProbe(device, base, probe, setup)
+}
+
+type Setup = { readonly config: MatrixConfig; readonly subgroupSize: number }
+
+/** A check's outcome: wrong past the tolerance, else timed. */
+const judged = async (
+  base: { probe: string; adds: string; config: MatrixConfig }, error: number, time: () => Promise<NonNullable<ProbeResult["timed"]>>
+): Promise<ProbeResult> => {
+  const figures = { ...base, error, tolerance: SUBGROUP_MATRIX_TOLERANCE }
+  if (!(error <= SUBGROUP_MATRIX_TOLERANCE)) return { ...figures, status: "wrong", detail: `norm-wise error ${error.toExponential(2)} above ${SUBGROUP_MATRIX_TOLERANCE}` }
+  return { ...figures, status: "ok", timed: await time() }
+}
+
+/** Runs `check`, turning a kernel the device would not build into a refusal. */
+const built = async <A>(base: { probe: string; adds: string; config: MatrixConfig }, check: () => Promise<A>): Promise<A | ProbeResult> => {
   try {
-    checked = await checkSubgroupMatrixKernel(device, spec, check)
+    return await check()
   } catch (e) {
-    if (e instanceof ShaderCompileError) return { ...base, config: setup.config, status: "refused", detail: e.message }
+    if (e instanceof ShaderCompileError) return { ...base, status: "refused", detail: e.message }
     throw e
   }
-  const { pipeline, error } = checked
-  const figures = { ...base, config: setup.config, error, tolerance: SUBGROUP_MATRIX_TOLERANCE }
-  if (!(error <= SUBGROUP_MATRIX_TOLERANCE)) return { ...figures, status: "wrong", detail: `norm-wise error ${error.toExponential(2)} above ${SUBGROUP_MATRIX_TOLERANCE}` }
-  return { ...figures, status: "ok", timed: await timeProduct(device, pipeline, spec, time) }
+}
+
+const runMatmulProbe = async (device: GPUDevice, named: { probe: string; adds: string }, probe: MatmulProbe, setup: Setup): Promise<ProbeResult> => {
+  const { check, time } = PROBE_SHAPES.matmul
+  const base = { ...named, config: setup.config }
+  const spec: SubgroupMatrixSpec = { ...probe.spec, ...setup }
+  const problem = [check, time].map((s) => subgroupMatrixShapeProblem(spec, s.rows, s.inDim, s.outDim)).find((p) => p !== undefined)
+  if (problem !== undefined) throw new RangeError(`subgroup-matrix probe ${probe.name}: ${problem}`)
+  if (subgroupMatrixStorageBytes(spec) > device.limits.maxComputeWorkgroupStorageSize) {
+    return { ...base, status: "skipped", detail: `needs ${subgroupMatrixStorageBytes(spec)} bytes of workgroup memory` }
+  }
+  const checked = await built(base, () => checkSubgroupMatrixKernel(device, spec, check))
+  if ("status" in checked) return checked
+  return judged(base, checked.error, () => timeProduct(device, checked.pipeline, spec, time))
+}
+
+const runAttentionProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: Setup): Promise<ProbeResult> => {
+  const { headDim, check, time } = PROBE_SHAPES.attention
+  const base = { ...named, config: setup.config }
+  const spec: AttentionMatrixSpec = { ...setup, headDim }
+  const checked = await built(base, () => checkAttentionMatrixKernel(device, spec, check))
+  if ("status" in checked) return checked
+  return judged(base, checked.error, () => timeAttention(device, checked.pipeline, spec, time))
 }
 
 /**
@@ -175,11 +223,6 @@ const encodeProduct = (pass: GPUComputePassEncoder, pipeline: GPUComputePipeline
   pass.dispatchWorkgroups(shape.outDim / tileCols(spec), shape.rows / tileRows(spec))
 }
 
-const writeOperand = (device: GPUDevice, buffer: GPUBuffer, values: Float32Array, f16: boolean): void => {
-  const data = f16 ? packWeights("f16", values) : values
-  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
-}
-
 const runProduct = async (
   device: GPUDevice, pipeline: GPUComputePipeline, spec: SubgroupMatrixSpec, shape: ProductShape, x: Float32Array, w: Float32Array
 ): Promise<Float32Array> => {
@@ -196,14 +239,6 @@ const runProduct = async (
   } finally {
     b.destroy()
   }
-}
-
-/** Operands of a timing: one random block repeated (values do not change a matrix unit's speed). */
-const repeatedValues = (n: number, seed: number): Float32Array => {
-  const block = roundWeights("f16", randomValues(65536, seed))
-  const out = new Float32Array(n)
-  for (let i = 0; i < n; i += block.length) out.set(block.subarray(0, Math.min(block.length, n - i)), i)
-  return out
 }
 
 const timeProduct = async (device: GPUDevice, pipeline: GPUComputePipeline, spec: SubgroupMatrixSpec, shape: ProductShape) => {
