@@ -16,9 +16,7 @@ import { timeGpu } from "../gpu/timing.ts"
 import { relativeError } from "../model/common.ts"
 import { referenceMatmul } from "../model/matmul.ts"
 import { roundWeights } from "../model/weightType.ts"
-import {
-  type AttentionMatrixSpec, type AttentionProductShape
-} from "./attentionSubgroupMatrix.wgsl.ts"
+import type { AttentionMatrixSpec, AttentionProductShape } from "./attentionSubgroupMatrix.wgsl.ts"
 import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
 import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
@@ -93,8 +91,11 @@ interface AdapterMatrixInfo {
   readonly subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>
 }
 
+/** What a probe's kernel is built for: the device's matrix config and its one subgroup size. */
+export type MatrixSetup = Pick<SubgroupMatrixSpec, "config" | "subgroupSize">
+
 /** The f16 → f32 config the probes use (16×16×16 where offered, else the largest) and the fixed subgroup size, or why there is none. */
-export const matrixSetup = (device: GPUDevice): { config: MatrixConfig; subgroupSize: number } | string => {
+export const matrixSetup = (device: GPUDevice): MatrixSetup | string => {
   if (!device.features.has(SUBGROUP_MATRIX_FEATURE)) return `the device has no ${SUBGROUP_MATRIX_FEATURE}`
   const info = (device as unknown as { adapterInfo?: AdapterMatrixInfo }).adapterInfo
   const configs = [...(info?.subgroupMatrixConfigs ?? [])].filter((c) => c.componentType === "f16" && c.resultComponentType === "f32")
@@ -133,8 +134,6 @@ export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string): P
   return probe.kind === "attention" ? runAttentionProbe(device, base, setup) : runMatmulProbe(device, base, probe, setup)
 }
 
-type Setup = { readonly config: MatrixConfig; readonly subgroupSize: number }
-
 /** A check's outcome: wrong past the tolerance, else timed. */
 const judged = async (
   base: { probe: string; adds: string; config: MatrixConfig }, error: number, time: () => Promise<NonNullable<ProbeResult["timed"]>>
@@ -154,7 +153,7 @@ const built = async <A>(base: { probe: string; adds: string; config: MatrixConfi
   }
 }
 
-const runMatmulProbe = async (device: GPUDevice, named: { probe: string; adds: string }, probe: MatmulProbe, setup: Setup): Promise<ProbeResult> => {
+const runMatmulProbe = async (device: GPUDevice, named: { probe: string; adds: string }, probe: MatmulProbe, setup: MatrixSetup): Promise<ProbeResult> => {
   const { check, time } = PROBE_SHAPES.matmul
   const base = { ...named, config: setup.config }
   const spec: SubgroupMatrixSpec = { ...probe.spec, ...setup }
@@ -168,7 +167,7 @@ const runMatmulProbe = async (device: GPUDevice, named: { probe: string; adds: s
   return judged(base, checked.error, () => timeProduct(device, checked.pipeline, spec, time))
 }
 
-const runAttentionProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: Setup): Promise<ProbeResult> => {
+const runAttentionProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: MatrixSetup): Promise<ProbeResult> => {
   const { headDim, check, time } = PROBE_SHAPES.attention
   const base = { ...named, config: setup.config }
   const spec: AttentionMatrixSpec = { ...setup, headDim }
