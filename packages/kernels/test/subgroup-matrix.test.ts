@@ -15,9 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type GpuHandle, openGpu } from "../src/gpu/device.ts"
 import { createComputePipeline, createStorageBuffer, readBuffer, uploadBuffer } from "../src/gpu/resources.ts"
 import { roundWeights } from "../src/model/weightType.ts"
-import {
-  EMULATED_MATRICES, type MatrixOps, subgroupMatrixShapeProblem, type SubgroupMatrixSpec
-} from "../src/subgroupMatrix/matmulSubgroupMatrix.wgsl.ts"
+import { subgroupMatrixShapeProblem, type SubgroupMatrixSpec } from "../src/subgroupMatrix/matmulSubgroupMatrix.wgsl.ts"
+import { EMULATED_MATRICES, type MatrixOps } from "../src/subgroupMatrix/matrixOps.ts"
 import { checkAttentionMatrixKernel } from "../src/subgroupMatrix/attentionProbe.ts"
 import { attentionMatrixProblem } from "../src/subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import {

@@ -12,7 +12,7 @@ import { roundWeights } from "../model/weightType.ts"
 import {
   attentionMatrixCode, attentionMatrixProblem, type AttentionMatrixSpec, type AttentionProductShape
 } from "./attentionSubgroupMatrix.wgsl.ts"
-import { DEVICE_MATRICES, type MatrixOps } from "./matmulSubgroupMatrix.wgsl.ts"
+import { DEVICE_MATRICES, type MatrixOps } from "./matrixOps.ts"
 import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 
 interface AttentionBuffers {

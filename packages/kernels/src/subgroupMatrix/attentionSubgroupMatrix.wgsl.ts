@@ -16,12 +16,12 @@
  * KT = lcm(N, K) (N keys per score matrix, K keys per step of P·V). Scores of
  * a tile go through workgroup memory, where a thread per row takes the
  * maxima and sums and the weights are split. Matrix types and MatrixOps as in
- * matmulSubgroupMatrix.wgsl.ts.
+ * matrixOps.ts.
  *
  * Bindings: 0 Q, 1 K, 2 V, 3 O, 4 lse, 5 uniform {rows, keys, scale}. rows
  * must be a multiple of M, keys of KT, D of K and N.
  */
-import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps } from "./matmulSubgroupMatrix.wgsl.ts"
+import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps } from "./matrixOps.ts"
 import { SPLIT_F32_WGSL } from "./splitF32.ts"
 
 export interface AttentionMatrixSpec {

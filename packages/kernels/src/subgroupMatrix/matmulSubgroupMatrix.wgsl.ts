@@ -16,25 +16,16 @@
  * and operands are separate variables ("unrolled") or arrays indexed in loops
  * ("arrays"). These are the constructs a driver may reject one at a time, so
  * each is a parameter here and a probe of its own (probes.ts). The matrix
- * operations themselves are written by a MatrixOps: the device's builtins, or
- * an emulation in plain WGSL that checks the rest of the kernel on adapters
- * without the feature.
- *
- * Matrix types are <T, columns, rows>: left <f16, K, M> is M×K, right
- * <f16, N, K> is K×N, result <f32, N, M> is M×N. The right operand is Wᵀ:
- * element (i, o) sits at o·stride + i, a column-major load.
+ * operations themselves are written by a MatrixOps (matrixOps.ts): the
+ * device's builtins, or an emulation in plain WGSL that checks the rest of the
+ * kernel on adapters without the feature. The right operand is Wᵀ: element
+ * (i, o) sits at o·stride + i, a column-major load.
  *
  * Bindings: 0 X, 1 W, 2 Y, 3 uniform {rows, inDim, outDim}. The shape must
  * tile exactly (subgroupMatrixShapeProblem).
  */
+import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps } from "./matrixOps.ts"
 import { SPLIT_F32_WGSL } from "./splitF32.ts"
-
-/** One of the adapter's subgroupMatrixConfigs with f16 operands and an f32 result. */
-export interface MatrixConfig {
-  readonly M: number
-  readonly N: number
-  readonly K: number
-}
 
 export interface SubgroupMatrixSpec {
   readonly config: MatrixConfig
@@ -72,65 +63,6 @@ export const subgroupMatrixStorageBytes = (s: SubgroupMatrixSpec): number => {
 }
 
 const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
-
-/**
- * How the kernel's matrix values are written. `DEVICE_MATRICES` are the
- * builtins. `EMULATED_MATRICES` is plain WGSL with the same meaning, every
- * invocation holding whole matrices (as f32, exact for f16 values) and doing
- * whole products: slow, but any shader-f16 adapter runs it, so everything of a
- * kernel except the builtins themselves (offsets, strides, staging, the split,
- * the epilogue) is checked against float64 where no device has the feature.
- */
-export interface MatrixOps {
-  readonly name: "device" | "emulated"
-  type(kind: "left" | "right" | "result", c: MatrixConfig): string
-  /** `target` (declared here when `declare`) = the matrix at `offset` of array `source` */
-  load(kind: "left" | "right", c: MatrixConfig, target: string, declare: boolean, source: string, offset: string, colMajor: boolean, stride: string): string
-  /** acc += a·b */
-  multiplyAccumulate(c: MatrixConfig, acc: string, a: string, b: string): string
-  /** `matrix` into array `target` at `offset`, row-major with `stride` */
-  store(c: MatrixConfig, target: string, offset: string, matrix: string, stride: string): string
-}
-
-/** Rows and columns of a matrix kind. */
-const dims = (kind: "left" | "right" | "result", c: MatrixConfig): readonly [number, number] =>
-  kind === "left" ? [c.M, c.K] : kind === "right" ? [c.K, c.N] : [c.M, c.N]
-
-export const DEVICE_MATRICES: MatrixOps = {
-  name: "device",
-  type: (kind, c) => {
-    const [rows, cols] = dims(kind, c)
-    return `subgroup_matrix_${kind}<${kind === "result" ? "f32" : "f16"}, ${cols}, ${rows}>`
-  },
-  load: (kind, c, target, declare, source, offset, colMajor, stride) =>
-    `${declare ? "let " : ""}${target} = subgroupMatrixLoad<${DEVICE_MATRICES.type(kind, c)}>(&${source}, ${offset}, ${colMajor}, ${stride});`,
-  multiplyAccumulate: (_, acc, a, b) => `${acc} = subgroupMatrixMultiplyAccumulate(${a}, ${b}, ${acc});`,
-  store: (_, target, offset, matrix, stride) => `subgroupMatrixStore(&${target}, ${offset}, ${matrix}, false, ${stride});`
-}
-
-// The emulation's own names start with sm_, so offsets written in the kernel's names keep their meaning inside its loops.
-export const EMULATED_MATRICES: MatrixOps = {
-  name: "emulated",
-  type: (kind, c) => `array<f32, ${dims(kind, c)[0] * dims(kind, c)[1]}>`,
-  load: (kind, c, target, declare, source, offset, colMajor, stride) => {
-    const [rows, cols] = dims(kind, c)
-    const at = colMajor ? `sm_c * (${stride}) + sm_r` : `sm_r * (${stride}) + sm_c`
-    return `${declare ? `var ${target}: ${EMULATED_MATRICES.type(kind, c)};\n` : ""}for (var sm_i = 0u; sm_i < ${rows * cols}u; sm_i++) {
-  let sm_r = sm_i / ${cols}u;
-  let sm_c = sm_i % ${cols}u;
-  ${target}[sm_i] = f32(${source}[(${offset}) + ${at}]);
-}`
-  },
-  // one flat loop (no inner loop a compiler would unroll: the emulation compiles in seconds), k innermost
-  multiplyAccumulate: (c, acc, a, b) => `for (var sm_i = 0u; sm_i < ${c.M * c.N * c.K}u; sm_i++) {
-  let sm_rc = sm_i / ${c.K}u;
-  let sm_k = sm_i % ${c.K}u;
-  ${acc}[sm_rc] += ${a}[(sm_rc / ${c.N}u) * ${c.K}u + sm_k] * ${b}[sm_k * ${c.N}u + sm_rc % ${c.N}u];
-}`,
-  store: (c, target, offset, matrix, stride) => `for (var sm_i = 0u; sm_i < ${c.M * c.N}u; sm_i++) {
-  ${target}[(${offset}) + (sm_i / ${c.N}u) * (${stride}) + sm_i % ${c.N}u] = ${matrix}[sm_i];
-}`
-}
 
 /** The statements of one inner step of K (at inner offset `k`, an expression), for both matrix layouts; a block of its own when unrolled (its names repeat). */
 const innerStep = (s: SubgroupMatrixSpec, ops: MatrixOps, k: string): string => {

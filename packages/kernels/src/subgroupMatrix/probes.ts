@@ -20,8 +20,9 @@ import type { AttentionMatrixSpec, AttentionProductShape } from "./attentionSubg
 import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
 import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
-  DEVICE_MATRICES, type MatrixConfig, type MatrixOps, subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
+  subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
 } from "./matmulSubgroupMatrix.wgsl.ts"
+import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps } from "./matrixOps.ts"
 
 export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix"
 
