@@ -11,17 +11,17 @@
  * checked against the float64 reference (the tuner does that before it times
  * anything; a failing one is reported and never chosen) and tuned for the 13b
  * shapes, and the matmul candidates are timed on a 13b layer's projections.
- * Then the `subgroup-matrix` part: each construct of the matrix-unit matmul
- * and attention (SUBGROUP_MATRIX_PROBES) built, checked against float64 and timed in a
- * process of its own, so a driver that aborts on one is reported and the
- * rest still run (OUT/subgroup-matrix.json).
- * Last, the `schedule` part: samples of varied lengths under the few-shot
+ * Then the `schedule` part: samples of varied lengths under the few-shot
  * prompt on a whole CodeLlama-7b shape (f16 weights, all 32 layers),
  * continuous batching against waves and overlapped decoding against stepwise
  * (bench schedule's comparison), where the host's share of a step is real.
+ * Last, the `subgroup-matrix` part: each construct of the matrix-unit matmul
+ * and attention (SUBGROUP_MATRIX_PROBES) built, checked against float64 and
+ * timed in a process of its own, so a driver that aborts on one is reported
+ * and the rest still run (OUT/subgroup-matrix.json).
  *
  *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|subgroup-matrix|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
- *   (default: variants subgroup-matrix 13b gqa decode decode-13b schedule)
+ *   (default: variants 13b gqa decode decode-13b schedule subgroup-matrix)
  *
  * Exit code 1 when any point's methods disagree or any candidate fails its check.
  */
@@ -75,7 +75,8 @@ const SWEEPS: Record<string, Sweep> = {
     points: gridPoints([2, 4], [64], [8])
   }
 }
-const DEFAULT_SWEEPS = ["variants", "subgroup-matrix", "13b", "gqa", "decode", "decode-13b", "schedule"]
+// the probes last: a construct that hangs the GPU must not cost the other figures
+const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b", "schedule", "subgroup-matrix"]
 
 interface DecodeSweep {
   readonly model: ModelConfig
