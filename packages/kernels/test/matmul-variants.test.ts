@@ -23,8 +23,9 @@ import type { GpuCapabilities } from "../src/gpu/adapters.ts"
 import { createRowCount, relativeError } from "../src/model/common.ts"
 import {
   defaultMatmulChoice, fittingBlockTile, GEMV_MAX_ROWS, InvalidMatmulBinding, MATMUL_CANDIDATES, MATMUL_INPUTS,
-  type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, referenceMatmul
+  MATRIX_MATMUL, matrixMatmulProblem, type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, type MatrixUnits, referenceMatmul
 } from "../src/model/matmul.ts"
+import { EMULATED_MATRICES } from "../src/subgroupMatrix/matrixOps.ts"
 import { referenceRmsNorm } from "../src/model/rmsnorm.ts"
 import { referenceSwiglu } from "../src/model/swiglu.ts"
 import { packWeights, roundWeights, WEIGHT_TYPES, type WeightType } from "../src/model/weightType.ts"
@@ -251,5 +252,45 @@ describeOnLavapipe("matmul candidates read native f16 weights on lavapipe (shade
     } finally {
       kernel.destroy()
     }
+  })
+})
+
+describeOnLavapipe("the matrix kernel on lavapipe, its matrix builtins emulated", () => {
+  let lavapipe: GpuHandle
+  beforeAll(async () => {
+    lavapipe = await openLavapipe()
+  })
+  afterAll(() => lavapipe?.close())
+
+  // an 8×8×8 config: lavapipe compiles the emulated matrices kept across barriers in seconds at this size
+  const units: MatrixUnits = { config: { M: 8, N: 8, K: 8 }, subgroupSize: 32, ops: EMULATED_MATRICES }
+  // past the 16×32 tile's rows and columns, inner dimensions short of a slice and several slices deep
+  const matrixShapes: Array<[Shape]> = [
+    [{ decodeRows: 1, prefillRows: GEMV_MAX_ROWS + 1, inDim: 13, outDim: 7, seed: 1 }],
+    [{ decodeRows: 2, prefillRows: 33, inDim: 70, outDim: 65, seed: 2 }],
+    [{ decodeRows: 3, prefillRows: MAX_ROWS, inDim: 96, outDim: 32, seed: 3 }]
+  ]
+
+  it.each(MATMUL_INPUTS.flatMap((input) => [true, false].map((shaderF16) => ({ input, storage: shaderF16 ? "f16-native" : "f16-packed", shaderF16 }))))(
+    "$input input on $storage weights (none, bias, accumulate, both; prefill rows past every edge)", async ({ input, storage, shaderF16 }) => {
+      const capabilities = { ...lavapipe.capabilities, shaderF16 }
+      const kernel = await MatmulKernel.create(lavapipe.device, { decode: "register", prefill: MATRIX_MATMUL }, "f16", capabilities, { inputs: [input], matrixUnits: units })
+      expect(kernel.weightStorage).toBe(storage)
+      try {
+        await fc.assert(fc.asyncProperty(shapes, async (shape) => {
+          expect(await worstError(lavapipe.device, kernel, "f16", input, shape)).toBeLessThan(TOL)
+        }), { numRuns: 2, seed: 23, examples: matrixShapes })
+      } finally {
+        kernel.destroy()
+      }
+    })
+
+  it("is refused, saying why, for weights that are not f16 and on a device without matrix units", async () => {
+    const matrix = { decode: "register", prefill: MATRIX_MATMUL } as const
+    await expect(MatmulKernel.create(lavapipe.device, matrix, "f32", lavapipe.capabilities, { matrixUnits: units }))
+      .rejects.toThrow("the matrix kernel cannot run here: the matrix kernel multiplies f16 weights, not f32 ones")
+    await expect(MatmulKernel.create(lavapipe.device, matrix, "bf16", lavapipe.capabilities, { matrixUnits: units })).rejects.toBeInstanceOf(InvalidMatmulBinding)
+    await expect(MatmulKernel.create(lavapipe.device, matrix, "f16")).rejects.toThrow("the device has no chromium-experimental-subgroup-matrix")
+    expect(matrixMatmulProblem(lavapipe.device, "f16-native", { ...units, subgroupSize: 4096 })).toMatch(/more invocations than a workgroup may have/)
   })
 })

@@ -16,11 +16,11 @@ import { type GpuHandle, openGpu } from "../src/gpu/device.ts"
 import { createComputePipeline, createStorageBuffer, readBuffer, uploadBuffer } from "../src/gpu/resources.ts"
 import { roundWeights } from "../src/model/weightType.ts"
 import { subgroupMatrixShapeProblem, type SubgroupMatrixSpec } from "../src/subgroupMatrix/matmulSubgroupMatrix.wgsl.ts"
-import { EMULATED_MATRICES, type MatrixOps } from "../src/subgroupMatrix/matrixOps.ts"
+import { EMULATED_MATRICES, type MatrixOps, matrixSetup } from "../src/subgroupMatrix/matrixOps.ts"
 import { checkAttentionMatrixKernel } from "../src/subgroupMatrix/attentionProbe.ts"
 import { attentionMatrixProblem } from "../src/subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import {
-  checkSubgroupMatrixKernel, matrixSetup, type MatmulProbe, PROBE_SHAPES, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, SUBGROUP_MATRIX_TOLERANCE
+  checkSubgroupMatrixKernel, type MatmulProbe, PROBE_SHAPES, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, SUBGROUP_MATRIX_TOLERANCE
 } from "../src/subgroupMatrix/probes.ts"
 import { roundTo11Bits, rowScaleExponent, SPLIT_F32_WGSL, splitF32 } from "../src/subgroupMatrix/splitF32.ts"
 import { describeOnLavapipe, openLavapipe } from "./lavapipe.ts"

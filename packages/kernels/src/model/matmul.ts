@@ -25,7 +25,12 @@
  *   scalar loads), "blocked64" / "blocked128" (register-blocked GEMM, 64×64 /
  *   128×64 tiles of 4×4 / 8×4 blocks, vec4 loads, padded double-buffered
  *   slices; smaller tiles where the device's limits do not allow them),
- *   "register" (barrier-free 4×4 register tiles).
+ *   "register" (barrier-free 4×4 register tiles), and where the device has
+ *   matrix units (chromium-experimental-subgroup-matrix) and the weights are
+ *   f16, "matrix" (f32 rows split into f16 halves, both multiplied on them;
+ *   matmulMatrix.wgsl.ts). A driver may abort the process building it, so the
+ *   tuner offers it only where its probe passed in a process of its own
+ *   (tune/matrixProbe.ts).
  * The default choice is by device (KernelVariant): "gpu" takes gemv and
  * tiled64, "software" register for both; `create` takes any other
  * `{ decode, prefill }` pair, so a tuner can time the candidates, and a bound
@@ -48,10 +53,13 @@ import { GEMV_LANES, GEMV_MAX_ROWS, gemvCode } from "./matmulGemv.wgsl.ts"
 import { GEMV_VEC4_COLS, gemvVec4Code, gemvVec4StorageBytes, type GemvReduction } from "./matmulGemvVec4.wgsl.ts"
 import { REGISTER_WG, registerCode, type RegisterTile } from "./matmulRegister.wgsl.ts"
 import { MATMUL_INPUTS, type MatmulInput, type MatmulModule } from "./matmulShared.wgsl.ts"
+import { matrixCode, matrixGrid, matrixStorageBytes, type MatrixUnits, matrixWeightsProblem } from "./matmulMatrix.wgsl.ts"
 import { tiledCode, tiledStorageBytes } from "./matmulTiled.wgsl.ts"
+import { DEVICE_MATRICES, matrixSetup } from "../subgroupMatrix/matrixOps.ts"
 
 export { GEMV_MAX_ROWS } from "./matmulGemv.wgsl.ts"
 export { MATMUL_INPUTS, type MatmulInput } from "./matmulShared.wgsl.ts"
+export { MATRIX_TILE, type MatrixUnits } from "./matmulMatrix.wgsl.ts"
 
 /** The kernels a tuner may pick from, per regime. */
 export const MATMUL_CANDIDATES = {
@@ -60,7 +68,10 @@ export const MATMUL_CANDIDATES = {
 } as const
 
 export type DecodeMatmul = (typeof MATMUL_CANDIDATES.decode)[number]
-export type PrefillMatmul = (typeof MATMUL_CANDIDATES.prefill)[number]
+/** The prefill kernel on the device's matrix units: not in MATMUL_CANDIDATES, as only some devices can build it (matrixMatmulProblem). */
+export const MATRIX_MATMUL = "matrix"
+
+export type PrefillMatmul = (typeof MATMUL_CANDIDATES.prefill)[number] | typeof MATRIX_MATMUL
 
 /** Which kernel runs each regime: decoding (rows ≤ GEMV_MAX_ROWS) and prefill. */
 export interface MatmulChoice {
@@ -108,6 +119,27 @@ export class InvalidMatmulBinding extends Data.TaggedError("InvalidMatmulBinding
 export interface MatmulOptions {
   /** the input kinds bindings will use (default: plain only); each one is a pipeline per regime and load width */
   readonly inputs?: ReadonlyArray<MatmulInput>
+  /** the matrix units the "matrix" kernel is written for (default: the device's own builtins, where it has them) */
+  readonly matrixUnits?: MatrixUnits
+}
+
+/** The device's matrix units as the matrix kernel uses them, or why it has none. */
+export const deviceMatrixUnits = (device: GPUDevice): MatrixUnits | string => {
+  const setup = matrixSetup(device)
+  return typeof setup === "string" ? setup : { ...setup, ops: DEVICE_MATRICES }
+}
+
+/** Why the "matrix" kernel cannot run on `device` for weights held as `storage`, or undefined. */
+export const matrixMatmulProblem = (
+  device: GPUDevice, storage: WeightStorage, units: MatrixUnits | string = deviceMatrixUnits(device)
+): string | undefined => {
+  if (typeof units === "string") return units
+  const weights = matrixWeightsProblem(storage)
+  if (weights !== undefined) return weights
+  if (units.subgroupSize > invocationLimit(device)) return `a subgroup of ${units.subgroupSize} is more invocations than a workgroup may have here`
+  const bytes = matrixStorageBytes(units)
+  if (bytes > device.limits.maxComputeWorkgroupStorageSize) return `it needs ${bytes} bytes of workgroup memory, more than the device's ${device.limits.maxComputeWorkgroupStorageSize}`
+  return undefined
 }
 
 /** One candidate as built for a device: its pipeline label, its code and its grid. */
@@ -147,8 +179,13 @@ export const fittingBlockTile = (device: GPUDevice, tiles: ReadonlyArray<BlockTi
   tiles.find((t) => blockThreads(t) <= invocationLimit(device) && blockStorageBytes(t) <= device.limits.maxComputeWorkgroupStorageSize) ??
     tiles.at(-1)!
 
-const prefillSpec = (device: GPUDevice, name: PrefillMatmul): PathSpec => {
+const prefillSpec = (device: GPUDevice, name: PrefillMatmul, units: MatrixUnits | string): PathSpec => {
   switch (name) {
+    case "matrix": {
+      // create checked matrixMatmulProblem
+      const u = units as MatrixUnits
+      return { label: `matmul-matrix-${u.config.M}x${u.config.N}x${u.config.K}-${u.ops.name}`, vec4: false, code: (module) => matrixCode(u, module), grid: matrixGrid(u) }
+    }
     case "register":
       return registerSpec("prefill")
     case "tiled64": {
@@ -291,7 +328,10 @@ export class MatmulKernel {
       throw new InvalidMatmulBinding({ problem: `inputs must be some of ${MATMUL_INPUTS.join(", ")}, got ${inputs.join(", ") || "none"}` })
     }
     const storage = weightStorageFor(weights, capabilities)
-    const specs = { decode: decodeSpec(device, choice.decode, capabilities), prefill: prefillSpec(device, choice.prefill) }
+    const units = options.matrixUnits ?? deviceMatrixUnits(device)
+    const matrixProblem = choice.prefill === MATRIX_MATMUL ? matrixMatmulProblem(device, storage, units) : undefined
+    if (matrixProblem !== undefined) throw new InvalidMatmulBinding({ problem: `the matrix kernel cannot run here: ${matrixProblem}` })
+    const specs = { decode: decodeSpec(device, choice.decode, capabilities), prefill: prefillSpec(device, choice.prefill, units) }
     const paths = await buildPaths(device, specs, storage, inputs)
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
     const family = typeof variant === "string" ? variant : defaultVariant(device)

@@ -65,7 +65,7 @@ export const subgroupMatrixStorageBytes = (s: SubgroupMatrixSpec): number => {
 const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
 
 /** The statements of one inner step of K (at inner offset `k`, an expression), for both matrix layouts; a block of its own when unrolled (its names repeat). */
-const innerStep = (s: SubgroupMatrixSpec, ops: MatrixOps, k: string): string => {
+export const innerStep = (s: SubgroupMatrixSpec, ops: MatrixOps, k: string): string => {
   const { M, N } = s.config
   const staged = s.staging === "workgroup"
   // where row block m of X and column block c of Wᵀ start, and their strides
@@ -95,7 +95,8 @@ const innerStep = (s: SubgroupMatrixSpec, ops: MatrixOps, k: string): string => 
   ].join("\n")
 }
 
-const declarations = (s: SubgroupMatrixSpec, ops: MatrixOps): string => {
+/** The result matrices, zeroed (and, held in arrays, the operands). */
+export const declarations = (s: SubgroupMatrixSpec, ops: MatrixOps): string => {
   const result = ops.type("result", s.config)
   if (s.matrices === "unrolled") {
     return range(s.rowMatrices).flatMap((m) => range(s.colMatrices).map((c) => `var acc_${m}_${c} = ${result}();`)).join("\n")
@@ -110,7 +111,7 @@ const declarations = (s: SubgroupMatrixSpec, ops: MatrixOps): string => {
 }
 
 /** Each result matrix into Y at the tile's place, or (`staged`) into `ys`, the tile in workgroup memory. */
-const stores = (s: SubgroupMatrixSpec, ops: MatrixOps, staged: boolean): string => {
+export const stores = (s: SubgroupMatrixSpec, ops: MatrixOps, staged: boolean): string => {
   const { M, N } = s.config
   const store = (m: string, c: string, matrix: string) => staged
     ? ops.store(s.config, "ys", `${m} * ${M * tileCols(s)}u + ${c} * ${N}u`, matrix, `${tileCols(s)}u`)

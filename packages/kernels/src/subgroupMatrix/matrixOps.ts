@@ -33,6 +33,33 @@ export interface MatrixOps {
   store(c: MatrixConfig, target: string, offset: string, matrix: string, stride: string): string
 }
 
+export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix"
+
+interface AdapterMatrixInfo {
+  readonly subgroupMinSize?: number
+  readonly subgroupMaxSize?: number
+  readonly subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>
+}
+
+/** What a matrix kernel is built for: the device's matrix config and its one subgroup size. */
+export interface MatrixSetup {
+  readonly config: MatrixConfig
+  /** invocations per subgroup (the device's fixed size): a matrix kernel's workgroup size */
+  readonly subgroupSize: number
+}
+
+/** The f16 → f32 config the probes use (16×16×16 where offered, else the largest) and the fixed subgroup size, or why there is none. */
+export const matrixSetup = (device: GPUDevice): MatrixSetup | string => {
+  if (!device.features.has(SUBGROUP_MATRIX_FEATURE)) return `the device has no ${SUBGROUP_MATRIX_FEATURE}`
+  const info = (device as unknown as { adapterInfo?: AdapterMatrixInfo }).adapterInfo
+  const configs = [...(info?.subgroupMatrixConfigs ?? [])].filter((c) => c.componentType === "f16" && c.resultComponentType === "f32")
+  if (configs.length === 0) return "the adapter offers no f16 → f32 subgroup-matrix config"
+  const { subgroupMinSize: min, subgroupMaxSize: max } = info ?? {}
+  if (min === undefined || min !== max) return `the probes need one fixed subgroup size (the adapter has ${min}–${max})`
+  const best = configs.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ?? [...configs].sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K)[0]!
+  return { config: { M: best.M, N: best.N, K: best.K }, subgroupSize: min }
+}
+
 /** Rows and columns of a matrix kind. */
 const dims = (kind: "left" | "right" | "result", c: MatrixConfig): readonly [number, number] =>
   kind === "left" ? [c.M, c.K] : kind === "right" ? [c.K, c.N] : [c.M, c.N]

@@ -22,9 +22,7 @@ import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
   subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
 } from "./matmulSubgroupMatrix.wgsl.ts"
-import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps } from "./matrixOps.ts"
-
-export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix"
+import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps, matrixSetup, type MatrixSetup } from "./matrixOps.ts"
 
 type ProbeSpec = Omit<SubgroupMatrixSpec, "config" | "subgroupSize">
 
@@ -84,27 +82,6 @@ export interface ProbeResult {
   readonly tolerance?: number
   /** the timing: its shape, milliseconds and rate (the useful flops: 2·rows·inDim·outDim, or 4·rows·keys·D for attention) */
   readonly timed?: (ProductShape | (AttentionProductShape & { readonly headDim: number })) & { readonly ms: number; readonly tflops: number; readonly timing: string }
-}
-
-interface AdapterMatrixInfo {
-  readonly subgroupMinSize?: number
-  readonly subgroupMaxSize?: number
-  readonly subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>
-}
-
-/** What a probe's kernel is built for: the device's matrix config and its one subgroup size. */
-export type MatrixSetup = Pick<SubgroupMatrixSpec, "config" | "subgroupSize">
-
-/** The f16 → f32 config the probes use (16×16×16 where offered, else the largest) and the fixed subgroup size, or why there is none. */
-export const matrixSetup = (device: GPUDevice): MatrixSetup | string => {
-  if (!device.features.has(SUBGROUP_MATRIX_FEATURE)) return `the device has no ${SUBGROUP_MATRIX_FEATURE}`
-  const info = (device as unknown as { adapterInfo?: AdapterMatrixInfo }).adapterInfo
-  const configs = [...(info?.subgroupMatrixConfigs ?? [])].filter((c) => c.componentType === "f16" && c.resultComponentType === "f32")
-  if (configs.length === 0) return "the adapter offers no f16 → f32 subgroup-matrix config"
-  const { subgroupMinSize: min, subgroupMaxSize: max } = info ?? {}
-  if (min === undefined || min !== max) return `the probes need one fixed subgroup size (the adapter has ${min}–${max})`
-  const best = configs.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ?? [...configs].sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K)[0]!
-  return { config: { M: best.M, N: best.N, K: best.K }, subgroupSize: min }
 }
 
 /** Rows of X for a check: f16 values, or f32 rows whose magnitudes span 2⁻²⁰…2²⁰ (the split's row scaling at work). */
