@@ -26,6 +26,9 @@ import {
   MATRIX_MATMUL, matrixMatmulProblem, type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, type MatrixUnits, referenceMatmul
 } from "../src/model/matmul.ts"
 import { EMULATED_MATRICES } from "../src/subgroupMatrix/matrixOps.ts"
+import { canopyVersion, memoryTuneCache } from "../src/tune/cache.ts"
+import { defaultPrefillCandidates, tuneMatmul } from "../src/tune/matmul.ts"
+import { ENGINE_MATRIX_PROBE, recordMatrixProbe } from "../src/tune/matrixProbe.ts"
 import { referenceRmsNorm } from "../src/model/rmsnorm.ts"
 import { referenceSwiglu } from "../src/model/swiglu.ts"
 import { packWeights, roundWeights, WEIGHT_TYPES, type WeightType } from "../src/model/weightType.ts"
@@ -271,7 +274,8 @@ describeOnLavapipe("the matrix kernel on lavapipe, its matrix builtins emulated"
     [{ decodeRows: 3, prefillRows: MAX_ROWS, inDim: 96, outDim: 32, seed: 3 }]
   ]
 
-  it.each(MATMUL_INPUTS.flatMap((input) => [true, false].map((shaderF16) => ({ input, storage: shaderF16 ? "f16-native" : "f16-packed", shaderF16 }))))(
+  // each input kind once, both weight storages among them (the prologue and the weight loads are separate code)
+  it.each(MATMUL_INPUTS.map((input, i) => ({ input, storage: i % 2 === 0 ? "f16-native" : "f16-packed", shaderF16: i % 2 === 0 })))(
     "$input input on $storage weights (none, bias, accumulate, both; prefill rows past every edge)", async ({ input, storage, shaderF16 }) => {
       const capabilities = { ...lavapipe.capabilities, shaderF16 }
       const kernel = await MatmulKernel.create(lavapipe.device, { decode: "register", prefill: MATRIX_MATMUL }, "f16", capabilities, { inputs: [input], matrixUnits: units })
@@ -284,6 +288,17 @@ describeOnLavapipe("the matrix kernel on lavapipe, its matrix builtins emulated"
         kernel.destroy()
       }
     })
+
+  it("is checked and timed by the tuner beside another candidate where its probe passed", async () => {
+    const cache = memoryTuneCache()
+    recordMatrixProbe(cache, lavapipe.device, { probe: ENGINE_MATRIX_PROBE, adds: "", status: "ok" })
+    const shape = { weights: "f16" as const, projections: [{ inDim: 64, outDim: 96 }] }
+    const tuned = await tuneMatmul(lavapipe.device, shape, {
+      enabled: true, cache, matrixUnits: units, decodeCandidates: ["register"], prefillCandidates: defaultPrefillCandidates(lavapipe.device, "f16-native", cache, canopyVersion(), units).filter((n) => n === "register" || n === MATRIX_MATMUL)
+    })
+    expect(tuned.prefill.skipped).toEqual([])
+    expect(tuned.prefill.timings.map((t) => t.name).sort()).toEqual([MATRIX_MATMUL, "register"])
+  })
 
   it("is refused, saying why, for weights that are not f16 and on a device without matrix units", async () => {
     const matrix = { decode: "register", prefill: MATRIX_MATMUL } as const

@@ -14,9 +14,13 @@ import {
   canopyCacheDir, canopyVersion, fileTuneCache, memoryTuneCache, parseTuneCache, TUNE_CACHE_FILE, type TuneCache, type TuneKey, tuneKeyText
 } from "../src/tune/cache.ts"
 import { attentionMismatch, levelTileName, tuneLevelTile } from "../src/tune/levelTile.ts"
-import { layerProjections, tuneMatmul } from "../src/tune/matmul.ts"
+import { defaultPrefillCandidates, layerProjections, tuneMatmul } from "../src/tune/matmul.ts"
+import { ENGINE_MATRIX_PROBE, matrixProbeStatus, recordMatrixProbe } from "../src/tune/matrixProbe.ts"
 import { defaultVariant } from "../src/model/common.ts"
-import { defaultMatmulChoice } from "../src/model/matmul.ts"
+import { defaultMatmulChoice, deviceMatrixUnits, MATMUL_CANDIDATES, MATRIX_MATMUL, type MatrixUnits } from "../src/model/matmul.ts"
+import type { WeightStorage } from "../src/model/weightType.ts"
+import { EMULATED_MATRICES } from "../src/subgroupMatrix/matrixOps.ts"
+import type { ProbeResult } from "../src/subgroupMatrix/probes.ts"
 import {
   type CandidateTrial, describeTuneProgress, tune, type TuneCandidate, TuneNoValidCandidate, type TuneProgress, tuningFromEnv
 } from "../src/tune/tuner.ts"
@@ -386,5 +390,37 @@ describe("the matmul", () => {
     expect((await tuneMatmul(gpu.device, shape, options)).decode).toMatchObject({ name: tuned.choice.decode, how: "cached", measurements: 0 })
     // off: the device family's own choice
     expect((await tuneMatmul(gpu.device, shape, { enabled: false })).choice).toEqual(defaultMatmulChoice(defaultVariant(gpu.device)))
+  })
+})
+
+describe("the matrix matmul's probe gate", () => {
+  const units = { config: { M: 8, N: 8, K: 8 }, subgroupSize: 32, ops: EMULATED_MATRICES }
+  const probed = (status: ProbeResult["status"], version = canopyVersion()): TuneCache => {
+    const cache = memoryTuneCache()
+    recordMatrixProbe(cache, gpu.device, { probe: ENGINE_MATRIX_PROBE, adds: "the engine's matmul", status }, version)
+    return cache
+  }
+  const offered = (cache: TuneCache | undefined, storage: WeightStorage = "f16-native", u: MatrixUnits | string = units) =>
+    defaultPrefillCandidates(gpu.device, storage, cache, canopyVersion(), u).includes(MATRIX_MATMUL)
+
+  it("offers the matrix kernel only where it can run and its probe said ok on this adapter for this version", () => {
+    expect(offered(probed("ok"))).toBe(true)
+    expect(offered(probed("ok"), "f16-packed")).toBe(true)
+    expect(defaultPrefillCandidates(gpu.device, "f16-native", probed("ok"), canopyVersion(), units)).toEqual([...MATMUL_CANDIDATES.prefill, MATRIX_MATMUL])
+    // never probed (or the probe's process crashed: it keeps nothing), or the probe failed
+    expect(offered(memoryTuneCache())).toBe(false)
+    expect(offered(undefined)).toBe(false)
+    for (const status of ["wrong", "refused", "skipped"] as const) expect(offered(probed(status)), status).toBe(false)
+    // probed by another version of Canopy
+    expect(offered(probed("ok", "0.0.0-other"))).toBe(false)
+    // weights the kernel does not take; a device without matrix units (this one)
+    expect(offered(probed("ok"), "f32")).toBe(false)
+    expect(offered(probed("ok"), "bf16")).toBe(false)
+    expect(offered(probed("ok"), "f16-native", deviceMatrixUnits(gpu.device))).toBe(false)
+    expect(matrixProbeStatus(probed("crashed"), gpu.device)).toBe("crashed")
+  })
+
+  it("keeps the engine probe's outcome only", () => {
+    expect(() => recordMatrixProbe(memoryTuneCache(), gpu.device, { probe: "global-1x1", adds: "", status: "ok" })).toThrow(/only the engine-matmul probe/)
   })
 })

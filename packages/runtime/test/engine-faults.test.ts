@@ -328,4 +328,12 @@ describe("hostile requests get a typed error before any work", () => {
       expect((error as InvalidEngineOptions).field).toBe(field)
     }
   })
+
+  it("a pinned matrix matmul on a device without matrix units, or whose probe never passed, saying which", async () => {
+    const matrix = { kernels: { matmul: { decode: "gemv", prefill: "matrix" } } } as const
+    const error = await TreeEngine.create(gpu.device, model, matrix).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(InvalidEngineOptions)
+    expect((error as InvalidEngineOptions).field).toBe("kernels.matmul.prefill")
+    expect((error as InvalidEngineOptions).message).toMatch(/matrix kernel cannot run here: .*(no chromium-experimental-subgroup-matrix|f16 weights)/)
+  })
 })

@@ -120,7 +120,7 @@ export interface MatmulOptions {
   /** the input kinds bindings will use (default: plain only); each one is a pipeline per regime and load width */
   readonly inputs?: ReadonlyArray<MatmulInput>
   /** the matrix units the "matrix" kernel is written for (default: the device's own builtins, where it has them) */
-  readonly matrixUnits?: MatrixUnits
+  readonly matrixUnits?: MatrixUnits | undefined
 }
 
 /** The device's matrix units as the matrix kernel uses them, or why it has none. */

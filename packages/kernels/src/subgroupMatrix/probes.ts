@@ -13,9 +13,12 @@
 import { ShaderCompileError } from "../gpu/errors.ts"
 import { createComputePipeline, createStorageBuffer, readFloat32, uniformBuffer } from "../gpu/resources.ts"
 import { timeGpu } from "../gpu/timing.ts"
-import { relativeError } from "../model/common.ts"
-import { referenceMatmul } from "../model/matmul.ts"
-import { roundWeights } from "../model/weightType.ts"
+import { capabilitiesOf } from "../gpu/adapters.ts"
+import { createRowCount, relativeError } from "../model/common.ts"
+import { MATRIX_MATMUL, matrixMatmulProblem, MatmulKernel, type MatrixUnits, referenceMatmul } from "../model/matmul.ts"
+import { roundWeights, weightStorageFor } from "../model/weightType.ts"
+import { checkMatmul, MATMUL_CHECK_ROWS } from "../tune/matmul.ts"
+import { ENGINE_MATRIX_PROBE } from "../tune/matrixProbe.ts"
 import type { AttentionMatrixSpec, AttentionProductShape } from "./attentionSubgroupMatrix.wgsl.ts"
 import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
 import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
@@ -39,17 +42,25 @@ export interface AttentionProbe {
   readonly adds: string
 }
 
+/** The engine's own matrix matmul (model/matmulMatrix.wgsl.ts), as the tuner would build it: its outcome decides whether the tuner may (tune/matrixProbe.ts). */
+export interface EngineProbe {
+  readonly kind: "engine"
+  readonly name: typeof ENGINE_MATRIX_PROBE
+  readonly adds: string
+}
+
 const matmul = (name: string, adds: string, spec: ProbeSpec): MatmulProbe => ({ kind: "matmul", name, adds, spec })
 
 /** The ladder, in order: each adds one construct to one before it. */
-export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<MatmulProbe | AttentionProbe> = [
+export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<MatmulProbe | AttentionProbe | EngineProbe> = [
   matmul("global-1x1", "one result matrix per subgroup, operands loaded from storage", { staging: "global", rowMatrices: 1, colMatrices: 1, matrices: "unrolled", input: "f16", kSlice: 0 }),
   matmul("global-1x4", "four result matrices in a row (the 16×64 strip)", { staging: "global", rowMatrices: 1, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 0 }),
   matmul("workgroup-2x4", "operands staged through workgroup memory, 2×4 result matrices", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "f16", kSlice: 32 }),
   matmul("workgroup-2x4-arrays", "matrices held in arrays indexed in loops", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "arrays", input: "f16", kSlice: 32 }),
   matmul("split-f32-2x4", "f32 rows split into f16 halves in workgroup memory (f32-level accuracy)", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
   matmul("split-f32-4x4", "a 4×4 tile of result matrices", { staging: "workgroup", rowMatrices: 4, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
-  { kind: "attention", name: "attention-split-f32", adds: "the level attention's Q·Kᵀ and P·V, Q and P split, matrix ops in a helper function" }
+  { kind: "attention", name: "attention-split-f32", adds: "the level attention's Q·Kᵀ and P·V, Q and P split, matrix ops in a helper function" },
+  { kind: "engine", name: ENGINE_MATRIX_PROBE, adds: "the engine's matmul: split-f32 2×4 with its prologue, epilogue and edges, f16 weights" }
 ]
 
 /** Where every probe is checked (small: a float64 reference on the CPU) and timed (the roofline's 4096³; 4,096 queries on 4,096 keys). */
@@ -109,7 +120,14 @@ export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string): P
   const base = { probe: name, adds: probe.adds }
   const setup = matrixSetup(device)
   if (typeof setup === "string") return { ...base, status: "skipped", detail: setup }
-  return probe.kind === "attention" ? runAttentionProbe(device, base, setup) : runMatmulProbe(device, base, probe, setup)
+  switch (probe.kind) {
+    case "attention":
+      return runAttentionProbe(device, base, setup)
+    case "engine":
+      return runEngineProbe(device, base, setup)
+    case "matmul":
+      return runMatmulProbe(device, base, probe, setup)
+  }
 }
 
 /** A check's outcome: wrong past the tolerance, else timed. */
@@ -152,6 +170,45 @@ const runAttentionProbe = async (device: GPUDevice, named: { probe: string; adds
   const checked = await built(base, () => checkAttentionMatrixKernel(device, spec, check))
   if ("status" in checked) return checked
   return judged(base, checked.error, () => timeAttention(device, checked.pipeline, spec, time))
+}
+
+const runEngineProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: MatrixSetup): Promise<ProbeResult> => {
+  const base = { ...named, config: setup.config }
+  const units: MatrixUnits = { ...setup, ops: DEVICE_MATRICES }
+  const capabilities = capabilitiesOf(device)
+  const problem = matrixMatmulProblem(device, weightStorageFor("f16", capabilities), units)
+  if (problem !== undefined) return { ...base, status: "skipped", detail: problem }
+  const kernel = await built(base, () =>
+    MatmulKernel.create(device, { decode: "gemv", prefill: MATRIX_MATMUL }, "f16", capabilities, { matrixUnits: units }))
+  if (!(kernel instanceof MatmulKernel)) return kernel
+  try {
+    const wrong = await checkMatmul(device, kernel, "f16", MATMUL_CHECK_ROWS.prefill)
+    if (wrong !== undefined) return { ...base, status: "wrong", detail: wrong }
+    return { ...base, status: "ok", timed: await timeEngineMatmul(device, kernel, PROBE_SHAPES.matmul.time) }
+  } finally {
+    kernel.destroy()
+  }
+}
+
+/** The engine's matmul on `shape` (zeros: values do not change how long a product takes). */
+const timeEngineMatmul = async (device: GPUDevice, kernel: MatmulKernel, shape: ProductShape) => {
+  const x = createStorageBuffer(device, "engine-matmul-x", shape.rows * shape.inDim * 4)
+  const w = createStorageBuffer(device, "engine-matmul-w", shape.outDim * shape.inDim * 2)
+  const y = createStorageBuffer(device, "engine-matmul-y", shape.rows * shape.outDim * 4)
+  const count = createRowCount(device, "engine-matmul-rows", shape.rows)
+  const bound = kernel.bind({ x, w, y, count: count.buffer, inDim: shape.inDim, outDim: shape.outDim })
+  try {
+    const timing = await timeGpu(device, (encoder) => {
+      const pass = encoder.beginComputePass({ label: "engine-matmul probe" })
+      bound.encode(pass, shape.rows)
+      pass.end()
+    })
+    return { ...shape, ms: timing.medianMs, tflops: (2 * shape.rows * shape.inDim * shape.outDim) / (timing.medianMs * 1e9), timing: timing.source }
+  } finally {
+    bound.destroy()
+    count.destroy()
+    for (const b of [x, w, y]) b.destroy()
+  }
 }
 
 /**

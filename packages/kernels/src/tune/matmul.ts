@@ -1,6 +1,7 @@
 /**
  * Tuning the projection matmul: each row regime on its own (decoding, rows ≤
- * GEMV_MAX_ROWS, and prefill), among MATMUL_CANDIDATES, the device family's
+ * GEMV_MAX_ROWS, and prefill), among MATMUL_CANDIDATES (and the matrix kernel
+ * where its probe passed, defaultPrefillCandidates), the device family's
  * default first. A candidate is a MatmulKernel with that regime's kernel
  * (the other regime's default beside it); it is checked against the float64
  * reference on a small product, with bias and the fused residual add, at an
@@ -13,10 +14,12 @@ import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../gpu/resources.ts"
 import { createRowCount, defaultVariant, relativeError, type RowCount } from "../model/common.ts"
 import {
-  defaultMatmulChoice, type DecodeMatmul, GEMV_MAX_ROWS, MATMUL_CANDIDATES, type MatmulChoice, MatmulKernel,
-  type PrefillMatmul, referenceMatmul
+  defaultMatmulChoice, type DecodeMatmul, deviceMatrixUnits, GEMV_MAX_ROWS, MATMUL_CANDIDATES, type MatmulChoice, MatmulKernel,
+  MATRIX_MATMUL, matrixMatmulProblem, type MatrixUnits, type PrefillMatmul, referenceMatmul
 } from "../model/matmul.ts"
-import { packWeights, roundWeights, weightBytes, weightStorageFor, type WeightType } from "../model/weightType.ts"
+import { packWeights, roundWeights, weightBytes, type WeightStorage, weightStorageFor, type WeightType } from "../model/weightType.ts"
+import { canopyVersion, defaultTuneCache, type TuneCache } from "./cache.ts"
+import { matrixProbeStatus } from "./matrixProbe.ts"
 import { type CandidateTrial, tune, type TuneCandidate, type TuneChoice, type TuneOptions } from "./tuner.ts"
 
 export interface MatmulProjection {
@@ -36,8 +39,10 @@ export interface MatmulTuneShape {
 export interface MatmulTuneOptions extends TuneOptions {
   /** the decoding kernels to choose among (default MATMUL_CANDIDATES.decode); the device's default goes first where it is one of them */
   readonly decodeCandidates?: ReadonlyArray<DecodeMatmul>
-  /** the prefill kernels to choose among (default MATMUL_CANDIDATES.prefill) */
+  /** the prefill kernels to choose among (default: defaultPrefillCandidates) */
   readonly prefillCandidates?: ReadonlyArray<PrefillMatmul>
+  /** the matrix units the "matrix" kernel is written for (default: the device's own builtins) */
+  readonly matrixUnits?: MatrixUnits
   /** rows of the timed decoding step (default 4) */
   readonly decodeRows?: number
   /** rows of the timed prefill chunk (default 256 on a GPU, 32 on a software adapter) */
@@ -73,7 +78,7 @@ export const layerProjections = (c: {
 const TOLERANCE = 1e-4
 
 /** Rows, inDims (vec4 loads and scalar ones) and outDim of the check: past a tile's edge, small enough to compute in float64 at once. */
-const CHECK_ROWS: Record<"decode" | "prefill", number> = { decode: GEMV_MAX_ROWS - 1, prefill: 37 }
+export const MATMUL_CHECK_ROWS: Record<"decode" | "prefill", number> = { decode: GEMV_MAX_ROWS - 1, prefill: 37 }
 const CHECK_IN_DIMS = [68, 66] as const
 const CHECK_OUT_DIM = 41
 
@@ -132,7 +137,7 @@ const matmulTrial = (
     const bound = timed.projections.map((p) =>
       resources.own(kernel.bind({ x: p.x, w: p.w, y: p.y, count: count.buffer, inDim: p.inDim, outDim: p.outDim })))
     return {
-      check: () => checkMatmul(device, kernel, weights, CHECK_ROWS[regime]),
+      check: () => checkMatmul(device, kernel, weights, MATMUL_CHECK_ROWS[regime]),
       encode: (encoder) => {
         const pass = encoder.beginComputePass({ label: "tuned matmul" })
         for (const b of bound) b.encode(pass, rows)
@@ -147,7 +152,8 @@ const matmulTrial = (
 }
 
 /** Y = X·Wᵀ + bias added into Y, against the float64 reference on the same rounded weights; undefined when it agrees. */
-const checkMatmul = async (device: GPUDevice, kernel: MatmulKernel, weights: WeightType, rows: number): Promise<string | undefined> => {
+/** `kernel` on `rows` rows against float64 (bias, accumulate, a vec4 and a scalar inDim, past tile edges): undefined when right, else what was wrong. */
+export const checkMatmul = async (device: GPUDevice, kernel: MatmulKernel, weights: WeightType, rows: number): Promise<string | undefined> => {
   const resources = owner()
   try {
     const count: RowCount = resources.own(createRowCount(device, "tune matmul check rows", rows))
@@ -181,6 +187,18 @@ const checkMatmul = async (device: GPUDevice, kernel: MatmulKernel, weights: Wei
 }
 
 /**
+ * The prefill kernels timed by default: MATMUL_CANDIDATES', and the matrix
+ * kernel where it can run here and its probe passed on this adapter for this
+ * version (matrixProbe.ts) — never one that no isolated process built first.
+ */
+export const defaultPrefillCandidates = (
+  device: GPUDevice, storage: WeightStorage, cache: TuneCache | undefined, version: string, units: MatrixUnits | string = deviceMatrixUnits(device)
+): ReadonlyArray<PrefillMatmul> =>
+  matrixMatmulProblem(device, storage, units) === undefined && matrixProbeStatus(cache, device, version) === "ok"
+    ? [...MATMUL_CANDIDATES.prefill, MATRIX_MATMUL]
+    : MATMUL_CANDIDATES.prefill
+
+/**
  * The matmul kernel of each row regime for `shape` on `device`: cached,
  * measured now, or (tuning off) the device family's default.
  */
@@ -204,7 +222,7 @@ export const tuneMatmul = async (device: GPUDevice, shape: MatmulTuneShape, opti
       name,
       value: name,
       build: async () => {
-        const kernel = await MatmulKernel.create(device, choiceOf(name), shape.weights, capabilities)
+        const kernel = await MatmulKernel.create(device, choiceOf(name), shape.weights, capabilities, { matrixUnits: options.matrixUnits })
         try {
           timed ??= timedBuffers(device, shape.weights, projections, rows.prefill)
         } catch (e) {
@@ -223,7 +241,9 @@ export const tuneMatmul = async (device: GPUDevice, shape: MatmulTuneShape, opti
     const prefill = await tune(device, {
       kernel: "matmul-prefill",
       shape: { ...shapeClass, rows: roundDim(rows.prefill) },
-      candidates: candidatesOf("prefill", options.prefillCandidates ?? MATMUL_CANDIDATES.prefill, (name) => ({ ...fallback, prefill: name }))
+      candidates: candidatesOf("prefill", options.prefillCandidates ?? defaultPrefillCandidates(
+        device, shapeClass.weights, options.cache ?? defaultTuneCache(), options.version ?? canopyVersion(), options.matrixUnits
+      ), (name) => ({ ...fallback, prefill: name }))
     }, options)
     return { choice: { decode: decode.value, prefill: prefill.value }, decode, prefill }
   } finally {

@@ -16,8 +16,9 @@
  *      refused before any work.
  */
 import {
-  createPagedDecode, createTreeAttention, layerProjections, type LevelTile, levelTileFits, MATMUL_CANDIDATES, type MatmulTuning, type TreeAttention, type TuneChoice, tuneLevelTile,
-  tuneMatmul, type TuneOptions
+  capabilitiesOf, createPagedDecode, createTreeAttention, defaultTuneCache, ENGINE_MATRIX_PROBE, layerProjections, type LevelTile, levelTileFits,
+  MATMUL_CANDIDATES, MATRIX_MATMUL, matrixMatmulProblem, matrixProbeStatus, type MatmulTuning, type TreeAttention, type TuneChoice, tuneLevelTile,
+  tuneMatmul, type TuneOptions, type WeightType, weightStorageFor
 } from "@canopy/kernels"
 import { Forward } from "../model/forward.ts"
 import type { LoadedModel } from "../model/model.ts"
@@ -63,7 +64,7 @@ export class TreeEngine {
     const maxPrefillRows = options.maxPrefillRows ?? 256
     checkRows(device, c, "maxBatch", maxBatch)
     checkRows(device, c, "maxPrefillRows", maxPrefillRows)
-    checkPinnedKernels(device, c.headDim, options.kernels)
+    checkPinnedKernels(device, c.headDim, model.weights.weightType, options.kernels, tuneOptionsOf(options.tune))
     const kv = await KvCache.create(device, c, {
       blockSize,
       ...(options.kvBlocks !== undefined ? { numBlocks: options.kvBlocks } : {}),
@@ -166,8 +167,14 @@ export class TreeEngine {
 /** The most rows one forward may hold: a batch this large is far past any GPU's memory for activations. */
 export const MAX_BATCH_ROWS = 65_536
 
-/** A pinned kernel the device cannot run is refused before anything is allocated. */
-const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineOptions["kernels"]): void => {
+/**
+ * A pinned kernel the device cannot run is refused before anything is
+ * allocated; so is the matrix matmul where its probe has not passed on this
+ * adapter (building it untried may abort the process: tune/matrixProbe.ts).
+ */
+const checkPinnedKernels = (
+  device: GPUDevice, headDim: number, weights: WeightType, kernels: EngineOptions["kernels"], tune: TuneOptions
+): void => {
   const { levelTile, matmul } = kernels ?? {}
   if (levelTile !== undefined && !levelTileFits(headDim, levelTile, device.limits)) {
     throw new InvalidEngineOptions({
@@ -176,13 +183,19 @@ const checkPinnedKernels = (device: GPUDevice, headDim: number, kernels: EngineO
   }
   if (matmul === undefined) return
   for (const regime of ["decode", "prefill"] as const) {
-    const names: ReadonlyArray<string> = MATMUL_CANDIDATES[regime]
+    const names: ReadonlyArray<string> = regime === "prefill" ? [...MATMUL_CANDIDATES.prefill, MATRIX_MATMUL] : MATMUL_CANDIDATES.decode
     if (!names.includes(matmul[regime])) {
       throw new InvalidEngineOptions({
         field: `kernels.matmul.${regime}`, problem: `must be one of ${names.join(", ")}, got ${JSON.stringify(matmul[regime])}`
       })
     }
   }
+  if (matmul.prefill !== MATRIX_MATMUL) return
+  const problem = matrixMatmulProblem(device, weightStorageFor(weights, capabilitiesOf(device))) ??
+    (matrixProbeStatus(tune.cache ?? defaultTuneCache(), device, tune.version) === "ok"
+      ? undefined
+      : `its probe (${ENGINE_MATRIX_PROBE}) has not passed on this adapter: run \`canopy probe\` first`)
+  if (problem !== undefined) throw new InvalidEngineOptions({ field: "kernels.matmul.prefill", problem: `the matrix kernel cannot run here: ${problem}` })
 }
 
 /** A row limit must be an integer the forward's scratch buffers can hold within one storage binding. */
