@@ -8,10 +8,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import { ENGINE_MATRIX_PROBE, matrixProbeStatus, memoryTuneCache, openGpu, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { runIsolated } from "../src/bench/isolated.ts"
-import { PROBE_FLAG, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
+import { keepEngineProbe, PROBE_FLAG, probeOutcome, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
 import { scaled } from "./limits.ts"
 
 const STAND_IN = `
@@ -53,7 +54,8 @@ describe("probes in processes of their own", () => {
     const status = Object.fromEntries(results.map((r) => [r.probe, r.status]))
     expect(status).toEqual({
       "global-1x1": "ok", "global-1x4": "crashed", "workgroup-2x4": "ok",
-      "workgroup-2x4-arrays": "crashed", "split-f32-2x4": "ok", "split-f32-4x4": "timed out", "attention-split-f32": "ok"
+      "workgroup-2x4-arrays": "crashed", "split-f32-2x4": "ok", "split-f32-4x4": "timed out", "attention-split-f32": "ok",
+      "engine-matmul": "ok"
     })
     const detail = (name: string) => results.find((r) => r.probe === name)!.detail ?? ""
     expect(detail("workgroup-2x4-arrays")).toMatch(/signal SIGABRT[\s\S]*pthread_mutex_lock: assertion failed/)
@@ -61,5 +63,38 @@ describe("probes in processes of their own", () => {
     expect(detail("split-f32-4x4")).toContain("opening the device")
     // the adds of a probe that crashed come from the ladder, not from the child
     expect(results.find((r) => r.probe === "global-1x4")!.adds).toBe(SUBGROUP_MATRIX_PROBES[1]!.adds)
+  })
+})
+
+describe("the matrix matmul's probe, kept for the tuner", () => {
+  const bin = fileURLToPath(new URL("../bin/canopy.mjs", import.meta.url))
+  const engine = SUBGROUP_MATRIX_PROBES.find((p) => p.name === ENGINE_MATRIX_PROBE)!
+
+  it("keeps the engine probe's outcome, a crash too, so an earlier ok does not outlive a driver that now fails", async () => {
+    const gpu = await openGpu()
+    try {
+      const cache = memoryTuneCache()
+      const result = (status: "ok" | "crashed") => ({ probe: ENGINE_MATRIX_PROBE, adds: engine.adds, status })
+      expect(keepEngineProbe(gpu.device, [{ probe: "global-1x1", adds: "", status: "ok" }], cache)).toBe(false)
+      expect(matrixProbeStatus(cache, gpu.device)).toBeUndefined()
+      expect(keepEngineProbe(gpu.device, [result("ok")], cache)).toBe(true)
+      expect(matrixProbeStatus(cache, gpu.device)).toBe("ok")
+      expect(keepEngineProbe(gpu.device, [result("crashed")], cache)).toBe(false)
+      expect(matrixProbeStatus(cache, gpu.device)).toBe("crashed")
+    } finally {
+      gpu.close()
+    }
+  })
+
+  it("runs in a child of the command line, which answers the probe flag before any command", async () => {
+    const run = await runIsolated([bin, PROBE_FLAG, ENGINE_MATRIX_PROBE], scaled(60_000))
+    expect(run.code, run.stderr).toBe(0)
+    expect(probeOutcome(engine, run)).toMatchObject({ probe: ENGINE_MATRIX_PROBE, status: "skipped", detail: "the device has no chromium-experimental-subgroup-matrix" })
+  })
+
+  it("canopy probe says there is nothing to probe on a device without matrix units", async () => {
+    const run = await runIsolated([bin, "probe"], scaled(60_000))
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toContain("nothing to probe: the device has no chromium-experimental-subgroup-matrix; the tuner uses the other matmul kernels")
   })
 })

@@ -18,7 +18,9 @@
  * Last, the `subgroup-matrix` part: each construct of the matrix-unit matmul
  * and attention (SUBGROUP_MATRIX_PROBES) built, checked against float64 and
  * timed in a process of its own, so a driver that aborts on one is reported
- * and the rest still run (OUT/subgroup-matrix.json).
+ * and the rest still run (OUT/subgroup-matrix.json); where the engine's own
+ * matrix matmul passed, the matmul candidates are timed again with it
+ * (OUT/matmul-matrix-*.json).
  *
  *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|subgroup-matrix|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
  *   (default: variants 13b gqa decode decode-13b schedule subgroup-matrix)
@@ -43,7 +45,7 @@ import {
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
-import { formatProbe, PROBE_FLAG, printProbe, runProbesIsolated } from "./subgroupMatrixPart.ts"
+import { formatProbe, keepEngineProbe, PROBE_FLAG, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -256,32 +258,34 @@ const runVariants = async (gpu: GpuHandle, outDir: string): Promise<number> => {
 
 /**
  * The subgroup-matrix probes, each in a child process running this entry,
- * into OUT/subgroup-matrix.json beside the roofline's f32 matmul rate.
- * Returns the number of probes that built a wrong kernel.
+ * into OUT/subgroup-matrix.json beside the roofline's f32 matmul rate. Where
+ * the engine's matrix matmul passed its probe, the tuner may build it
+ * (keepEngineProbe), and the matmul candidates are timed again with it on the
+ * 13b projections into OUT/matmul-matrix-*.json. Returns the number of
+ * probes that built a wrong kernel.
  */
 const runSubgroupMatrix = async (gpu: GpuHandle, outDir: string, roofline: RooflineReport): Promise<number> => {
   console.log("\nsubgroup-matrix: each construct in a process of its own")
   const probes = await runProbesIsolated(process.argv[1]!, (r) => console.log(formatProbe(r)))
   const report = { adapter: describeAdapter(gpu.adapter), f32MatmulGflops: roofline.matmul.gflops, probes }
   await writeFile(join(outDir, "subgroup-matrix.json"), `${JSON.stringify(report, null, 2)}\n`)
-  return probes.filter((p) => p.status === "wrong").length
-}
-
-/** The child's side of runSubgroupMatrix: one probe on a device of its own. */
-const probeMain = async (name: string): Promise<number> => {
-  const gpu = await openGpu()
-  try {
-    await printProbe(gpu.device, name)
-    return 0
-  } finally {
-    gpu.close()
+  if (keepEngineProbe(gpu.device, probes)) {
+    const c = PRESETS["codellama-13b"]
+    for (const projection of [{ name: "o", inDim: c.hiddenSize, outDim: c.hiddenSize }, { name: "gate-up", inDim: c.hiddenSize, outDim: 2 * c.intermediateSize }]) {
+      const bench = await runMatmulBench(gpu.device, describeAdapter(gpu.adapter), {
+        rows: [64, 1024], inDim: projection.inDim, outDim: projection.outDim, weights: "f16", input: "plain", warmup: 2, rounds: 5, dispatches: 8
+      })
+      for (const line of formatMatmulTable(bench)) console.log(line)
+      await writeFile(join(outDir, `matmul-matrix-${projection.name}.json`), `${JSON.stringify(bench, null, 2)}\n`)
+    }
   }
+  return probes.filter((p) => p.status === "wrong").length
 }
 
 const PARTS = new Set(["variants", "subgroup-matrix"])
 
 const main = async (): Promise<number> => {
-  if (process.argv[2] === PROBE_FLAG) return probeMain(process.argv[3] ?? "")
+  if (process.argv[2] === PROBE_FLAG) return probeChild(process.argv[3] ?? "")
   const [outDir, ...names] = process.argv.slice(2)
   const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
   const unknown = chosen.filter((n) => !PARTS.has(n) && !(n in SWEEPS) && !(n in DECODE_SWEEPS) && !(n in SCHEDULE_SWEEPS))

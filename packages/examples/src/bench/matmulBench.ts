@@ -1,7 +1,8 @@
 /**
  * `canopy bench matmul`: every matmul candidate of each row regime
  * (MATMUL_CANDIDATES; gemv-vec4 with both reductions where the device has
- * subgroups) on one in → out projection at each row count, against the
+ * subgroups; the matrix kernel where its probe passed on this adapter,
+ * defaultPrefillCandidates) on one in → out projection at each row count, against the
  * device's default kernel for that regime. Each candidate is its own
  * MatmulKernel, built before anything is timed; the candidates of a row count
  * are warmed up and then timed in rounds, the order rotating from round to
@@ -9,8 +10,9 @@
  * with its range.
  */
 import {
-  capabilitiesOf, createRowCount, defaultMatmulChoice, defaultVariant, GEMV_MAX_ROWS, type GpuCapabilities, MATMUL_CANDIDATES,
-  type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, packWeights, uploadBuffer, type WeightType
+  canopyVersion, capabilitiesOf, createRowCount, defaultMatmulChoice, defaultPrefillCandidates, defaultTuneCache, defaultVariant, GEMV_MAX_ROWS,
+  type GpuCapabilities, MATMUL_CANDIDATES, type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, packWeights, uploadBuffer,
+  weightStorageFor, type WeightType
 } from "@canopy/kernels"
 import { ratioPhrase, type Spread, spreadOf, valueWithRange } from "./figures.ts"
 import { roundRatio, timeRotating } from "./rotatingTiming.ts"
@@ -76,11 +78,14 @@ interface Candidate {
 }
 
 /** One regime's candidates, the other regime on "register" (cheap to build, never timed). */
-const candidatesOf = (device: GPUDevice, regime: "decode" | "prefill"): ReadonlyArray<Candidate> => {
+const candidatesOf = (device: GPUDevice, regime: "decode" | "prefill", weights: WeightType): ReadonlyArray<Candidate> => {
   const own = capabilitiesOf(device)
   const fallback = defaultMatmulChoice(defaultVariant(device))
   const other = { decode: "register", prefill: "register" } as const
-  return MATMUL_CANDIDATES[regime].flatMap((name): ReadonlyArray<Candidate> => {
+  const names: ReadonlyArray<string> = regime === "decode"
+    ? MATMUL_CANDIDATES.decode
+    : defaultPrefillCandidates(device, weightStorageFor(weights, own), defaultTuneCache(), canopyVersion())
+  return names.flatMap((name): ReadonlyArray<Candidate> => {
     const choice = { ...other, [regime]: name } as MatmulChoice
     const isDefault = fallback[regime] === name
     if (name === "gemv-vec4" && own.subgroups) {
@@ -120,7 +125,7 @@ export const runMatmulBench = async (device: GPUDevice, adapter: string, o: Matm
     // every kernel is built (compiled) before anything is timed
     const kernels = new Map<string, MatmulKernel>()
     for (const regime of regimes) {
-      for (const c of candidatesOf(device, regime)) {
+      for (const c of candidatesOf(device, regime, o.weights)) {
         o.onProgress?.(`building ${c.name}`)
         kernels.set(`${regime} ${c.name}`, own(await MatmulKernel.create(device, c.choice, o.weights, c.capabilities, { inputs: [o.input] })))
       }
@@ -130,7 +135,7 @@ export const runMatmulBench = async (device: GPUDevice, adapter: string, o: Matm
     for (const rows of o.rows) {
       const regime = rows <= GEMV_MAX_ROWS ? "decode" : "prefill"
       const count = own(createRowCount(device, "bench matmul rows", rows))
-      const candidates = candidatesOf(device, regime)
+      const candidates = candidatesOf(device, regime, o.weights)
       const bound = candidates.map((c) =>
         own(kernels.get(`${regime} ${c.name}`)!.bind({ x, w, y, count: count.buffer, inDim: o.inDim, outDim: o.outDim, input })))
       o.onProgress?.(`timing ${rows} rows: ${candidates.map((c) => c.name).join(", ")}`)

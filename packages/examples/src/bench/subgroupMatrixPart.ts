@@ -1,23 +1,35 @@
 /**
- * The GPU entry's `subgroup-matrix` part: every probe of the ladder
- * (SUBGROUP_MATRIX_PROBES) in a process of its own — the entry itself, run
- * again with PROBE_FLAG — so that a construct the driver cannot take is
- * reported (crashed, refused, wrong) and the ladder goes on. Each probe
- * prints its result as one `PROBE {json}` line.
+ * The probe ladder of the matrix units (SUBGROUP_MATRIX_PROBES), each probe
+ * in a process of its own — the running program's entry (the GPU entry, the
+ * command line) run again with PROBE_FLAG — so that a construct the driver
+ * cannot take is reported (crashed, refused, wrong) and the ladder goes on.
+ * Each probe prints its result as one `PROBE {json}` line. The engine probe's
+ * outcome, whatever it was, is then kept in the tuning cache, where the tuner
+ * reads whether it may build the matrix matmul (tune/matrixProbe.ts).
  */
-import { type ProbeResult, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import {
+  defaultTuneCache, ENGINE_MATRIX_PROBE, openGpu, type ProbeResult, recordMatrixProbe, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, type TuneCache
+} from "@canopy/kernels"
 import { type IsolatedRun, runIsolated } from "./isolated.ts"
 
-export const PROBE_FLAG = "--subgroup-matrix-probe"
+import { PROBE_FLAG } from "./probeFlag.ts"
+
+export { PROBE_FLAG }
 const RESULT_PREFIX = "PROBE "
 
 /** A probe compiles one kernel and times a few products: a minute is a hang. */
 const PROBE_TIMEOUT_MS = 60_000
 
-/** The child's side: runs probe `name` on `device` and prints its result line. */
-export const printProbe = async (device: GPUDevice, name: string): Promise<void> => {
-  const result = await runSubgroupMatrixProbe(device, name)
-  console.log(`${RESULT_PREFIX}${JSON.stringify(result)}`)
+/** The child's side: runs probe `name` on a device of its own and prints its result line; the exit code. */
+export const probeChild = async (name: string): Promise<number> => {
+  const gpu = await openGpu()
+  try {
+    const result = await runSubgroupMatrixProbe(gpu.device, name)
+    console.log(`${RESULT_PREFIX}${JSON.stringify(result)}`)
+    return 0
+  } finally {
+    gpu.close()
+  }
 }
 
 const lastLines = (text: string, n: number): Array<string> => text.split("\n").filter((l) => l.trim() !== "").slice(-n)
@@ -58,4 +70,19 @@ export const formatProbe = (r: ProbeResult): string => {
   const error = r.error === undefined ? "" : `, error ${r.error.toExponential(1)}`
   const detail = r.detail === undefined ? "" : ` — ${r.detail.split("\n")[0]}`
   return `${r.probe.padEnd(22)} ${r.status.padEnd(9)} ${r.adds}${error}${figures}${detail}`
+}
+
+/**
+ * Keeps the engine probe's outcome among `results` in `cache` (default: the
+ * tuning cache file) for `device`'s adapter — a crash or a hang too, so an
+ * "ok" an earlier run kept does not outlive a driver that now fails. Returns
+ * whether the tuner may now build the matrix matmul here.
+ */
+export const keepEngineProbe = (
+  device: GPUDevice, results: ReadonlyArray<ProbeResult>, cache: TuneCache | undefined = defaultTuneCache()
+): boolean => {
+  const engine = results.find((r) => r.probe === ENGINE_MATRIX_PROBE)
+  if (engine === undefined || cache === undefined) return false
+  recordMatrixProbe(cache, device, engine)
+  return engine.status === "ok"
 }

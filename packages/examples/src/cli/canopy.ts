@@ -17,6 +17,7 @@ import { benchCommand } from "./bench/index.ts"
 import { collectCommand } from "./collect.ts"
 import { demoCommand } from "./demo.ts"
 import { generateCommand } from "./generate.ts"
+import { probeCommand } from "./probe.ts"
 import { sampleCommand } from "./sample.ts"
 import { serveCommand } from "./serve.ts"
 import { statusCommand } from "./status.ts"
@@ -38,6 +39,6 @@ export const canopy: Command.Command<"canopy", {}, {}, unknown, Command.Environm
   Command.withDescription("Canopy: decode many LLM sequences that share prompt prefixes arranged as a tree"),
   Command.withSubcommands([
     demoCommand, sampleCommand, workerCommand, statusCommand, collectCommand, generateCommand, serveCommand, attentionCommand, benchCommand,
-    adapterCommand, helpCommand
+    adapterCommand, probeCommand, helpCommand
   ])
 )

@@ -7,6 +7,7 @@ import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Effect, Runtime } from "effect"
 import { Command } from "effect/cli"
 import { canopy, VERSION } from "./canopy.ts"
+import { PROBE_FLAG } from "../bench/probeFlag.ts"
 import { reportFailure } from "./errors.ts"
 
 // A reader that stops early (`| head`) closes the pipe: stop quietly, as Unix tools do.
@@ -23,7 +24,12 @@ const program = canopy.pipe(
 
 // A live Dawn instance keeps Node running, so the process exits explicitly,
 // once standard output has drained (a pipe reader must get the whole answer).
-NodeRuntime.runMain(program, {
+// A probe's child process (canopy probe runs each probe in one) answers before any command is parsed.
+if (process.argv[2] === PROBE_FLAG) {
+  const { probeChild } = await import("../bench/subgroupMatrixPart.ts")
+  const code = await probeChild(process.argv[3] ?? "")
+  process.stdout.write("", () => process.exit(code))
+} else NodeRuntime.runMain(program, {
   disableErrorReporting: true,
   teardown: (exit, onExit) =>
     Runtime.defaultTeardown(exit, (code) => {
