@@ -21,6 +21,7 @@ interface Definition {
   readonly seqPartialIndptr: Array<number>
   readonly seqPartials: Array<number>
   readonly chunkTokens: number
+  readonly mergeFused: boolean
 }
 
 /** The schedule by its definition (see schedule.ts for what each field means). */
@@ -55,6 +56,8 @@ const definition = (plan: LevelPlan, o: ScheduleOptions): Definition => {
   const tileItems: Array<number> = []
   const decodeItems: Array<number> = []
   const slotsOf: Array<Array<number>> = Array.from({ length: plan.numSequences }, () => [])
+  // decode items' sequences, in order: where each sequence has exactly one (and fusing is allowed), the items merge
+  const decodeSequences: Array<number> = []
   let numPartials = 0
   for (const node of nodes) {
     if (decode(node)) {
@@ -62,7 +65,8 @@ const definition = (plan: LevelPlan, o: ScheduleOptions): Definition => {
         for (let t0 = 0; t0 < visible; t0 += chunkTokens) {
           const slot = numPartials++
           slotsOf[node.sequences[e]!]!.push(slot)
-          decodeItems.push(node.tableOffset, node.startSlot, t0, Math.min(visible, t0 + chunkTokens), node.entryBase + e, 0, o.group, slot)
+          decodeSequences.push(node.sequences[e]!)
+          decodeItems.push(node.tableOffset, node.startSlot, t0, Math.min(visible, t0 + chunkTokens), node.entryBase + e, 0, 0, slot)
         }
       })
       continue
@@ -80,7 +84,18 @@ const definition = (plan: LevelPlan, o: ScheduleOptions): Definition => {
   }
   const seqPartialIndptr = [0]
   for (const slots of slotsOf) seqPartialIndptr.push(seqPartialIndptr.at(-1)! + slots.length)
-  return { blockIndices, entries, tileItems, decodeItems, numPartials, seqPartialIndptr, seqPartials: slotsOf.flat(), chunkTokens }
+  const seqPartials = slotsOf.flat()
+  const once = Array.from({ length: plan.numSequences }, (_, s) => decodeSequences.filter((d) => d === s).length === 1)
+  const mergeFused = o.fuseMerge && plan.numSequences > 0 && once.every(Boolean)
+  if (mergeFused) {
+    // each decode item points at its sequence's slots, appended to the block indices
+    decodeSequences.forEach((s, i) => {
+      decodeItems[i * WORK_ITEM_WORDS + 5] = blockIndices.length + seqPartialIndptr[s]!
+      decodeItems[i * WORK_ITEM_WORDS + 6] = slotsOf[s]!.length
+    })
+    blockIndices.push(...seqPartials)
+  }
+  return { blockIndices, entries, tileItems, decodeItems, numPartials, seqPartialIndptr, seqPartials, chunkTokens, mergeFused }
 }
 
 const BOUNDS: CaseBounds = {
@@ -102,7 +117,8 @@ const arbitraryOptions = fc.record({
   tileRows: fc.constantFrom(1, 8, 16, 32, 64),
   decodeMaxEntries: fc.constantFrom(0, 1, 2, Infinity),
   targetWorkgroups: fc.constantFrom(1, 16, 64, 1024),
-  minChunkTokens: fc.constantFrom(1, 32, 64)
+  minChunkTokens: fc.constantFrom(1, 32, 64),
+  fuseMerge: fc.boolean()
 })
 
 describe("AttentionScheduler", () => {
@@ -116,6 +132,7 @@ describe("AttentionScheduler", () => {
           const got = scheduler.schedule(plan)
           expect(got.numSequences).toBe(plan.numSequences)
           expect(got.chunkTokens).toBe(want.chunkTokens)
+          expect(got.mergeFused).toBe(want.mergeFused)
           expect(got.numPartials).toBe(want.numPartials)
           expect(Array.from(got.blockIndices)).toEqual(want.blockIndices)
           expect(Array.from(got.entries)).toEqual(want.entries)
@@ -156,7 +173,7 @@ describe("AttentionScheduler", () => {
       pathNodes: Int32Array.from({ length: n }, (_, i) => i),
       seqLength: new Uint32Array(n).fill(1)
     }
-    const options = { group: 1, kvHeads: 1, tileRows: 64, decodeMaxEntries: 1, targetWorkgroups: 1024, minChunkTokens: 64 }
+    const options = { group: 1, kvHeads: 1, tileRows: 64, decodeMaxEntries: 1, targetWorkgroups: 1024, minChunkTokens: 64, fuseMerge: false }
     const got = new AttentionScheduler(options).schedule(plan)
     const [x, y] = got.decodeItems.grid
     expect([x, y]).toEqual([35_001, 2])

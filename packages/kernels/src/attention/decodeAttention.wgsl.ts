@@ -13,11 +13,18 @@
  *     lse = m + log Σ_k exp(lse_k − m),   o = Σ_k exp(lse_k − lse) · o_k.
  * K/V are read in the spec's storage (f32, or f16 widened exactly to f32);
  * everything computed is f32.
+ *
+ * Built with `fusedMerge`, an item that carries its sequence's partial slots
+ * (rowCount > 0, see WorkItem) merges them itself, as mergeStates.wgsl.ts
+ * does and in the same order, its own state taken from registers, and writes
+ * the sequence's out and lse instead of its partial state: the other slots
+ * (the shared nodes' states) were written by the level kernel's dispatch
+ * before it.
  */
 import { wgsl } from "../gpu/resources.ts"
 import { kvEnableWgsl, type KvStorage } from "./kvStorage.ts"
 import type { DecodeTile } from "./tiling.ts"
-import { attentionIoWgsl } from "./workItem.wgsl.ts"
+import { attentionIoWgsl, FUSED_MERGE_OUTPUTS_WGSL } from "./workItem.wgsl.ts"
 
 /** Only what fixes array sizes and the thread layout is compiled in; the rest comes from `params`. */
 export interface DecodeAttentionSpec {
@@ -27,6 +34,8 @@ export interface DecodeAttentionSpec {
   readonly tile: DecodeTile
   /** how the K/V pools are held (kvStorage.ts) */
   readonly kv: KvStorage
+  /** whether items may merge their sequence's states (binds out and lse: FUSED_DECODE_STORAGE_BUFFERS storage buffers) */
+  readonly fusedMerge: boolean
 }
 
 export const decodeAttentionWgsl = (spec: DecodeAttentionSpec): string => {
@@ -42,6 +51,7 @@ const SLOTS: u32 = ${keySlots}u;
 const PER_THREAD: u32 = ${tokensPerThread}u;
 const STEP: u32 = ${keySlots * tokensPerThread}u;
 ${attentionIoWgsl(spec.kv)}
+${spec.fusedMerge ? FUSED_MERGE_OUTPUTS_WGSL : ""}
 var<workgroup> dots: array<f32, ${tokensPerThread * keySlots * group * lanes}>;
 var<workgroup> slotMax: array<f32, ${keySlots * group}>;
 var<workgroup> slotSum: array<f32, ${keySlots * group}>;
@@ -138,11 +148,49 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
       }
     }
     let slot = it.partialBase;
-    for (var v = 0u; v < PER_LANE; v++) {
-      partialO[(slot * heads + h) * D4 + l + v * LANES] = select(vec4f(0.0), o[v] / total, total > 0.0);
-    }
-    if (l == 0u) { partialLse[slot * heads + h] = select(NEG, mAll + log(total), total > 0.0); }
+    for (var v = 0u; v < PER_LANE; v++) { o[v] = select(vec4f(0.0), o[v] / total, total > 0.0); }
+    let ownLse = select(NEG, mAll + log(total), total > 0.0);
+    ${spec.fusedMerge ? "if (it.rowCount > 0u) { mergeSequence(it, entry.x, h, l, ownLse, o); return; }" : ""}
+    for (var v = 0u; v < PER_LANE; v++) { partialO[(slot * heads + h) * D4 + l + v * LANES] = o[v]; }
+    if (l == 0u) { partialLse[slot * heads + h] = ownLse; }
   }
 }
+${spec.fusedMerge ? mergeSequenceWgsl : ""}
 `
 }
+
+/**
+ * Sequence \`seq\`'s states over its slots into out and lse, head h, this
+ * thread's vec4s: the merge kernel's sums in its order, the item's own slot
+ * (it.partialBase) from \`ownLse\` and \`ownO\` rather than from memory.
+ */
+const mergeSequenceWgsl = wgsl`
+fn mergeSequence(it: WorkItem, seq: u32, h: u32, l: u32, ownLse: f32, ownO: array<vec4f, PER_LANE>) {
+  let heads = params.heads;
+  var m = NEG_HALF;
+  for (var j = 0u; j < it.rowCount; j++) {
+    let slot = blockIndices[it.rowBegin + j];
+    if (slot == it.partialBase) { m = max(m, ownLse); } else { m = max(m, partialLse[slot * heads + h]); }
+  }
+  var total = 0.0;
+  var o: array<vec4f, PER_LANE>;
+  if (m > NEG_HALF) {
+    for (var j = 0u; j < it.rowCount; j++) {
+      let slot = blockIndices[it.rowBegin + j];
+      let own = slot == it.partialBase;
+      var slotLse = ownLse;
+      if (!own) { slotLse = partialLse[slot * heads + h]; }
+      let w = exp(slotLse - m);
+      total += w;
+      for (var v = 0u; v < PER_LANE; v++) {
+        var slotO = ownO[v];
+        if (!own) { slotO = partialO[(slot * heads + h) * D4 + l + v * LANES]; }
+        o[v] += w * slotO;
+      }
+    }
+  }
+  let nonEmpty = total > 0.0;
+  for (var v = 0u; v < PER_LANE; v++) { out[(seq * heads + h) * D4 + l + v * LANES] = select(vec4f(0.0), o[v] / total, nonEmpty); }
+  if (l == 0u) { lse[seq * heads + h] = select(MINUS_INFINITY, bitcast<u32>(m + log(total)), nonEmpty); }
+}
+`

@@ -8,6 +8,12 @@
  * `chunkTokens` tokens so the dispatch has enough workgroups; every (entry,
  * chunk) owns one partial slot (all heads), which the merge folds back.
  *
+ * Where every sequence ends on exactly one decode item (its own leaf, in one
+ * chunk: the steady state of sampling), and the options allow it, that item
+ * merges the sequence's states itself (the merge fused into the decode
+ * kernel): it carries the sequence's partial slots, appended to the block
+ * indices, and the plan needs no merge pass.
+ *
  * The scheduler runs every decoding step, so it allocates nothing per plan:
  * three passes over the plan's entries (size the chunks, count each
  * sequence's slots, fill) write into arrays it keeps and grows
@@ -37,6 +43,8 @@ export interface ScheduleOptions {
   readonly targetWorkgroups: number
   /** chunks are never shorter than this (a chunk costs a partial state and a merge term) */
   readonly minChunkTokens: number
+  /** whether a plan whose sequences each end on one decode item may have those items merge (the decode kernel built for it) */
+  readonly fuseMerge: boolean
 }
 
 /**
@@ -67,7 +75,7 @@ export interface ScheduledItems {
 /** Views into the scheduler's arrays: valid until its next `schedule` call. */
 export interface AttentionSchedule {
   readonly numSequences: number
-  /** every level's block tables, concatenated */
+  /** every level's block tables, concatenated; where the merge is fused, then seqPartials */
   readonly blockIndices: Uint32Array
   /** (sequence, kv limit) per plan entry, levels concatenated */
   readonly entries: Uint32Array
@@ -78,6 +86,12 @@ export interface AttentionSchedule {
   readonly seqPartialIndptr: Uint32Array
   readonly seqPartials: Uint32Array
   readonly chunkTokens: number
+  /**
+   * Each sequence's decode item merges its states (into the call's out and
+   * lse): its rowBegin, rowCount are the sequence's slots in blockIndices.
+   * Otherwise decode items have rowCount 0 and the merge pass runs.
+   */
+  readonly mergeFused: boolean
 }
 
 /** A Uint32Array kept across plans: grown geometrically, contents rewritten each plan. */
@@ -91,6 +105,17 @@ class Words {
   }
   view(): Uint32Array {
     return this.data.subarray(0, this.length)
+  }
+  /** Appends `words`, growing (and keeping what it holds) as needed. */
+  append(words: Uint32Array): void {
+    const n = this.length + words.length
+    if (n > this.data.length) {
+      const grown = new Uint32Array(Math.max(n, Math.ceil(this.data.length * 1.5)))
+      grown.set(this.view())
+      this.data = grown
+    }
+    this.data.set(words, this.length)
+    this.length = n
   }
 }
 
@@ -117,6 +142,8 @@ export class AttentionScheduler {
   private readonly seqPartials = new Words()
   /** per sequence: its next free position in seqPartials */
   private readonly cursor = new Words()
+  /** per sequence: its decode items */
+  private readonly decodeItemsOf = new Words()
 
   constructor(readonly options: ScheduleOptions) {}
 
@@ -124,11 +151,14 @@ export class AttentionScheduler {
     this.copyPlan(plan)
     const chunkTokens = this.chunkTokensFor(plan)
     const counts = this.countSlots(plan, chunkTokens)
+    const mergeFused = this.mergesInDecode(plan.numSequences)
     const tileGrid = itemGrid(counts.tileItems)
     const decodeGrid = itemGrid(counts.decodeItems)
     this.tileItems.reset((tileGrid[0] * tileGrid[1]) * WORK_ITEM_WORDS)
     this.decodeItems.reset((decodeGrid[0] * decodeGrid[1]) * WORK_ITEM_WORDS)
-    const numPartials = this.fill(plan, chunkTokens)
+    const mergeBase = this.blockIndices.length
+    const numPartials = this.fill(plan, chunkTokens, mergeFused ? mergeBase : undefined)
+    if (mergeFused) this.blockIndices.append(this.seqPartials.view())
     this.pad(this.tileItems, tileGrid, 0)
     this.pad(this.decodeItems, decodeGrid, numPartials)
     return {
@@ -140,8 +170,17 @@ export class AttentionScheduler {
       numPartials,
       seqPartialIndptr: this.seqPartialIndptr.view(),
       seqPartials: this.seqPartials.view(),
-      chunkTokens
+      chunkTokens,
+      mergeFused
     }
+  }
+
+  /** Whether the options allow the fused merge and each of the plan's sequences has exactly one decode item. */
+  private mergesInDecode(sequences: number): boolean {
+    if (!this.options.fuseMerge || sequences === 0) return false
+    const items = this.decodeItemsOf.data
+    for (let s = 0; s < sequences; s++) if (items[s] !== 1) return false
+    return true
   }
 
   private usesDecode(level: LevelPlanLevel, n: number): boolean {
@@ -196,6 +235,10 @@ export class AttentionScheduler {
     this.seqPartialIndptr.length = sequences + 1
     const indptr = this.seqPartialIndptr.data
     indptr.fill(0, 0, sequences + 1)
+    this.decodeItemsOf.reset(sequences)
+    this.decodeItemsOf.length = sequences
+    const decodeOf = this.decodeItemsOf.data
+    decodeOf.fill(0, 0, sequences)
     let tileItems = 0
     let decodeItems = 0
     for (const level of plan.levels) {
@@ -205,7 +248,10 @@ export class AttentionScheduler {
         for (let k = begin; k < end; k++) {
           const chunks = chunksOf(visibleOf(level, n, k), chunkTokens)
           indptr[level.queryIndices[k]! + 1]! += chunks
-          if (this.usesDecode(level, n)) decodeItems += chunks
+          if (this.usesDecode(level, n)) {
+            decodeItems += chunks
+            decodeOf[level.queryIndices[k]!]! += chunks
+          }
         }
         if (!this.usesDecode(level, n)) {
           tileItems += chunksOf(spanOf(level, n), chunkTokens) * Math.ceil(((end - begin) * this.options.group) / this.options.tileRows)
@@ -220,9 +266,15 @@ export class AttentionScheduler {
     return { tileItems, decodeItems }
   }
 
-  /** Writes the items and every sequence's slots, in plan order (a sequence's slots root → leaf); returns the slots used. */
-  private fill(plan: LevelPlan, chunkTokens: number): number {
-    const { group, tileRows } = this.options
+  /**
+   * Writes the items and every sequence's slots, in plan order (a sequence's
+   * slots root → leaf); returns the slots used. With `mergeBase` (the fused
+   * merge), a decode item points at its sequence's slots as they will stand
+   * in blockIndices, from there.
+   */
+  private fill(plan: LevelPlan, chunkTokens: number, mergeBase: number | undefined): number {
+    const { tileRows } = this.options
+    const indptr = this.seqPartialIndptr.data
     const cursor = this.cursor.data
     const slots = this.seqPartials.data
     let numPartials = 0
@@ -241,13 +293,15 @@ export class AttentionScheduler {
             for (let t0 = 0; t0 < visible; t0 += chunkTokens) {
               const slot = numPartials++
               slots[cursor[seq]!++] = slot
-              push(this.decodeItems, tableOffset, startSlot, t0, Math.min(visible, t0 + chunkTokens), entryBase + k, 0, group, slot)
+              const mergeBegin = mergeBase === undefined ? 0 : mergeBase + indptr[seq]!
+              const mergeCount = mergeBase === undefined ? 0 : indptr[seq + 1]! - indptr[seq]!
+              push(this.decodeItems, tableOffset, startSlot, t0, Math.min(visible, t0 + chunkTokens), entryBase + k, mergeBegin, mergeCount, slot)
             }
           }
           continue
         }
         const span = spanOf(level, n)
-        const rows = (end - begin) * group
+        const rows = (end - begin) * this.options.group
         for (let t0 = 0; t0 < span; t0 += chunkTokens) {
           const base = numPartials
           numPartials += end - begin

@@ -26,7 +26,7 @@ import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
 import { GrowingBuffer } from "./planBuffers.ts"
 import { AttentionScheduler, itemGrid } from "./schedule.ts"
-import { ATTENTION_PARAM_WORDS } from "./workItem.wgsl.ts"
+import { ATTENTION_PARAM_WORDS, FUSED_DECODE_STORAGE_BUFFERS } from "./workItem.wgsl.ts"
 import {
   chooseDecodeTile, chooseLevelTile, type DecodeTile, LEVEL_VARIANTS, type LevelTile, levelTileFits, type LevelVariant, levelVariantOf
 } from "./tiling.ts"
@@ -74,6 +74,14 @@ export interface TreeAttentionOptions extends TreeAttentionConfig {
    * read as packed words even where native f16 exists (the same bytes).
    */
   readonly capabilities?: GpuCapabilities
+  /**
+   * Whether a plan whose sequences each end on one decode item (the steady
+   * state of sampling) has those items merge the sequence's states, with no
+   * merge pass (schedule.ts). Default: where the device binds
+   * FUSED_DECODE_STORAGE_BUFFERS storage buffers to a shader (true is
+   * refused elsewhere).
+   */
+  readonly fuseMerge?: boolean
 }
 
 /**
@@ -100,6 +108,8 @@ export interface PreparedAttention {
   readonly decodeWorkgroups: number
   readonly partials: number
   readonly chunkTokens: number
+  /** the decode items merge each sequence's states: no merge pass (TreeAttentionOptions.fuseMerge) */
+  readonly mergeFused: boolean
   destroy(): void
 }
 
@@ -122,7 +132,7 @@ export interface AttentionKernels {
   /**
    * Records into one compute pass: one level-kernel dispatch covering the
    * shared nodes of every level, one decode-kernel dispatch covering the
-   * single-sequence nodes, one merge. The levels are independent (each writes
+   * single-sequence nodes, one merge (none where the decode items merge). The levels are independent (each writes
    * its own partial slots), so they share dispatches instead of one per level.
    */
   encode(encoder: GPUCommandEncoder, prepared: PreparedAttention, buffers: AttentionBuffers): void
@@ -217,6 +227,7 @@ class Attention implements AttentionKernels {
   private readonly mergeGroups = new CachedBindGroups(this.counters)
   /** what the level or decode dispatch, and the merge, bind: refilled for each lookup, so a step allocates none (the caches copy them) */
   private readonly attendKey = new Array<GPUBuffer>(8)
+  private readonly fusedKey = new Array<GPUBuffer>(10)
   private readonly mergeKey = new Array<GPUBuffer>(6)
   private current: Prepared | null = null
   private destroyed = false
@@ -229,7 +240,8 @@ class Attention implements AttentionKernels {
     readonly decodeTile: DecodeTile,
     private readonly pipelines: Pipelines,
     options: TreeAttentionOptions,
-    decodeMaxEntries: number
+    decodeMaxEntries: number,
+    private readonly fuseMerge: boolean
   ) {
     const { heads, kvHeads, blockSize, poolShards, headDim } = config
     const group = heads / kvHeads
@@ -239,7 +251,8 @@ class Attention implements AttentionKernels {
       tileRows: levelTile?.rows ?? 1,
       decodeMaxEntries,
       targetWorkgroups: options.targetWorkgroups ?? 1024,
-      minChunkTokens: options.minChunkTokens ?? 64
+      minChunkTokens: options.minChunkTokens ?? 64,
+      fuseMerge
     })
     const poolHeads = kvHeads / poolShards
     this.shardParams = Array.from({ length: poolShards }, (_, s) => {
@@ -269,8 +282,11 @@ class Attention implements AttentionKernels {
     plan.entries.write(schedule.entries)
     plan.tileItems.write(schedule.tileItems.words)
     plan.decodeItems.write(schedule.decodeItems.words)
-    plan.seqPartialIndptr.write(schedule.seqPartialIndptr)
-    plan.seqPartials.write(schedule.seqPartials)
+    // a fused merge reads the slots from blockIndices
+    if (!schedule.mergeFused) {
+      plan.seqPartialIndptr.write(schedule.seqPartialIndptr)
+      plan.seqPartials.write(schedule.seqPartials)
+    }
     // and the spare slot the decode kernel's padding items write
     const { heads, headDim, kvHeads } = this.config
     const slots = schedule.numPartials + 1
@@ -283,6 +299,7 @@ class Attention implements AttentionKernels {
       decodeWorkgroups: schedule.decodeItems.count * kvHeads,
       partials: schedule.numPartials,
       chunkTokens: schedule.chunkTokens,
+      mergeFused: schedule.mergeFused,
       tileGrid: schedule.tileItems.grid,
       decodeGrid: schedule.decodeItems.grid,
       mergeGrid: itemGrid(schedule.numSequences),
@@ -310,9 +327,9 @@ class Attention implements AttentionKernels {
     checkKvPool(buffers.vPool, this.config.kvDtype, "attention")
     const groups = this.groupsOf(buffers.kPool)
     const { level, decode } = this.pipelines
-    if (p.levelWorkgroups > 0 && level !== null) this.attend(pass, level, groups.level, this.plan.tileItems.buffer, p.tileGrid, buffers)
-    if (p.decodeWorkgroups > 0) this.attend(pass, decode, groups.decode, this.plan.decodeItems.buffer, p.decodeGrid, buffers)
-    if (p.numSequences > 0) this.merge(pass, p, buffers)
+    if (p.levelWorkgroups > 0 && level !== null) this.attend(pass, level, groups.level, this.plan.tileItems.buffer, p.tileGrid, buffers, false)
+    if (p.decodeWorkgroups > 0) this.attend(pass, decode, groups.decode, this.plan.decodeItems.buffer, p.decodeGrid, buffers, this.fuseMerge)
+    if (p.numSequences > 0 && !p.mergeFused) this.merge(pass, p, buffers)
   }
 
   destroy(): void {
@@ -333,14 +350,14 @@ class Attention implements AttentionKernels {
     return groups
   }
 
-  /** One kernel over its items, a dispatch per pool shard. */
+  /** One kernel over its items, a dispatch per pool shard; `outputs`: it binds the call's out and lse too (the fused merge). */
   private attend(
     pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, cache: CachedBindGroups, items: GPUBuffer,
-    grid: readonly [number, number], buffers: AttentionBuffers
+    grid: readonly [number, number], buffers: AttentionBuffers, outputs: boolean
   ): void {
     const { q, kPool, vPool } = buffers
     const { blockIndices, entries, partialO, partialLse } = this.plan
-    const key = this.attendKey
+    const key = outputs ? this.fusedKey : this.attendKey
     key[0] = items
     key[1] = blockIndices.buffer
     key[2] = entries.buffer
@@ -349,13 +366,17 @@ class Attention implements AttentionKernels {
     key[5] = vPool
     key[6] = partialO.buffer
     key[7] = partialLse.buffer
+    if (outputs) {
+      key[8] = buffers.out
+      key[9] = buffers.lse
+    }
     const groups = cache.get(key, 0, () => {
       const shardBytes = poolShardBytes(kPool, this.config.poolShards)
       return this.shardParams.map((params, s) =>
         bindGroup(this.device, pipeline, [
           [items], [blockIndices.buffer], [entries.buffer], [q],
           [kPool, shardBytes, s * shardBytes], [vPool, shardBytes, s * shardBytes],
-          [partialO.buffer], [partialLse.buffer], [params]
+          [partialO.buffer], [partialLse.buffer], [params], ...(outputs ? [[buffers.out], [buffers.lse]] as const : [])
         ])
       )
     })
@@ -406,6 +427,17 @@ const levelTileOf = (options: TreeAttentionOptions, limits: GPUSupportedLimits):
   return tile
 }
 
+/** Whether the decode kernel merges (TreeAttentionOptions.fuseMerge), refused where asked for and the device cannot bind it. */
+const fuseMergeOf = (options: TreeAttentionOptions, limits: GPUSupportedLimits): boolean => {
+  const fits = limits.maxStorageBuffersPerShaderStage >= FUSED_DECODE_STORAGE_BUFFERS
+  if (options.fuseMerge === true && !fits) {
+    throw new RangeError(
+      `attention: fuseMerge needs ${FUSED_DECODE_STORAGE_BUFFERS} storage buffers per shader stage; this device binds ${limits.maxStorageBuffersPerShaderStage}`
+    )
+  }
+  return options.fuseMerge ?? fits
+}
+
 const createAttention = async (device: GPUDevice, options: TreeAttentionOptions, decodeMaxEntries: number): Promise<AttentionKernels> => {
   validate(options)
   const { heads, kvHeads, headDim, blockSize } = options
@@ -416,14 +448,17 @@ const createAttention = async (device: GPUDevice, options: TreeAttentionOptions,
   const group = heads / kvHeads
   const levelTile = decodeMaxEntries === Infinity ? null : levelTileOf(options, device.limits)
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
+  const fuseMerge = fuseMergeOf(options, device.limits)
   const pipelines: Pipelines = {
     level: levelTile === null
       ? null
       : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelAttentionWgsl({ headDim, tile: levelTile, kv })),
-    decode: await cachedPipeline(device, "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv })),
+    decode: await cachedPipeline(
+      device, fuseMerge ? "decode-attention (merging)" : "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv, fusedMerge: fuseMerge })
+    ),
     merge: await cachedPipeline(device, "merge-states", MERGE_STATES_WGSL)
   }
-  return new Attention(device, config, kv, levelTile, decodeTile, pipelines, options, decodeMaxEntries)
+  return new Attention(device, config, kv, levelTile, decodeTile, pipelines, options, decodeMaxEntries, fuseMerge)
 }
 
 /**

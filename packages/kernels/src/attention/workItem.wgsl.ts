@@ -15,8 +15,8 @@ struct WorkItem {
   tokenBegin: u32,   // chunk of the node's tokens: [tokenBegin, tokenEnd)
   tokenEnd: u32,
   entryBase: u32,    // entries[entryBase + e] = (sequence, kv limit) of the node's entry e
-  rowBegin: u32,     // stacked rows [rowBegin, rowBegin + rowCount), row = entry * GROUP + head in group
-  rowCount: u32,
+  rowBegin: u32,     // level: stacked rows [rowBegin, rowBegin + rowCount), row = entry * GROUP + head in group;
+  rowCount: u32,     // decode: the sequence's partial slots blockIndices[rowBegin ..< rowBegin + rowCount) to merge, none: 0
   partialBase: u32,  // entry e writes partial slot partialBase + e
 }
 `
@@ -62,4 +62,14 @@ ${kvPoolReadWgsl(kv, 4, 5)}
 @group(0) @binding(8) var<uniform> params: AttentionParams;
 
 var<workgroup> item: WorkItem;
+`
+
+/** Storage buffers the decode kernel binds with the merge fused in: the nine above but the uniform, then out and lse. */
+export const FUSED_DECODE_STORAGE_BUFFERS = 10
+
+/** The merge's outputs, bound to the decode kernel that merges (bindings 9 and 10): as in mergeStates.wgsl.ts. */
+export const FUSED_MERGE_OUTPUTS_WGSL = wgsl`
+const MINUS_INFINITY: u32 = 0xff800000u;
+@group(0) @binding(9) var<storage, read_write> out: array<vec4f>;
+@group(0) @binding(10) var<storage, read_write> lse: array<u32>;
 `
