@@ -59,8 +59,8 @@ describe("bench step", () => {
   })
 
   it("sweeps batches into a report whose figures are consistent", async () => {
-    const points = await runStepBench(gpu.device, { preset: "codellama-7b", layers: 2, heads: 2, batches: [1, 8], warmup: 1, steps: 3 })
-    expect(points.map((p) => [p.batch, p.layers])).toEqual([[1, 2], [8, 2]])
+    const points = await runStepBench(gpu.device, { preset: "codellama-7b", layers: 2, heads: 2, batches: [1, 16], warmup: 1, steps: 3, separateMerge: true })
+    expect(points.map((p) => [p.batch, p.layers])).toEqual([[1, 2], [16, 2]])
     for (const p of points) {
       expect(p.hostMsSteps).toHaveLength(3)
       expect(p.hostMs.min).toBeLessThanOrEqual(p.hostMsPerStep)
@@ -72,6 +72,9 @@ describe("bench step", () => {
       expect(p.hostBackToBackMs.n).toBe(10)
       expect(p.hostBackToBackMs.min).toBeGreaterThan(0)
       expect(p.callsAfterGpuMs).toBeGreaterThanOrEqual(0)
+      // batch 1 has no shared node to merge with; at 16 (two samples a problem) every sample ends on its own leaf, and the fused merge saves a dispatch a layer
+      expect(p.separateMerge?.hostBackToBackMs.n).toBe(10)
+      expect(p.separateMerge?.dispatchesPerStep).toBe(p.dispatchesPerStep + (p.batch === 1 ? 0 : p.layers))
       // the forward's inputs alone: tokens, positions, slots (2 words), logit rows, 8 words of sampling parameters per row, two counts
       expect(p.bytesWrittenPerStep).toBeGreaterThan(4 * 13 * p.batch)
     }
@@ -87,9 +90,11 @@ describe("bench step", () => {
       points
     }
     const table = formatStepTable(report)
-    expect(table).toHaveLength(5)
+    // the header lines, the table, and a line per point comparing the merges
+    expect(table).toHaveLength(7)
+    expect(table[6]).toMatch(/^batch 16: back to back, the merge fused .* ms \(\d+ dispatches\), as a pass of its own .* ms \(\d+\), in alternation: [\d.]+× the fused host time$/)
     expect(table[3]!.trim().split(/\s+/)[0]).toBe("1")
-    expect(JSON.parse(JSON.stringify(report)).points[1].batch).toBe(8)
+    expect(JSON.parse(JSON.stringify(report)).points[1].batch).toBe(16)
   })
 
   it("refuses a batch its tree cannot hold before building anything", async () => {

@@ -28,6 +28,11 @@
  * scheduler plans a step while the last one runs; on a software adapter the
  * host time above also pays for the emulated GPU's threads on the same cores.
  *
+ * With `separateMerge`, the back-to-back host work alternates with the same
+ * on an attention whose merge is a pass of its own (the step's attention
+ * merges in its decode items where the device allows it): what the fusion's
+ * dispatch per layer costs the host, in the same rounds.
+ *
  * Beside the host time stands the time of the step's WebGPU calls alone
  * (recordedCalls.ts): the last warm-up step's passes, recorded and replayed
  * into an encoder with nothing else, the floor the binding puts under a step
@@ -54,6 +59,8 @@ export interface StepBenchOptions {
   readonly onProgress?: (text: string) => void
   /** tuning the kernels as an engine does (default: on, unless CANOPY_TUNE=off); false keeps their defaults */
   readonly tune?: false | TuneOptions
+  /** also time the host work back to back with the merge as a pass of its own, alternating with the step's */
+  readonly separateMerge?: boolean
 }
 
 export interface StepPhases {
@@ -76,6 +83,8 @@ export interface StepPoint {
   readonly hostWallMs: Spread
   /** CPU ms of the host work repeated back to back, never submitted (no GPU work between) */
   readonly hostBackToBackMs: Spread
+  /** the same with the merge as a pass of its own, in alternation with it (with `separateMerge`), and that step's dispatches */
+  readonly separateMerge?: { readonly hostBackToBackMs: Spread; readonly dispatchesPerStep: number }
   /** medians of each phase of the host time, on the wall clock */
   readonly phases: StepPhases
   /** the most any timed step asked for */
@@ -138,18 +147,38 @@ const encodeStep = (
   return { commands: encoder.finish(), marks: [t1, t2, t3, t4] }
 }
 
-/** CPU ms of the step's host work, `HOST_REPEATS` times back to back after as many untimed, each finished and dropped unsubmitted. */
-const hostBackToBack = (device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs): Array<number> => {
-  const times: Array<number> = []
+/** Dispatches one step of `stack` encodes (finished, never submitted). */
+const dispatchesOf = (device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs): number => {
+  const before = countsOf(stack).dispatches
+  let prepared: { destroy(): void } | undefined
+  try {
+    encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
+  } finally {
+    prepared?.destroy()
+  }
+  return countsOf(stack).dispatches - before
+}
+
+/**
+ * CPU ms of the step's host work on each of `stacks`, `HOST_REPEATS` times
+ * back to back after as many untimed, the stacks taking turns, each step
+ * finished and dropped unsubmitted.
+ */
+const hostBackToBack = (
+  device: GPUDevice, stacks: ReadonlyArray<StepStack>, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs
+): Array<Array<number>> => {
+  const times = stacks.map((): Array<number> => [])
   for (let i = 0; i < 2 * HOST_REPEATS; i++) {
-    let prepared: { destroy(): void } | undefined
-    const cpu0 = cpuMs()
-    try {
-      encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
-      if (i >= HOST_REPEATS) times.push(cpuMs() - cpu0)
-    } finally {
-      prepared?.destroy()
-    }
+    stacks.forEach((stack, s) => {
+      let prepared: { destroy(): void } | undefined
+      const cpu0 = cpuMs()
+      try {
+        encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
+        if (i >= HOST_REPEATS) times[s]!.push(cpuMs() - cpu0)
+      } finally {
+        prepared?.destroy()
+      }
+    })
   }
   return times
 }
@@ -216,7 +245,8 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       replays = Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     }
     options.onProgress?.(`batch ${batch}: the host work back to back`)
-    const backToBack = hostBackToBack(device, stack, samples, inputs)
+    const separate = stack.separateMerge === undefined ? undefined : { ...stack, attention: stack.separateMerge }
+    const [backToBack, separateBackToBack] = hostBackToBack(device, separate === undefined ? [stack] : [stack, separate], samples, inputs)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -228,7 +258,10 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       hostMs,
       hostMsSteps: timed.map((m) => m.hostMs),
       hostWallMs: spreadOf(timed.map((m) => m.wallMs)),
-      hostBackToBackMs: spreadOf(backToBack),
+      hostBackToBackMs: spreadOf(backToBack!),
+      ...(separate === undefined
+        ? {}
+        : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack!), dispatchesPerStep: dispatchesOf(device, separate, samples, inputs) } }),
       phases: {
         planMs: medianOf((m) => m.phases.planMs),
         prepareMs: medianOf((m) => m.phases.prepareMs),
@@ -255,7 +288,7 @@ export const runStepBench = async (device: GPUDevice, options: StepBenchOptions)
   const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
   if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
-  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps, options.tune)
+  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps, options.tune, options.separateMerge)
   try {
     const points: Array<StepPoint> = []
     for (const batch of options.batches) points.push(await runPoint(device, stack, batch, options))

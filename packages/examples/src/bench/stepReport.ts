@@ -66,6 +66,11 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     "calls alone: CPU ms of the step's WebGPU calls (pipelines, bind groups, dispatches) replayed into a new encoder with nothing else, to its finish, back to back, and once as a step starts (after the GPU's work)",
     line(header),
     ...rows.map(line),
+    ...report.points.flatMap((p) => p.separateMerge === undefined ? [] : [
+      `batch ${p.batch}: back to back, the merge fused ${valueWithRange(p.hostBackToBackMs, 3)} ms (${p.dispatchesPerStep} dispatches), ` +
+      `as a pass of its own ${valueWithRange(p.separateMerge.hostBackToBackMs, 3)} ms (${p.separateMerge.dispatchesPerStep}), in alternation: ` +
+      `${(p.separateMerge.hostBackToBackMs.median / p.hostBackToBackMs.median).toFixed(2)}× the fused host time`
+    ]),
     ...report.points
       .filter((p) => p.batch === 1024 && p.layers === 40)
       .map((p) =>

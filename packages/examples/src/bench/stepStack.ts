@@ -125,11 +125,13 @@ export interface StepStack {
   readonly kv: KvCache
   readonly forward: Forward
   readonly attention: TreeAttention
+  /** the same attention with the merge as a pass of its own (TreeAttentionOptions.fuseMerge false), where asked for */
+  readonly separateMerge?: TreeAttention
 }
 
 /** The stack the engine builds (KV cache, Hydragen attention, forward, tuned alike) for `maxBatch` samples of `steps` steps. */
 export const createStepStack = async (
-  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number, tune: false | TuneOptions = {}
+  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number, tune: false | TuneOptions = {}, separateMerge = false
 ): Promise<StepStack & { destroy(): void }> => {
   const model = await loadModel(device, { kind: "synthetic", model: config, seed: 0 })
   const owned: Array<{ destroy(): void }> = [model.weights]
@@ -143,12 +145,14 @@ export const createStepStack = async (
     const matmul = await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(config) }, tuneOptions)
     const attention = await createTreeAttention(device, { ...shape, levelTile: levelTile.value })
     owned.push(attention)
+    const separate = separateMerge ? await createTreeAttention(device, { ...shape, levelTile: levelTile.value, fuseMerge: false }) : undefined
+    if (separate !== undefined) owned.push(separate)
     const forward = await Forward.create(device, model.weights, {
       maxRows: maxBatch, maxLogitRows: maxBatch, kvPools: kv.pools, blockSize: BLOCK_SIZE, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype,
       matmul: matmul.choice
     })
     owned.push(forward)
-    return { kv, attention, forward, destroy: () => owned.reverse().forEach((o) => o.destroy()) }
+    return { kv, attention, forward, ...(separate === undefined ? {} : { separateMerge: separate }), destroy: () => owned.reverse().forEach((o) => o.destroy()) }
   } catch (e) {
     for (const o of owned.reverse()) o.destroy()
     throw e

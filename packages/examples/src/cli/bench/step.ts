@@ -33,6 +33,10 @@ const flags = {
   ),
   warmup: positiveInt("warmup", 2, "untimed steps first at every point (the first makes what later steps reuse)", 100),
   steps: positiveInt("steps", 5, "timed steps at every point (the median and range are reported)", 100),
+  separateMerge: Flag.Boolean("separate-merge").pipe(
+    Flag.withDescription("also time the host work back to back with the attention's merge as a pass of its own, alternating with the step's fused one"),
+    Flag.withDefault(false)
+  ),
   json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here"), Flag.optional),
   noTune: noTuneFlag
 }
