@@ -4,7 +4,7 @@ import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
 import { createPagedDecode, createTreeAttention, type TreeAttentionOptions } from "../src/attention/treeAttention.ts"
 import { uploadBuffer, readFloat32 } from "../src/gpu/resources.ts"
-import { buildCase, compareOutputs, describeMismatches, headDimsBeyondPalette, type CaseSpec } from "./attention-fixtures.ts"
+import { buildCase, caseAttentionOptions, compareOutputs, describeMismatches, headDimsBeyondPalette, type CaseSpec } from "./attention-fixtures.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -24,15 +24,7 @@ const base: CaseSpec = {
   seed: 7
 }
 
-const options = (spec: CaseSpec, extra: Partial<TreeAttentionOptions> = {}): TreeAttentionOptions => ({
-  heads: spec.kvHeads * spec.group,
-  kvHeads: spec.kvHeads,
-  headDim: spec.headDim,
-  blockSize: spec.blockSize,
-  minChunkTokens: 32,
-  targetWorkgroups: 64,
-  ...extra
-})
+const options = caseAttentionOptions
 
 /** Runs the case through hydragen (default split and level kernel only) and the baseline. */
 const expectAllMatch = async (spec: CaseSpec, extra: Partial<TreeAttentionOptions> = {}): Promise<void> => {

@@ -9,6 +9,7 @@ import fc from "fast-check"
 import { type LevelPlan, type LevelPlanLevel, mulberry32 } from "@canopy/tree-cache"
 import { roundKv, type KvDtype } from "../src/attention/kvStorage.ts"
 import type { PooledInputs, TreeAttentionCase } from "../src/attention/reference.ts"
+import type { TreeAttentionOptions } from "../src/attention/treeAttention.ts"
 import { chooseDecodeTile, chooseLevelTile, flash2Lanes, type LevelTile, type LevelVariant, levelVariantOf } from "../src/attention/tiling.ts"
 
 /** The shrinkable description of a case; the float data derive from `seed`. */
@@ -413,3 +414,14 @@ export const roundCaseKv = (built: BuiltCase, dtype: KvDtype): BuiltCase =>
         inputs: { ...built.inputs, kPool: roundKv(built.inputs.kPool, dtype), vPool: roundKv(built.inputs.vPool, dtype) },
         tree: { ...built.tree, nodes: built.tree.nodes.map((n) => ({ ...n, k: roundKv(n.k, dtype), v: roundKv(n.v, dtype) })) }
       }
+
+/** A case's attention options: its shape, with small chunks and targets (the cases' trees are small, chunking must still happen), and `extra`. */
+export const caseAttentionOptions = (spec: CaseSpec, extra: Partial<TreeAttentionOptions> = {}): TreeAttentionOptions => ({
+  heads: spec.kvHeads * spec.group,
+  kvHeads: spec.kvHeads,
+  headDim: spec.headDim,
+  blockSize: spec.blockSize,
+  minChunkTokens: 32,
+  targetWorkgroups: 64,
+  ...extra
+})

@@ -14,7 +14,7 @@ import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
 import { createTreeAttention, type TreeAttention } from "../src/attention/treeAttention.ts"
 import { FUSED_DECODE_STORAGE_BUFFERS } from "../src/attention/workItem.wgsl.ts"
-import { arbitraryCase, buildCase, compareOutputs, describeMismatches, type CaseBounds, type CaseSpec } from "./attention-fixtures.ts"
+import { arbitraryCase, buildCase, caseAttentionOptions, compareOutputs, describeMismatches, type CaseBounds, type CaseSpec } from "./attention-fixtures.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -24,15 +24,8 @@ afterAll(() => gpu?.close())
 
 const TOLERANCE = 1e-4
 
-const optionsOf = (spec: CaseSpec) => ({
-  heads: spec.kvHeads * spec.group,
-  kvHeads: spec.kvHeads,
-  headDim: spec.headDim,
-  blockSize: spec.blockSize,
-  minChunkTokens: 32,
-  targetWorkgroups: 64,
-  poolShards: spec.seed % 2 === 1 ? spec.kvHeads : 1
-})
+/** odd seeds: one pool shard per KV head, each bound on its own */
+const optionsOf = (spec: CaseSpec) => caseAttentionOptions(spec, { poolShards: spec.seed % 2 === 1 ? spec.kvHeads : 1 })
 
 interface Run {
   readonly out: Float32Array

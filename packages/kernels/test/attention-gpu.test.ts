@@ -6,7 +6,7 @@ import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
 import { createPagedDecode, createTreeAttention, type AttentionKernels } from "../src/attention/treeAttention.ts"
 import {
-  arbitraryCase, buildCase, compareOutputs, describeMismatches, HEAD_DIM_PALETTE, roundCaseKv, type CaseBounds, type CaseSpec
+  arbitraryCase, buildCase, caseAttentionOptions, compareOutputs, describeMismatches, HEAD_DIM_PALETTE, roundCaseKv, type CaseBounds, type CaseSpec
 } from "./attention-fixtures.ts"
 
 let gpu: GpuHandle
@@ -21,18 +21,8 @@ const TOLERANCE = 1e-4
 type Method = "hydragen" | "baseline"
 
 const kernelsFor = (method: Method, spec: CaseSpec, kvDtype: KvDtype): Promise<AttentionKernels> => {
-  const options = {
-    kvDtype,
-    heads: spec.kvHeads * spec.group,
-    kvHeads: spec.kvHeads,
-    headDim: spec.headDim,
-    blockSize: spec.blockSize,
-    // small chunks and targets: the tests' trees are small, chunking must still happen
-    minChunkTokens: 32,
-    targetWorkgroups: 64,
-    // odd seeds lay the pools out in one shard per KV head: bound a shard at a time
-    poolShards: poolShardsOf(spec)
-  }
+  // odd seeds lay the pools out in one shard per KV head: bound a shard at a time
+  const options = caseAttentionOptions(spec, { kvDtype, poolShards: poolShardsOf(spec) })
   return method === "hydragen" ? createTreeAttention(gpu.device, options) : createPagedDecode(gpu.device, options)
 }
 
