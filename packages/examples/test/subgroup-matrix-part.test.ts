@@ -12,7 +12,8 @@ import { ENGINE_MATRIX_PROBE, matrixProbeStatus, memoryTuneCache, openGpu, SUBGR
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { runIsolated } from "../src/bench/isolated.ts"
-import { keepEngineProbe, PROBE_FLAG, probeOutcome, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
+import { PROBE_FLAG } from "../src/bench/probeFlag.ts"
+import { keepEngineProbe, probeOutcome, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
 import { scaled } from "./limits.ts"
 
 const STAND_IN = `

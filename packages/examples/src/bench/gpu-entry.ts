@@ -45,7 +45,8 @@ import {
 import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./rooflineReport.ts"
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
-import { formatProbe, keepEngineProbe, PROBE_FLAG, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
+import { PROBE_FLAG } from "./probeFlag.ts"
+import { formatProbe, keepEngineProbe, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
 
 interface Sweep {
   readonly shape: BenchShape

@@ -147,30 +147,21 @@ const encodeStep = (
   return { commands: encoder.finish(), marks: [t1, t2, t3, t4] }
 }
 
-/** Dispatches one step of `stack` encodes (finished, never submitted). */
-const dispatchesOf = (device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs): number => {
-  const before = countsOf(stack).dispatches
-  let prepared: { destroy(): void } | undefined
-  try {
-    encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
-  } finally {
-    prepared?.destroy()
-  }
-  return countsOf(stack).dispatches - before
-}
-
 /**
  * CPU ms of the step's host work on each of `stacks`, `HOST_REPEATS` times
  * back to back after as many untimed, the stacks taking turns, each step
- * finished and dropped unsubmitted.
+ * finished and dropped unsubmitted; and the dispatches a step of each encodes.
  */
 const hostBackToBack = (
   device: GPUDevice, stacks: ReadonlyArray<StepStack>, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs
-): Array<Array<number>> => {
+): Array<{ readonly times: Array<number>; readonly dispatches: number }> => {
   const times = stacks.map((): Array<number> => [])
+  // counted on one step of each (the stacks share their forward's counters)
+  const dispatches = stacks.map(() => 0)
   for (let i = 0; i < 2 * HOST_REPEATS; i++) {
     stacks.forEach((stack, s) => {
       let prepared: { destroy(): void } | undefined
+      const before = countsOf(stack).dispatches
       const cpu0 = cpuMs()
       try {
         encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
@@ -178,9 +169,10 @@ const hostBackToBack = (
       } finally {
         prepared?.destroy()
       }
+      dispatches[s] = countsOf(stack).dispatches - before
     })
   }
-  return times
+  return stacks.map((_, s) => ({ times: times[s]!, dispatches: dispatches[s]! }))
 }
 
 /**
@@ -258,10 +250,10 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       hostMs,
       hostMsSteps: timed.map((m) => m.hostMs),
       hostWallMs: spreadOf(timed.map((m) => m.wallMs)),
-      hostBackToBackMs: spreadOf(backToBack!),
-      ...(separate === undefined
+      hostBackToBackMs: spreadOf(backToBack!.times),
+      ...(separateBackToBack === undefined
         ? {}
-        : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack!), dispatchesPerStep: dispatchesOf(device, separate, samples, inputs) } }),
+        : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack.times), dispatchesPerStep: separateBackToBack.dispatches } }),
       phases: {
         planMs: medianOf((m) => m.phases.planMs),
         prepareMs: medianOf((m) => m.phases.prepareMs),

@@ -11,10 +11,8 @@ import {
   defaultTuneCache, ENGINE_MATRIX_PROBE, openGpu, type ProbeResult, recordMatrixProbe, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, type TuneCache
 } from "@canopy/kernels"
 import { type IsolatedRun, runIsolated } from "./isolated.ts"
-
 import { PROBE_FLAG } from "./probeFlag.ts"
 
-export { PROBE_FLAG }
 const RESULT_PREFIX = "PROBE "
 
 /** A probe compiles one kernel and times a few products: a minute is a hang. */

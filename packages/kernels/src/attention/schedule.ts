@@ -100,22 +100,24 @@ class Words {
   length = 0
   /** Empties it and makes room for `n` words. */
   reset(n: number): void {
-    if (n > this.data.length) this.data = new Uint32Array(Math.max(n, Math.ceil(this.data.length * 1.5)))
     this.length = 0
+    this.reserve(n)
   }
   view(): Uint32Array {
     return this.data.subarray(0, this.length)
   }
   /** Appends `words`, growing (and keeping what it holds) as needed. */
   append(words: Uint32Array): void {
-    const n = this.length + words.length
-    if (n > this.data.length) {
-      const grown = new Uint32Array(Math.max(n, Math.ceil(this.data.length * 1.5)))
-      grown.set(this.view())
-      this.data = grown
-    }
+    this.reserve(this.length + words.length)
     this.data.set(words, this.length)
-    this.length = n
+    this.length += words.length
+  }
+  /** Room for `n` words, what it holds kept. */
+  private reserve(n: number): void {
+    if (n <= this.data.length) return
+    const grown = new Uint32Array(Math.max(n, Math.ceil(this.data.length * 1.5)))
+    grown.set(this.view())
+    this.data = grown
   }
 }
 
@@ -235,10 +237,9 @@ export class AttentionScheduler {
     this.seqPartialIndptr.length = sequences + 1
     const indptr = this.seqPartialIndptr.data
     indptr.fill(0, 0, sequences + 1)
-    this.decodeItemsOf.reset(sequences)
-    this.decodeItemsOf.length = sequences
-    const decodeOf = this.decodeItemsOf.data
-    decodeOf.fill(0, 0, sequences)
+    // each sequence's decode items, counted only where the merge may fuse
+    if (this.options.fuseMerge) this.decodeItemsOf.reset(sequences)
+    const decodeOf = this.options.fuseMerge ? this.decodeItemsOf.data.fill(0, 0, sequences) : undefined
     let tileItems = 0
     let decodeItems = 0
     for (const level of plan.levels) {
@@ -250,7 +251,7 @@ export class AttentionScheduler {
           indptr[level.queryIndices[k]! + 1]! += chunks
           if (this.usesDecode(level, n)) {
             decodeItems += chunks
-            decodeOf[level.queryIndices[k]!]! += chunks
+            if (decodeOf !== undefined) decodeOf[level.queryIndices[k]!]! += chunks
           }
         }
         if (!this.usesDecode(level, n)) {
