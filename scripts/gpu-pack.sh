@@ -133,11 +133,13 @@ if [ "$vulkan" = 1 ] && [ ! -e "$out/lib/libvulkan.so.1" ]; then
 fi
 [ "$vulkan" = 1 ] || rm -rf "$out/lib"
 
-# The bundles. The banner gives bundled CommonJS code (and the loader of webgpu) a `require`.
+# The bundles, from the workspace packages' sources (their `@canopy/source` export
+# condition), so no build is needed first and a stale dist/ is never packed. The
+# banner gives bundled CommonJS code (and the loader of webgpu) a `require`.
 for entry in "${abs[@]}"; do
   name=$(basename "${entry%.*}")
   (cd "$root" && "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 \
-    --external:webgpu --outfile="$out/$name.mjs" --log-level=warning \
+    --external:webgpu --conditions=@canopy/source --outfile="$out/$name.mjs" --log-level=warning \
     --banner:js="import { createRequire as __canopyCreateRequire } from 'node:module'; const require = __canopyCreateRequire(import.meta.url);") ||
     fail "esbuild could not bundle $entry"
 done
