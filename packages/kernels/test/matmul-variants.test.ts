@@ -23,9 +23,9 @@ import type { GpuCapabilities } from "../src/gpu/adapters.ts"
 import { createRowCount, relativeError } from "../src/model/common.ts"
 import {
   defaultMatmulChoice, fittingBlockTile, GEMV_MAX_ROWS, InvalidMatmulBinding, MATMUL_CANDIDATES, MATMUL_INPUTS,
-  MATRIX_MATMUL, matrixMatmulProblem, type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, type MatrixUnits, referenceMatmul
+  MATRIX_MATMUL, matrixMatmulProblem, type MatmulChoice, type MatmulInput, type MatmulInputOption, MatmulKernel, referenceMatmul
 } from "../src/model/matmul.ts"
-import { EMULATED_MATRICES } from "../src/subgroupMatrix/matrixOps.ts"
+import { EMULATED_MATRICES, type MatrixUnits } from "../src/subgroupMatrix/matrixOps.ts"
 import { canopyVersion, memoryTuneCache } from "../src/tune/cache.ts"
 import { defaultPrefillCandidates, tuneMatmul } from "../src/tune/matmul.ts"
 import { ENGINE_MATRIX_PROBE, recordMatrixProbe } from "../src/tune/matrixProbe.ts"

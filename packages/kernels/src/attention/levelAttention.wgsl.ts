@@ -41,7 +41,7 @@ export const levelAttentionWgsl = (spec: LevelAttentionSpec): string =>
   levelVariantOf(spec.tile) === "flash2" ? flash2Wgsl(spec) : stackedWgsl(spec)
 
 /** The workgroup's item and the shape values, at the top of main; `it` is uniform, so loops over it may hold barriers. */
-const ITEM_WGSL = wgsl`
+export const ITEM_WGSL = wgsl`
   let index = wid.x + wid.y * groups.x;
   if (index >= arrayLength(&items)) { return; }
   // wid.z: the KV head within the bound pool shard; kvh: among all KV heads
@@ -71,7 +71,7 @@ const TILE_LOAD_WGSL = wgsl`
       vs[i] = vv;
     }`
 
-const MAIN_SIGNATURE = wgsl`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
+export const MAIN_SIGNATURE = wgsl`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
         @builtin(local_invocation_index) tid: u32)`
 
 /**

@@ -17,9 +17,13 @@ export const ATTENTION_WORKGROUP = 128
  *              each holding the row's q and o on its slice of the head dim in
  *              registers, with the row's running max and sum; the softmax
  *              rescaling is per row, in registers
+ *   "matrix"   one subgroup per tile, Q·Kᵀ and P·V on the device's matrix
+ *              units (levelAttentionMatrix.wgsl.ts): its tile follows from
+ *              the units (matrixLevelTile), for an f16 KV cache only
  */
-export type LevelVariant = "stacked" | "flash2"
+export type LevelVariant = "stacked" | "flash2" | "matrix"
 
+/** The variants every device runs, chosen from the limits alone (the matrix tile also needs the device's matrix units). */
 export const LEVEL_VARIANTS: ReadonlyArray<LevelVariant> = ["stacked", "flash2"]
 
 /**

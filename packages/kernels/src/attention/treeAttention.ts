@@ -21,6 +21,8 @@ import { bindGroup, CachedBindGroups } from "./cachedBindGroups.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
 import { checkKvPool, kvHeadDimProblem, type KvDtype, kvStorageFor, type KvStorage } from "./kvStorage.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
+import { levelAttentionMatrixWgsl, matrixLevelProblem, matrixLevelTile } from "./levelAttentionMatrix.wgsl.ts"
+import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
 import { attentionScale, type AttentionShape } from "./reference.ts"
@@ -65,9 +67,12 @@ export interface TreeAttentionOptions extends TreeAttentionConfig {
   /**
    * The level kernel's tile itself, as a tuner picks it among the variants'
    * tiles (flash2LevelTiles, …); it must fit the device (levelTileFits).
-   * Default: the first tile of `levelVariant` that fits.
+   * Default: the first tile of `levelVariant` that fits. A "matrix" tile
+   * must be matrixLevelTile of the matrix units, on an f16 KV cache.
    */
   readonly levelTile?: LevelTile
+  /** the matrix units a "matrix" level tile is written for (default: the device's builtins, where it has them) */
+  readonly matrixUnits?: MatrixUnits | undefined
   /**
    * What the device can do, as the kernels should assume (default: the
    * device's own record, capabilitiesOf). With shaderF16 false, f16 pools are
@@ -417,10 +422,13 @@ class Attention implements AttentionKernels {
 const levelTileOf = (options: TreeAttentionOptions, limits: GPUSupportedLimits): LevelTile => {
   const variant = options.levelVariant
   if (variant !== undefined && !LEVEL_VARIANTS.includes(variant)) {
-    throw new RangeError(`attention: levelVariant (${String(variant)}) must be one of ${LEVEL_VARIANTS.join(", ")}`)
+    throw new RangeError(
+      `attention: levelVariant (${String(variant)}) must be one of ${LEVEL_VARIANTS.join(", ")} (a matrix tile is given as levelTile, as the tuner picks it)`
+    )
   }
   const tile = options.levelTile
   if (tile === undefined) return chooseLevelTile(options.headDim, limits, variant)
+  if (levelVariantOf(tile) === "matrix") return tile
   if (!levelTileFits(options.headDim, tile, limits)) {
     throw new RangeError(`attention: the ${levelVariantOf(tile)} level tile ${JSON.stringify(tile)} does not fit this device at head dim ${options.headDim}`)
   }
@@ -438,6 +446,22 @@ const fuseMergeOf = (options: TreeAttentionOptions, limits: GPUSupportedLimits):
   return options.fuseMerge ?? fits
 }
 
+/** The level kernel's WGSL for `tile`; a matrix tile is refused before any compile where the units or the cache cannot run it. */
+const levelKernelCode = (device: GPUDevice, options: TreeAttentionOptions, tile: LevelTile, kv: KvStorage): string => {
+  const { headDim } = options
+  if (levelVariantOf(tile) !== "matrix") return levelAttentionWgsl({ headDim, tile, kv })
+  const units = options.matrixUnits ?? deviceMatrixUnits(device)
+  if (typeof units === "string") throw new RangeError(`attention: a matrix level tile needs matrix units: ${units}`)
+  const spec = { headDim, kv, units }
+  const problem = matrixLevelProblem(spec, device.limits)
+  if (problem !== undefined) throw new RangeError(`attention: ${problem}`)
+  const expected = matrixLevelTile(units)
+  if (tile.rows !== expected.rows || tile.keys !== expected.keys || tile.workgroupSize !== expected.workgroupSize) {
+    throw new RangeError(`attention: the matrix level tile ${JSON.stringify(tile)} is not the one its matrix units make, ${JSON.stringify(expected)}`)
+  }
+  return levelAttentionMatrixWgsl(spec)
+}
+
 const createAttention = async (device: GPUDevice, options: TreeAttentionOptions, decodeMaxEntries: number): Promise<AttentionKernels> => {
   validate(options)
   const { heads, kvHeads, headDim, blockSize } = options
@@ -447,12 +471,11 @@ const createAttention = async (device: GPUDevice, options: TreeAttentionOptions,
   const kv = kvStorageFor(config.kvDtype, options.capabilities ?? capabilitiesOf(device))
   const group = heads / kvHeads
   const levelTile = decodeMaxEntries === Infinity ? null : levelTileOf(options, device.limits)
+  const levelCode = levelTile === null ? null : levelKernelCode(device, options, levelTile, kv)
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
   const fuseMerge = fuseMergeOf(options, device.limits)
   const pipelines: Pipelines = {
-    level: levelTile === null
-      ? null
-      : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelAttentionWgsl({ headDim, tile: levelTile, kv })),
+    level: levelTile === null || levelCode === null ? null : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelCode),
     decode: await cachedPipeline(
       device, fuseMerge ? "decode-attention (merging)" : "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv, fusedMerge: fuseMerge })
     ),

@@ -53,13 +53,13 @@ import { GEMV_LANES, GEMV_MAX_ROWS, gemvCode } from "./matmulGemv.wgsl.ts"
 import { GEMV_VEC4_COLS, gemvVec4Code, gemvVec4StorageBytes, type GemvReduction } from "./matmulGemvVec4.wgsl.ts"
 import { REGISTER_WG, registerCode, type RegisterTile } from "./matmulRegister.wgsl.ts"
 import { MATMUL_INPUTS, type MatmulInput, type MatmulModule } from "./matmulShared.wgsl.ts"
-import { matrixCode, matrixGrid, matrixStorageBytes, type MatrixUnits, matrixWeightsProblem } from "./matmulMatrix.wgsl.ts"
+import { matrixCode, matrixGrid, matrixStorageBytes, matrixWeightsProblem } from "./matmulMatrix.wgsl.ts"
 import { tiledCode, tiledStorageBytes } from "./matmulTiled.wgsl.ts"
-import { DEVICE_MATRICES, matrixSetup } from "../subgroupMatrix/matrixOps.ts"
+import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 
 export { GEMV_MAX_ROWS } from "./matmulGemv.wgsl.ts"
 export { MATMUL_INPUTS, type MatmulInput } from "./matmulShared.wgsl.ts"
-export { MATRIX_TILE, type MatrixUnits } from "./matmulMatrix.wgsl.ts"
+export { MATRIX_TILE } from "./matmulMatrix.wgsl.ts"
 
 /** The kernels a tuner may pick from, per regime. */
 export const MATMUL_CANDIDATES = {
@@ -121,12 +121,6 @@ export interface MatmulOptions {
   readonly inputs?: ReadonlyArray<MatmulInput>
   /** the matrix units the "matrix" kernel is written for (default: the device's own builtins, where it has them) */
   readonly matrixUnits?: MatrixUnits | undefined
-}
-
-/** The device's matrix units as the matrix kernel uses them, or why it has none. */
-export const deviceMatrixUnits = (device: GPUDevice): MatrixUnits | string => {
-  const setup = matrixSetup(device)
-  return typeof setup === "string" ? setup : { ...setup, ops: DEVICE_MATRICES }
 }
 
 /** Why the "matrix" kernel cannot run on `device` for weights held as `storage`, or undefined. */

@@ -22,15 +22,10 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import { declarations, innerStep, stores, type SubgroupMatrixSpec, tileCols, tileRows } from "../subgroupMatrix/matmulSubgroupMatrix.wgsl.ts"
-import type { MatrixOps, MatrixSetup } from "../subgroupMatrix/matrixOps.ts"
+import type { MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { SPLIT_F32_WGSL } from "../subgroupMatrix/splitF32.ts"
 import { matmulHeader, type MatmulModule } from "./matmulShared.wgsl.ts"
 import type { WeightStorage } from "./weightType.ts"
-
-/** The device's matrices as the engine's matmul uses them: its config and subgroup size, and how the operations are written. */
-export interface MatrixUnits extends MatrixSetup {
-  readonly ops: MatrixOps
-}
 
 /** The tile of the probe it stands on: 2×4 result matrices, slices of 32. */
 export const MATRIX_TILE = { rowMatrices: 2, colMatrices: 4, kSlice: 32 } as const

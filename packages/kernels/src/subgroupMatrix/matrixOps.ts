@@ -60,6 +60,17 @@ export const matrixSetup = (device: GPUDevice): MatrixSetup | string => {
   return { config: { M: best.M, N: best.N, K: best.K }, subgroupSize: min }
 }
 
+/** The device's matrices as the engine's kernels use them: its config and subgroup size, and how the operations are written. */
+export interface MatrixUnits extends MatrixSetup {
+  readonly ops: MatrixOps
+}
+
+/** The device's matrix units as the engine's matrix kernels use them (its builtins), or why it has none. */
+export const deviceMatrixUnits = (device: GPUDevice): MatrixUnits | string => {
+  const setup = matrixSetup(device)
+  return typeof setup === "string" ? setup : { ...setup, ops: DEVICE_MATRICES }
+}
+
 /** Rows and columns of a matrix kind. */
 const dims = (kind: "left" | "right" | "result", c: MatrixConfig): readonly [number, number] =>
   kind === "left" ? [c.M, c.K] : kind === "right" ? [c.K, c.N] : [c.M, c.N]

@@ -15,7 +15,7 @@ import { createComputePipeline, createStorageBuffer, readFloat32, uniformBuffer 
 import { timeGpu } from "../gpu/timing.ts"
 import { capabilitiesOf } from "../gpu/adapters.ts"
 import { createRowCount, relativeError } from "../model/common.ts"
-import { MATRIX_MATMUL, matrixMatmulProblem, MatmulKernel, type MatrixUnits, referenceMatmul } from "../model/matmul.ts"
+import { MATRIX_MATMUL, matrixMatmulProblem, MatmulKernel, referenceMatmul } from "../model/matmul.ts"
 import { roundWeights, weightStorageFor } from "../model/weightType.ts"
 import { checkMatmul, MATMUL_CHECK_ROWS } from "../tune/matmul.ts"
 import { ENGINE_MATRIX_PROBE } from "../tune/matrixProbe.ts"
@@ -25,7 +25,7 @@ import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
   subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
 } from "./matmulSubgroupMatrix.wgsl.ts"
-import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps, matrixSetup, type MatrixSetup } from "./matrixOps.ts"
+import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps, matrixSetup, type MatrixSetup, type MatrixUnits } from "./matrixOps.ts"
 
 type ProbeSpec = Omit<SubgroupMatrixSpec, "config" | "subgroupSize">
 

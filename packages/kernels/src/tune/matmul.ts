@@ -14,9 +14,10 @@ import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../gpu/resources.ts"
 import { createRowCount, defaultVariant, relativeError, type RowCount } from "../model/common.ts"
 import {
-  defaultMatmulChoice, type DecodeMatmul, deviceMatrixUnits, GEMV_MAX_ROWS, MATMUL_CANDIDATES, type MatmulChoice, MatmulKernel,
-  MATRIX_MATMUL, matrixMatmulProblem, type MatrixUnits, type PrefillMatmul, referenceMatmul
+  defaultMatmulChoice, type DecodeMatmul, GEMV_MAX_ROWS, MATMUL_CANDIDATES, type MatmulChoice, MatmulKernel,
+  MATRIX_MATMUL, matrixMatmulProblem, type PrefillMatmul, referenceMatmul
 } from "../model/matmul.ts"
+import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { packWeights, roundWeights, weightBytes, type WeightStorage, weightStorageFor, type WeightType } from "../model/weightType.ts"
 import { canopyVersion, defaultTuneCache, type TuneCache } from "./cache.ts"
 import { matrixProbeStatus } from "./matrixProbe.ts"
