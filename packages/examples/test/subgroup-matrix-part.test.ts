@@ -8,12 +8,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ENGINE_MATRIX_PROBE, matrixProbeStatus, memoryTuneCache, openGpu, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
+import { ENGINE_LEVEL_PROBE, ENGINE_MATRIX_PROBE, matrixProbeStatus, memoryTuneCache, openGpu, SUBGROUP_MATRIX_PROBES } from "@canopy/kernels"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { runIsolated } from "../src/bench/isolated.ts"
 import { PROBE_FLAG } from "../src/bench/probeFlag.ts"
-import { keepEngineProbe, probeOutcome, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
+import { keepEngineProbes, probeOutcome, runProbesIsolated } from "../src/bench/subgroupMatrixPart.ts"
 import { scaled } from "./limits.ts"
 
 const STAND_IN = `
@@ -56,7 +56,7 @@ describe("probes in processes of their own", () => {
     expect(status).toEqual({
       "global-1x1": "ok", "global-1x4": "crashed", "workgroup-2x4": "ok",
       "workgroup-2x4-arrays": "crashed", "split-f32-2x4": "ok", "split-f32-4x4": "timed out", "attention-split-f32": "ok",
-      "engine-matmul": "ok"
+      "engine-matmul": "ok", "engine-level-attention": "ok"
     })
     const detail = (name: string) => results.find((r) => r.probe === name)!.detail ?? ""
     expect(detail("workgroup-2x4-arrays")).toMatch(/signal SIGABRT[\s\S]*pthread_mutex_lock: assertion failed/)
@@ -71,17 +71,19 @@ describe("the matrix matmul's probe, kept for the tuner", () => {
   const bin = fileURLToPath(new URL("../bin/canopy.mjs", import.meta.url))
   const engine = SUBGROUP_MATRIX_PROBES.find((p) => p.name === ENGINE_MATRIX_PROBE)!
 
-  it("keeps the engine probe's outcome, a crash too, so an earlier ok does not outlive a driver that now fails", async () => {
+  it("keeps the engine probes' outcomes, a crash too, so an earlier ok does not outlive a driver that now fails", async () => {
     const gpu = await openGpu()
     try {
       const cache = memoryTuneCache()
-      const result = (status: "ok" | "crashed") => ({ probe: ENGINE_MATRIX_PROBE, adds: engine.adds, status })
-      expect(keepEngineProbe(gpu.device, [{ probe: "global-1x1", adds: "", status: "ok" }], cache)).toBe(false)
+      const result = (probe: string, status: "ok" | "crashed") => ({ probe, adds: engine.adds, status })
+      const levelStatus = () => matrixProbeStatus(cache, gpu.device, undefined, ENGINE_LEVEL_PROBE)
+      expect(keepEngineProbes(gpu.device, [{ probe: "global-1x1", adds: "", status: "ok" }], cache)).toEqual({ matmul: false, level: false })
       expect(matrixProbeStatus(cache, gpu.device)).toBeUndefined()
-      expect(keepEngineProbe(gpu.device, [result("ok")], cache)).toBe(true)
-      expect(matrixProbeStatus(cache, gpu.device)).toBe("ok")
-      expect(keepEngineProbe(gpu.device, [result("crashed")], cache)).toBe(false)
-      expect(matrixProbeStatus(cache, gpu.device)).toBe("crashed")
+      expect(keepEngineProbes(gpu.device, [result(ENGINE_MATRIX_PROBE, "ok")], cache)).toEqual({ matmul: true, level: false })
+      expect([matrixProbeStatus(cache, gpu.device), levelStatus()]).toEqual(["ok", undefined])
+      expect(keepEngineProbes(gpu.device, [result(ENGINE_MATRIX_PROBE, "crashed"), result(ENGINE_LEVEL_PROBE, "ok")], cache))
+        .toEqual({ matmul: false, level: true })
+      expect([matrixProbeStatus(cache, gpu.device), levelStatus()]).toEqual(["crashed", "ok"])
     } finally {
       gpu.close()
     }

@@ -15,8 +15,13 @@ import type { GpuHandle } from "../src/gpu/device.ts"
 import { matrixLevelProblem, matrixLevelTile } from "../src/attention/levelAttentionMatrix.wgsl.ts"
 import { referenceTreeAttention } from "../src/attention/reference.ts"
 import { runTreeAttention } from "../src/attention/runAttention.ts"
+import { flash2LevelTiles } from "../src/attention/tiling.ts"
 import { createTreeAttention, type TreeAttentionOptions } from "../src/attention/treeAttention.ts"
 import { EMULATED_MATRICES, type MatrixOps, type MatrixUnits } from "../src/subgroupMatrix/matrixOps.ts"
+import type { ProbeResult } from "../src/subgroupMatrix/probes.ts"
+import { canopyVersion, memoryTuneCache, type TuneCache } from "../src/tune/cache.ts"
+import { matrixLevelCandidates, tuneLevelTile } from "../src/tune/levelTile.ts"
+import { ENGINE_LEVEL_PROBE, ENGINE_MATRIX_PROBE, recordMatrixProbe } from "../src/tune/matrixProbe.ts"
 import { arbitraryCase, buildCase, compareOutputs, describeMismatches, roundCaseKv, type CaseSpec } from "./attention-fixtures.ts"
 import { describeOnLavapipe, openLavapipe } from "./lavapipe.ts"
 
@@ -78,6 +83,40 @@ describeOnLavapipe("the matrix level kernel on lavapipe, the matrix builtins emu
       kvHeads: 1, group: 4, headDim: 16, blockSize: 4, parents: [null, 0], lengths: [40, 3], queries: [{ node: 1 }, { node: 1 }], scoreMagnitude: 5, seed: 2
     }
     expect(await mismatches(spec, { ...UNITS, ops: transposed })).toMatch(/./)
+  })
+
+  const probed = (status: ProbeResult["status"], probe = ENGINE_LEVEL_PROBE, version = canopyVersion()): TuneCache => {
+    const cache = memoryTuneCache()
+    recordMatrixProbe(cache, gpu.device, { probe, adds: "", status }, version)
+    return cache
+  }
+
+  it("is a tuner's candidate only on an f16 cache where its own probe said ok on this adapter for this version", () => {
+    const shape = { heads: 4, kvHeads: 1, headDim: 16, kvDtype: "f16" as const }
+    const offered = (cache: TuneCache | undefined, s: typeof shape | { heads: number; kvHeads: number; headDim: number; kvDtype: "f32" } = shape, units: MatrixUnits | string = UNITS) =>
+      matrixLevelCandidates(gpu.device, s, cache, canopyVersion(), units)
+    expect(offered(probed("ok"))).toEqual([{ rows: 8, keys: 8, workgroupSize: 32, variant: "matrix" }])
+    expect(offered(memoryTuneCache())).toEqual([])
+    expect(offered(undefined)).toEqual([])
+    for (const status of ["wrong", "refused", "skipped", "crashed", "timed out"] as const) expect(offered(probed(status)), status).toEqual([])
+    // the matmul's probe is not the attention's; another version's probe does not count
+    expect(offered(probed("ok", ENGINE_MATRIX_PROBE))).toEqual([])
+    expect(offered(probed("ok", ENGINE_LEVEL_PROBE, "0.0.0-other"))).toEqual([])
+    expect(offered(probed("ok"), { ...shape, kvDtype: "f32" })).toEqual([])
+    expect(offered(probed("ok"), { ...shape, headDim: 20 })).toEqual([])
+    // lavapipe has no matrix units of its own
+    expect(offered(probed("ok"), shape, "the device has no chromium-experimental-subgroup-matrix")).toEqual([])
+    expect(matrixLevelCandidates(gpu.device, shape, probed("ok"), canopyVersion())).toEqual([])
+  })
+
+  it("is checked and timed by the tuner beside a flash2 tile where its probe passed", async () => {
+    const shape = { heads: 4, kvHeads: 1, headDim: 16, kvDtype: "f16" as const }
+    const cache = probed("ok")
+    const tiles = [flash2LevelTiles(16, gpu.device.limits)[0]!, ...matrixLevelCandidates(gpu.device, shape, cache, canopyVersion(), UNITS)]
+    const workload = { sequences: 8, sharedTokens: 64, suffixTokens: 4 }
+    const tuned = await tuneLevelTile(gpu.device, shape, { enabled: true, cache, matrixUnits: UNITS, tiles, workload, budgetMs: 120_000, minRounds: 1, maxRounds: 2 })
+    expect(tuned.skipped).toEqual([])
+    expect(tuned.timings.map((t) => t.name).sort()).toEqual(["flash2 128x64", "matrix 8x8"])
   })
 
   it("is refused before any compile on an f32 cache, or a head dim the matrices do not divide", async () => {

@@ -13,7 +13,7 @@ import {
 import {
   canopyCacheDir, canopyVersion, fileTuneCache, memoryTuneCache, parseTuneCache, TUNE_CACHE_FILE, type TuneCache, type TuneKey, tuneKeyText
 } from "../src/tune/cache.ts"
-import { attentionMismatch, levelTileName, tuneLevelTile } from "../src/tune/levelTile.ts"
+import { attentionMismatch, levelTileName, probeLevelTile, tuneLevelTile } from "../src/tune/levelTile.ts"
 import { defaultPrefillCandidates, layerProjections, tuneMatmul } from "../src/tune/matmul.ts"
 import { ENGINE_MATRIX_PROBE, matrixProbeStatus, recordMatrixProbe } from "../src/tune/matrixProbe.ts"
 import { defaultVariant } from "../src/model/common.ts"
@@ -376,6 +376,17 @@ describe("the level-attention tiles", () => {
     // tuning off: the tile the attention picks without it
     expect((await tuneLevelTile(gpu.device, shape, { enabled: false, cache })).value).toEqual(findLevelTile(shape.headDim, gpu.device.limits))
   })
+
+  it("are probed as the tuner tries them: checked on its tree, then timed on a step; a tile that does not build throws", async () => {
+    const shape = { heads: 4, kvHeads: 2, headDim: 16, kvDtype: "f16" as const }
+    const tile = findLevelTile(shape.headDim, gpu.device.limits, "stacked")!
+    const workload = { sequences: 4, sharedTokens: 64, suffixTokens: 4 }
+    const probed = await probeLevelTile(gpu.device, shape, tile, undefined, workload)
+    expect(probed.mismatch).toBeUndefined()
+    expect(probed.step).toMatchObject({ workload, ms: expect.any(Number) })
+    expect(probed.step!.ms).toBeGreaterThan(0)
+    await expect(probeLevelTile(gpu.device, shape, { rows: 64, keys: 7, workgroupSize: 128 }, undefined, workload)).rejects.toThrow(/does not fit/)
+  })
 })
 
 describe("the matmul", () => {
@@ -422,6 +433,6 @@ describe("the matrix matmul's probe gate", () => {
   })
 
   it("keeps the engine probe's outcome only", () => {
-    expect(() => recordMatrixProbe(memoryTuneCache(), gpu.device, { probe: "global-1x1", adds: "", status: "ok" })).toThrow(/only the engine-matmul probe/)
+    expect(() => recordMatrixProbe(memoryTuneCache(), gpu.device, { probe: "global-1x1", adds: "", status: "ok" })).toThrow(/only the engine probes \(engine-matmul, engine-level-attention\) are kept/)
   })
 })

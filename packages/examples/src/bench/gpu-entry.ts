@@ -30,7 +30,7 @@
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import {
-  describeAdapter, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, tuneLevelTile, tuneMatmul, type TuneProgress, type WeightType
+  describeAdapter, ENGINE_LEVEL_PROBE, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, recordMatrixProbe, tuneLevelTile, tuneMatmul, type TuneProgress, type WeightType
 } from "@canopy/kernels"
 import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
 import { BUILTIN_PROBLEMS } from "../pipeline/data/builtin-problems.ts"
@@ -46,7 +46,7 @@ import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./r
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
 import { PROBE_FLAG } from "./probeFlag.ts"
-import { formatProbe, keepEngineProbe, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
+import { formatProbe, keepEngineProbes, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -261,17 +261,27 @@ const runVariants = async (gpu: GpuHandle, outDir: string): Promise<number> => {
  * The subgroup-matrix probes, each in a child process running this entry,
  * into OUT/subgroup-matrix.json beside the roofline's f32 matmul rate. Where
  * the engine's matrix matmul passed its probe, the tuner may build it
- * (keepEngineProbe), and the matmul candidates are timed again with it on the
- * 13b projections into OUT/matmul-matrix-*.json. Returns the number of
- * probes that built a wrong kernel.
+ * (keepEngineProbes), and the matmul candidates are timed again with it on the
+ * 13b projections into OUT/matmul-matrix-*.json; where the matrix level
+ * attention passed, the level tile of the 13b shape on f16 KV is tuned again
+ * with it among the candidates, into OUT/tune-level-matrix.json. Returns the
+ * number of probes that built a wrong kernel.
  */
 const runSubgroupMatrix = async (gpu: GpuHandle, outDir: string, roofline: RooflineReport): Promise<number> => {
   console.log("\nsubgroup-matrix: each construct in a process of its own")
   const probes = await runProbesIsolated(process.argv[1]!, (r) => console.log(formatProbe(r)))
   const report = { adapter: describeAdapter(gpu.adapter), f32MatmulGflops: roofline.matmul.gflops, probes }
   await writeFile(join(outDir, "subgroup-matrix.json"), `${JSON.stringify(report, null, 2)}\n`)
-  if (keepEngineProbe(gpu.device, probes)) {
-    const c = PRESETS["codellama-13b"]
+  const kept = keepEngineProbes(gpu.device, probes)
+  const c = PRESETS["codellama-13b"]
+  if (kept.level) {
+    const cache = memoryTuneCache()
+    recordMatrixProbe(cache, gpu.device, probes.find((p) => p.probe === ENGINE_LEVEL_PROBE)!)
+    const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, kvDtype: "f16" as const }
+    const tuning = await tuneLevelTile(gpu.device, shape, { cache, enabled: true, onProgress: (e) => console.log(`tune: ${JSON.stringify(e)}`) })
+    await writeFile(join(outDir, "tune-level-matrix.json"), `${JSON.stringify(tuning, null, 2)}\n`)
+  }
+  if (kept.matmul) {
     for (const projection of [{ name: "o", inDim: c.hiddenSize, outDim: c.hiddenSize }, { name: "gate-up", inDim: c.hiddenSize, outDim: 2 * c.intermediateSize }]) {
       const bench = await runMatmulBench(gpu.device, describeAdapter(gpu.adapter), {
         rows: [64, 1024], inDim: projection.inDim, outDim: projection.outDim, weights: "f16", input: "plain", warmup: 2, rounds: 5, dispatches: 8

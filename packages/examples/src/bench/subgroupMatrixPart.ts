@@ -3,12 +3,14 @@
  * in a process of its own — the running program's entry (the GPU entry, the
  * command line) run again with PROBE_FLAG — so that a construct the driver
  * cannot take is reported (crashed, refused, wrong) and the ladder goes on.
- * Each probe prints its result as one `PROBE {json}` line. The engine probe's
- * outcome, whatever it was, is then kept in the tuning cache, where the tuner
- * reads whether it may build the matrix matmul (tune/matrixProbe.ts).
+ * Each probe prints its result as one `PROBE {json}` line. The engine probes'
+ * outcomes, whatever they were, are then kept in the tuning cache, where the
+ * tuner reads whether it may build the matrix matmul and the matrix level
+ * attention (tune/matrixProbe.ts).
  */
 import {
-  defaultTuneCache, ENGINE_MATRIX_PROBE, openGpu, type ProbeResult, recordMatrixProbe, runSubgroupMatrixProbe, SUBGROUP_MATRIX_PROBES, type TuneCache
+  defaultTuneCache, ENGINE_LEVEL_PROBE, ENGINE_MATRIX_PROBE, isEngineProbe, openGpu, type ProbeResult, recordMatrixProbe, runSubgroupMatrixProbe,
+  SUBGROUP_MATRIX_PROBES, type TuneCache
 } from "@canopy/kernels"
 import { type IsolatedRun, runIsolated } from "./isolated.ts"
 import { PROBE_FLAG } from "./probeFlag.ts"
@@ -70,17 +72,22 @@ export const formatProbe = (r: ProbeResult): string => {
   return `${r.probe.padEnd(22)} ${r.status.padEnd(9)} ${r.adds}${error}${figures}${detail}`
 }
 
+/** Which of the engine's matrix kernels the tuner may now build on the adapter. */
+export interface EngineProbesKept {
+  readonly matmul: boolean
+  readonly level: boolean
+}
+
 /**
- * Keeps the engine probe's outcome among `results` in `cache` (default: the
+ * Keeps the engine probes' outcomes among `results` in `cache` (default: the
  * tuning cache file) for `device`'s adapter — a crash or a hang too, so an
- * "ok" an earlier run kept does not outlive a driver that now fails. Returns
- * whether the tuner may now build the matrix matmul here.
+ * "ok" an earlier run kept does not outlive a driver that now fails.
  */
-export const keepEngineProbe = (
+export const keepEngineProbes = (
   device: GPUDevice, results: ReadonlyArray<ProbeResult>, cache: TuneCache | undefined = defaultTuneCache()
-): boolean => {
-  const engine = results.find((r) => r.probe === ENGINE_MATRIX_PROBE)
-  if (engine === undefined || cache === undefined) return false
-  recordMatrixProbe(cache, device, engine)
-  return engine.status === "ok"
+): EngineProbesKept => {
+  if (cache === undefined) return { matmul: false, level: false }
+  for (const r of results) if (isEngineProbe(r.probe)) recordMatrixProbe(cache, device, r)
+  const ok = (name: string) => results.some((r) => r.probe === name && r.status === "ok")
+  return { matmul: ok(ENGINE_MATRIX_PROBE), level: ok(ENGINE_LEVEL_PROBE) }
 }

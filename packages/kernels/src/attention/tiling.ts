@@ -86,6 +86,8 @@ export const chooseLevelTile = (headDim: number, limits: GPUSupportedLimits, var
  * another within the same bounds.
  */
 export const levelTileFits = (headDim: number, tile: LevelTile, limits: GPUSupportedLimits): boolean => {
+  // the matrix tile needs the device's matrix units, which the limits do not tell (matrixLevelProblem)
+  if (levelVariantOf(tile) === "matrix") return false
   if (levelVariantOf(tile) === "flash2") {
     return flash2LevelTiles(headDim, limits).some((t) => t.rows === tile.rows && t.keys === tile.keys && t.workgroupSize === tile.workgroupSize)
   }

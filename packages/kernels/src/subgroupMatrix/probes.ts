@@ -18,7 +18,10 @@ import { createRowCount, relativeError } from "../model/common.ts"
 import { MATRIX_MATMUL, matrixMatmulProblem, MatmulKernel, referenceMatmul } from "../model/matmul.ts"
 import { roundWeights, weightStorageFor } from "../model/weightType.ts"
 import { checkMatmul, MATMUL_CHECK_ROWS } from "../tune/matmul.ts"
-import { ENGINE_MATRIX_PROBE } from "../tune/matrixProbe.ts"
+import { ENGINE_LEVEL_PROBE, ENGINE_MATRIX_PROBE, type EngineProbeName } from "../tune/matrixProbe.ts"
+import { probeLevelTile } from "../tune/levelTile.ts"
+import { matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
+import { kvStorageFor } from "../attention/kvStorage.ts"
 import type { AttentionMatrixSpec, AttentionProductShape } from "./attentionSubgroupMatrix.wgsl.ts"
 import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
 import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
@@ -42,10 +45,14 @@ export interface AttentionProbe {
   readonly adds: string
 }
 
-/** The engine's own matrix matmul (model/matmulMatrix.wgsl.ts), as the tuner would build it: its outcome decides whether the tuner may (tune/matrixProbe.ts). */
+/**
+ * The engine's own matrix matmul (model/matmulMatrix.wgsl.ts) or matrix level
+ * attention (attention/levelAttentionMatrix.wgsl.ts), as the tuner would
+ * build it: its outcome decides whether the tuner may (tune/matrixProbe.ts).
+ */
 export interface EngineProbe {
   readonly kind: "engine"
-  readonly name: typeof ENGINE_MATRIX_PROBE
+  readonly name: EngineProbeName
   readonly adds: string
 }
 
@@ -60,13 +67,16 @@ export const SUBGROUP_MATRIX_PROBES: ReadonlyArray<MatmulProbe | AttentionProbe 
   matmul("split-f32-2x4", "f32 rows split into f16 halves in workgroup memory (f32-level accuracy)", { staging: "workgroup", rowMatrices: 2, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
   matmul("split-f32-4x4", "a 4×4 tile of result matrices", { staging: "workgroup", rowMatrices: 4, colMatrices: 4, matrices: "unrolled", input: "split-f32", kSlice: 32 }),
   { kind: "attention", name: "attention-split-f32", adds: "the level attention's Q·Kᵀ and P·V, Q and P split, matrix ops in a helper function" },
-  { kind: "engine", name: ENGINE_MATRIX_PROBE, adds: "the engine's matmul: split-f32 2×4 with its prologue, epilogue and edges, f16 weights" }
+  { kind: "engine", name: ENGINE_MATRIX_PROBE, adds: "the engine's matmul: split-f32 2×4 with its prologue, epilogue and edges, f16 weights" },
+  { kind: "engine", name: ENGINE_LEVEL_PROBE, adds: "the engine's level attention: paged f16 K/V staged, masks, work items, in a whole tree attention" }
 ]
 
 /** Where every probe is checked (small: a float64 reference on the CPU) and timed (the roofline's 4096³; 4,096 queries on 4,096 keys). */
 export const PROBE_SHAPES = {
   matmul: { check: { rows: 128, inDim: 256, outDim: 256 }, time: { rows: 4096, inDim: 4096, outDim: 4096 } },
-  attention: { headDim: 128, check: { rows: 32, keys: 48 }, time: { rows: 4096, keys: 4096 } }
+  attention: { headDim: 128, check: { rows: 32, keys: 48 }, time: { rows: 4096, keys: 4096 } },
+  /** the engine's level attention: checked on the tuner's tree, timed on its hardware step (tune/levelTile.ts) */
+  level: { heads: 8, kvHeads: 2, headDim: 128, kvDtype: "f16" }
 } as const
 
 /** A product's shape: rows × inDim times (outDim × inDim)ᵀ. */
@@ -124,7 +134,7 @@ export const runSubgroupMatrixProbe = async (device: GPUDevice, name: string): P
     case "attention":
       return runAttentionProbe(device, base, setup)
     case "engine":
-      return runEngineProbe(device, base, setup)
+      return probe.name === ENGINE_LEVEL_PROBE ? runEngineLevelProbe(device, base, setup) : runEngineProbe(device, base, setup)
     case "matmul":
       return runMatmulProbe(device, base, probe, setup)
   }
@@ -188,6 +198,23 @@ const runEngineProbe = async (device: GPUDevice, named: { probe: string; adds: s
   } finally {
     kernel.destroy()
   }
+}
+
+const runEngineLevelProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: MatrixSetup): Promise<ProbeResult> => {
+  const base = { ...named, config: setup.config }
+  const units: MatrixUnits = { ...setup, ops: DEVICE_MATRICES }
+  const shape = PROBE_SHAPES.level
+  const kv = kvStorageFor(shape.kvDtype, capabilitiesOf(device))
+  const problem = matrixLevelProblem({ headDim: shape.headDim, kv, units }, device.limits)
+  if (problem !== undefined) return { ...base, status: "skipped", detail: problem }
+  const probed = await built(base, () => probeLevelTile(device, shape, matrixLevelTile(units), units))
+  if ("status" in probed) return probed
+  if (probed.mismatch !== undefined || probed.step === undefined) return { ...base, status: "wrong", detail: probed.mismatch ?? "not timed" }
+  const { workload, ms, timing } = probed.step
+  // the useful flops of the step's shared prompt: Q·Kᵀ and P·V for every query row on it
+  const rows = workload.sequences * shape.heads
+  const keys = workload.sharedTokens
+  return { ...base, status: "ok", timed: { rows, keys, headDim: shape.headDim, ms, tflops: (4 * rows * keys * shape.headDim) / (ms * 1e9), timing } }
 }
 
 /** The engine's matmul on `shape` (zeros: values do not change how long a product takes). */

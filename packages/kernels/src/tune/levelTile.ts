@@ -1,6 +1,8 @@
 /**
  * Tuning the level-attention tile: the tiles the device allows at the shape's
- * head dim (levelTileCandidates: stacked and flash2), each built into a whole
+ * head dim (levelTileCandidates: stacked and flash2; the matrix tile too where
+ * the device has matrix units, the KV cache is f16 and the probe
+ * `engine-level-attention` passed on this adapter), each built into a whole
  * tree attention (level, decode and merge kernels) as the engine builds it,
  * checked on a small tree against the float64 reference, then timed on one
  * decoding step of a representative tree: a shared prompt attended by every
@@ -17,6 +19,11 @@ import { type AttentionOutput, referenceTreeAttention, type TreeAttentionCase } 
 import { runTreeAttention } from "../attention/runAttention.ts"
 import { chooseLevelTile, levelTileCandidates, levelVariantOf, type LevelTile } from "../attention/tiling.ts"
 import { type AttentionBuffers, createTreeAttention, type TreeAttention } from "../attention/treeAttention.ts"
+import { matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
+import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
+import { timeGpu } from "../gpu/timing.ts"
+import { canopyVersion, defaultTuneCache, type TuneCache } from "./cache.ts"
+import { ENGINE_LEVEL_PROBE, matrixProbeStatus } from "./matrixProbe.ts"
 import { type CandidateTrial, tune, type TuneCandidate, type TuneChoice, type TuneOptions } from "./tuner.ts"
 
 export interface LevelTileShape {
@@ -50,6 +57,8 @@ export interface LevelTileTuneOptions extends TuneOptions {
   readonly tiles?: ReadonlyArray<LevelTile>
   /** the timed step (default: LEVEL_TILE_WORKLOADS for the adapter's kind) */
   readonly workload?: LevelTileWorkload
+  /** the matrix units a matrix tile is written for (default: the device's builtins, where it has them) */
+  readonly matrixUnits?: MatrixUnits | string
 }
 
 /** A tile's name in reports and the tuning cache: `64x32` is 64 rows by 32 keys, `flash2 64x32` the flash2 kernel's. */
@@ -73,6 +82,20 @@ const defaultTiles = (headDim: number, limits: GPUSupportedLimits, software: boo
     taken.set(variant, n + 1)
     return n < SOFTWARE_TILES_PER_VARIANT
   })
+}
+
+/**
+ * The matrix tile, where it can run `shape` here and its probe passed on this
+ * adapter for this version (matrixProbe.ts) — never one that no isolated
+ * process built first — or none.
+ */
+export const matrixLevelCandidates = (
+  device: GPUDevice, shape: LevelTileShape, cache: TuneCache | undefined, version: string, units: MatrixUnits | string = deviceMatrixUnits(device)
+): ReadonlyArray<LevelTile> => {
+  if (typeof units === "string") return []
+  const kv = kvStorageFor(shape.kvDtype ?? "f32", shape.capabilities ?? capabilitiesOf(device))
+  if (matrixLevelProblem({ headDim: shape.headDim, kv, units }, device.limits) !== undefined) return []
+  return matrixProbeStatus(cache, device, version, ENGINE_LEVEL_PROBE) === "ok" ? [matrixLevelTile(units)] : []
 }
 
 /** Every attention built here uses the engine's block size and chunking, so a tile is measured as the engine runs it. */
@@ -189,13 +212,14 @@ export const tuneLevelTile = async (
 ): Promise<TuneChoice<LevelTile>> => {
   const capabilities = shape.capabilities ?? capabilitiesOf(device)
   const kvDtype = shape.kvDtype ?? "f32"
-  const tiles = options.tiles ?? defaultTiles(shape.headDim, device.limits, capabilities.software)
+  const tiles = options.tiles ?? [
+    ...defaultTiles(shape.headDim, device.limits, capabilities.software),
+    ...matrixLevelCandidates(device, shape, options.cache ?? defaultTuneCache(), options.version ?? canopyVersion(), options.matrixUnits)
+  ]
   // none fits: the error the attention itself would give
   if (tiles.length === 0) chooseLevelTile(shape.headDim, device.limits)
   const workload = options.workload ?? LEVEL_TILE_WORKLOADS[capabilities.software ? "software" : "hardware"]
-  const attentionOf = (tile: LevelTile): Promise<TreeAttention> =>
-    // one pool shard: the check's and the step's pools are laid out whole, whatever the engine shards
-    createTreeAttention(device, { heads: shape.heads, kvHeads: shape.kvHeads, headDim: shape.headDim, kvDtype, capabilities, blockSize: BLOCK_SIZE, levelTile: tile })
+  const attentionOf = (tile: LevelTile): Promise<TreeAttention> => levelTileAttention(device, shape, tile, options.matrixUnits)
   // made when the first candidate is built, so a cached choice uploads nothing
   let step: StepInputs | undefined
   const check = checkCase(shape, tiles)
@@ -220,6 +244,46 @@ export const tuneLevelTile = async (
       candidates
     }, options)
   } finally {
+    step?.destroy()
+  }
+}
+
+/** `tile` built into a whole tree attention for `shape`, as the tuner measures it. */
+const levelTileAttention = (device: GPUDevice, shape: LevelTileShape, tile: LevelTile, units?: MatrixUnits | string): Promise<TreeAttention> =>
+  // one pool shard: the check's and the step's pools are laid out whole, whatever the engine shards
+  createTreeAttention(device, {
+    heads: shape.heads, kvHeads: shape.kvHeads, headDim: shape.headDim, kvDtype: shape.kvDtype ?? "f32",
+    capabilities: shape.capabilities ?? capabilitiesOf(device), blockSize: BLOCK_SIZE, levelTile: tile,
+    ...(typeof units === "object" ? { matrixUnits: units } : {})
+  })
+
+/** What a probe of a level tile found: the check's mismatch (or none), and where it was right, the timed step. */
+export interface LevelTileProbe {
+  readonly mismatch: string | undefined
+  readonly step?: { readonly workload: LevelTileWorkload; readonly ms: number; readonly timing: string }
+}
+
+/**
+ * `tile` as the tuner would try it: built (a kernel the device refuses
+ * throws ShaderCompileError), checked on the tuner's tree against float64,
+ * and where right, timed on `workload` (default: the tuner's hardware step).
+ */
+export const probeLevelTile = async (
+  device: GPUDevice, shape: LevelTileShape, tile: LevelTile, units?: MatrixUnits, workload: LevelTileWorkload = LEVEL_TILE_WORKLOADS.hardware
+): Promise<LevelTileProbe> => {
+  const attention = await levelTileAttention(device, shape, tile, units)
+  let step: StepInputs | undefined
+  let trial: CandidateTrial | undefined
+  try {
+    step = stepInputs(device, shape, workload)
+    trial = levelTileTrial(device, attention, checkCase(shape, [tile]), step)
+    const mismatch = await trial.check()
+    if (mismatch !== undefined) return { mismatch }
+    const timing = await timeGpu(device, trial.encode)
+    return { mismatch, step: { workload, ms: timing.medianMs, timing: timing.source } }
+  } finally {
+    if (trial === undefined) attention.destroy()
+    else trial.destroy()
     step?.destroy()
   }
 }

@@ -178,7 +178,10 @@ const checkPinnedKernels = (
   const { levelTile, matmul } = kernels ?? {}
   if (levelTile !== undefined && !levelTileFits(headDim, levelTile, device.limits)) {
     throw new InvalidEngineOptions({
-      field: "kernels.levelTile", problem: `${JSON.stringify(levelTile)} does not fit this device at head dim ${headDim}`
+      field: "kernels.levelTile",
+      problem: levelTile.variant === "matrix"
+        ? `${JSON.stringify(levelTile)}: a matrix tile is the tuner's pick only, where its probe (canopy probe) passed on this adapter`
+        : `${JSON.stringify(levelTile)} does not fit this device at head dim ${headDim}`
     })
   }
   if (matmul === undefined) return

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url"
 import { defaultTuneCache, matrixSetup } from "@canopy/kernels"
 import { adapterName, Gpu } from "@canopy/runtime"
 import { Console, Effect, Option } from "effect"
-import { formatProbe, keepEngineProbe, runProbesIsolated } from "../../bench/subgroupMatrixPart.ts"
+import { formatProbe, keepEngineProbes, runProbesIsolated } from "../../bench/subgroupMatrixPart.ts"
 import type { ProbeFlags } from "../probe.ts"
 
 /** bin/canopy.mjs of this package, from its sources or its build. */
@@ -34,10 +34,12 @@ export const run = (input: ProbeFlags) =>
     yield* Console.log(`matrix units: ${setup.config.M}×${setup.config.N}×${setup.config.K} f16 → f32, subgroups of ${setup.subgroupSize}; each probe in a process of its own`)
     const results = yield* Effect.promise(() => runProbesIsolated(commandLine(), (r) => console.log(formatProbe(r))))
     const cache = defaultTuneCache()
-    const offered = keepEngineProbe(gpu.device, results, cache)
-    yield* Console.log(offered
-      ? `the tuner may now time the matrix matmul on this adapter (kept in ${cache!.location})`
-      : "the engine's matrix matmul did not pass: the tuner keeps to the other kernels")
+    const kept = keepEngineProbes(gpu.device, results, cache)
+    for (const [passed, kernel, others] of [[kept.matmul, "matrix matmul", "matmul kernels"], [kept.level, "matrix level attention", "level tiles"]] as const) {
+      yield* Console.log(passed
+        ? `the tuner may now time the ${kernel} on this adapter (kept in ${cache!.location})`
+        : `the engine's ${kernel} did not pass: the tuner keeps to the other ${others}`)
+    }
     const json = Option.getOrUndefined(input.json)
     if (json !== undefined) yield* Effect.promise(() => writeFile(json, `${JSON.stringify({ adapter: adapterName(gpu), results }, null, 2)}\n`))
   }).pipe(Effect.provide(Gpu.layer()))
