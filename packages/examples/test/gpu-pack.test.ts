@@ -146,10 +146,25 @@ describe("scripts/gpu-pack.sh", () => {
       // both engines ran, overlapped and stepwise, with the same completions (the entry fails otherwise)
       const schedule = JSON.parse(readFileSync(join(out, "schedule-smoke.json"), "utf8")) as { identical: boolean; overlapSpeedup?: { n: number } }
       expect([schedule.identical, schedule.overlapSpeedup?.n]).toEqual([true, 1])
+      // each part ran in a child process of its own, and said how it ended
+      const parts = JSON.parse(readFileSync(join(out, "parts.json"), "utf8")) as { deadlineSeconds: number | null; parts: Array<{ part: string; status: string }> }
+      expect(parts.deadlineSeconds).toBeNull()
+      expect(parts.parts.map((p) => [p.part, p.status])).toEqual(["smoke", "decode-smoke", "schedule-smoke", "subgroup-matrix"].map((p) => [p, "ok"]))
       // every probe ran in a child process of the bundle and said why it was skipped: SwiftShader has no matrix units
       const probes = JSON.parse(readFileSync(join(out, "subgroup-matrix.json"), "utf8")) as { probes: Array<{ status: string; detail: string }> }
       expect(probes.probes.map((p) => [p.status, p.detail])).toEqual(
         SUBGROUP_MATRIX_PROBES.map(() => ["skipped", "the device has no chromium-experimental-subgroup-matrix"]))
+    })
+
+    it("skips the GPU entry's parts that the deadline leaves no time for, saying so, and fails", async () => {
+      const out = join(packDir!, "OUT-deadline")
+      const r = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "--deadline", "10", "smoke"])
+      expect(r.code, report(r)).toBe(1)
+      const parts = JSON.parse(readFileSync(join(out, "parts.json"), "utf8")) as unknown
+      expect(parts).toEqual({ deadlineSeconds: 10, parts: [{ part: "smoke", status: "skipped", seconds: 0, detail: expect.stringMatching(/^\d+ s of the deadline left$/) }] })
+      const bad = await run("bash", [join(pack, "run.sh"), "gpu-entry.mjs", out, "--deadline", "soon"])
+      expect(bad.code, report(bad)).toBe(2)
+      expect(bad.stderr).toContain("--deadline takes a positive number of seconds, got soon")
     })
 
     it("names the bundles it has when asked for one it does not", async () => {

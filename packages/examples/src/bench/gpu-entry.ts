@@ -11,6 +11,8 @@
  * checked against the float64 reference (the tuner does that before it times
  * anything; a failing one is reported and never chosen) and tuned for the 13b
  * shapes, and the matmul candidates are timed on a 13b layer's projections.
+ * Then the `step` part: the host's work of a decode step at batch up to
+ * 1,024 for the 13b layout's 40 layers (bench step; OUT/step.json).
  * Then the `schedule` part: samples of varied lengths under the few-shot
  * prompt on a whole CodeLlama-7b shape (f16 weights, all 32 layers),
  * continuous batching against waves and overlapped decoding against stepwise
@@ -20,12 +22,22 @@
  * timed in a process of its own, so a driver that aborts on one is reported
  * and the rest still run (OUT/subgroup-matrix.json); where the engine's own
  * matrix matmul passed, the matmul candidates are timed again with it
- * (OUT/matmul-matrix-*.json).
+ * (OUT/matmul-matrix-*.json), and where its matrix level attention passed,
+ * the 13b level tile is tuned again with it (OUT/tune-level-matrix.json).
  *
- *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [variants|subgroup-matrix|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
- *   (default: variants 13b gqa decode decode-13b schedule subgroup-matrix)
+ * Each part runs in a child process of its own (this entry with PART_FLAG),
+ * so a driver that aborts or hangs in one part costs that part only; each
+ * part's outcome and seconds go to OUT/parts.json as it ends. With
+ * `--deadline SECONDS` (a lease of the GPU machine) a part is killed when the
+ * deadline comes, and the parts after it are skipped, saying so; the parts'
+ * files written by then stay.
  *
- * Exit code 1 when any point's methods disagree or any candidate fails its check.
+ *   bash .gpu/run.sh gpu-entry.mjs OUT_DIR [--deadline SECONDS] [variants|step|subgroup-matrix|13b|gqa|decode|decode-13b|schedule|smoke|decode-smoke|schedule-smoke ...]
+ *   (default: variants step 13b gqa decode decode-13b schedule subgroup-matrix)
+ *
+ * Exit code 1 when any point's methods disagree, any candidate fails its
+ * check, or any part did not end well (crashed, timed out, skipped); 2 for
+ * bad arguments.
  */
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
@@ -46,7 +58,11 @@ import { defaultRooflineOptions, formatRoofline, type RooflineReport } from "./r
 import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
 import { PROBE_FLAG } from "./probeFlag.ts"
+import { runStepBench } from "./stepBench.ts"
+import { formatStepTable, GOAL_HOST_MS, type StepReport } from "./stepReport.ts"
+import { STEP_TREE, stepModelConfig, stepModelOf } from "./stepStack.ts"
 import { formatProbe, keepEngineProbes, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
+import { type IsolatedRun, runIsolated } from "./isolated.ts"
 
 interface Sweep {
   readonly shape: BenchShape
@@ -79,7 +95,7 @@ const SWEEPS: Record<string, Sweep> = {
   }
 }
 // the probes last: a construct that hangs the GPU must not cost the other figures
-const DEFAULT_SWEEPS = ["variants", "13b", "gqa", "decode", "decode-13b", "schedule", "subgroup-matrix"]
+const DEFAULT_SWEEPS = ["variants", "step", "13b", "gqa", "decode", "decode-13b", "schedule", "subgroup-matrix"]
 
 interface DecodeSweep {
   readonly model: ModelConfig
@@ -293,18 +309,46 @@ const runSubgroupMatrix = async (gpu: GpuHandle, outDir: string, roofline: Roofl
   return probes.filter((p) => p.status === "wrong").length
 }
 
-const PARTS = new Set(["variants", "subgroup-matrix"])
-
-const main = async (): Promise<number> => {
-  if (process.argv[2] === PROBE_FLAG) return probeChild(process.argv[3] ?? "")
-  const [outDir, ...names] = process.argv.slice(2)
-  const chosen = names.length > 0 ? names : DEFAULT_SWEEPS
-  const unknown = chosen.filter((n) => !PARTS.has(n) && !(n in SWEEPS) && !(n in DECODE_SWEEPS) && !(n in SCHEDULE_SWEEPS))
-  if (outDir === undefined || unknown.length > 0) {
-    const parts = [...PARTS, ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS), ...Object.keys(SCHEDULE_SWEEPS)]
-    console.error(`usage: gpu-entry OUT_DIR [${parts.join("|")} ...]${unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : ""}`)
-    return 2
+/**
+ * The host's work of one decode step (bench step) for the 13b layout's 40
+ * layers and heads at small widths, up to batch 1,024, the merge fused and
+ * apart, into OUT/step.json: on a GPU the host time is what the GPU waits for.
+ */
+const runStep = async (gpu: GpuHandle, outDir: string): Promise<number> => {
+  const warmup = 2
+  const steps = 7
+  // a software adapter (a check of this entry) takes minutes for 40 heads at batch 1,024: there, one head and small batches
+  const heads = gpu.adapter.software ? 1 : undefined
+  const points = await runStepBench(gpu.device, {
+    preset: "codellama-13b", ...(heads === undefined ? {} : { heads }), batches: gpu.adapter.software ? [1, 16] : [1, 64, 256, 1024],
+    warmup, steps, separateMerge: true, onProgress: (text) => console.log(`step: ${text}`)
+  })
+  const report: StepReport = {
+    adapter: describeAdapter(gpu.adapter),
+    model: stepModelOf(stepModelConfig("codellama-13b", undefined, heads), "codellama-13b"),
+    tree: STEP_TREE, warmup, steps, goalHostMs: GOAL_HOST_MS, points
   }
+  for (const line of formatStepTable(report)) console.log(line)
+  await writeFile(join(outDir, "step.json"), `${JSON.stringify(report, null, 2)}\n`)
+  return 0
+}
+
+const PARTS = new Set(["variants", "step", "subgroup-matrix"])
+
+/** The flag a part's child process is started with: `<entry> PART_FLAG OUT_DIR NAME`. */
+const PART_FLAG = "--gpu-entry-part"
+
+/** The longest a part may run without a deadline: longer is a hang. */
+const PART_LIMIT_MS = 20 * 60_000
+
+/** A part's exit code when it ran and found wrong answers (an exception exits with 1). */
+const WRONG_ANSWERS_EXIT = 3
+
+/** Less than this left before the deadline, a part is not started. */
+const MIN_PART_MS = 20_000
+
+/** The part `name`, in this process, on a device of its own, after the roofline; the number of wrong answers it found. */
+const runPart = async (outDir: string, name: string): Promise<number> => {
   await mkdir(outDir, { recursive: true })
   const gpu = await openGpu()
   try {
@@ -312,37 +356,96 @@ const main = async (): Promise<number> => {
     const rooflineReport: RooflineReport = { adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software, ...roofline }
     for (const line of formatRoofline(rooflineReport)) console.log(line)
     await writeFile(join(outDir, "roofline.json"), `${JSON.stringify(rooflineReport, null, 2)}\n`)
-    let wrong = 0
-    for (const name of chosen) {
-      if (name === "variants") {
-        wrong += await runVariants(gpu, outDir)
-        continue
-      }
-      if (name === "subgroup-matrix") {
-        wrong += await runSubgroupMatrix(gpu, outDir, rooflineReport)
-        continue
-      }
-      const decode = DECODE_SWEEPS[name]
-      if (decode !== undefined) {
-        await runDecode(gpu, outDir, name, decode)
-        continue
-      }
-      const schedule = SCHEDULE_SWEEPS[name]
-      if (schedule !== undefined) {
-        await runSchedule(gpu, outDir, name, schedule)
-        continue
-      }
-      const sweep = SWEEPS[name]!
-      const report = await runAttentionBench(gpu, { ...sweep, roofline, kvDtype: "f16" })
-      console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}, f16 KV against f32`)
-      for (const line of formatAttentionTable(report)) console.log(line)
-      await writeAttentionReport(report, { json: join(outDir, `attention-${name}.json`), svg: join(outDir, `attention-${name}.svg`) })
-      wrong += disagreements(report)
+    if (name === "variants") return await runVariants(gpu, outDir)
+    if (name === "step") return await runStep(gpu, outDir)
+    if (name === "subgroup-matrix") return await runSubgroupMatrix(gpu, outDir, rooflineReport)
+    const decode = DECODE_SWEEPS[name]
+    if (decode !== undefined) {
+      await runDecode(gpu, outDir, name, decode)
+      return 0
     }
-    return wrong > 0 ? 1 : 0
+    const schedule = SCHEDULE_SWEEPS[name]
+    if (schedule !== undefined) {
+      await runSchedule(gpu, outDir, name, schedule)
+      return 0
+    }
+    const sweep = SWEEPS[name]!
+    const report = await runAttentionBench(gpu, { ...sweep, roofline, kvDtype: "f16" })
+    console.log(`\n${name}: ${sweep.shape.heads} heads, ${sweep.shape.kvHeads} KV heads, head dim ${sweep.shape.headDim}, f16 KV against f32`)
+    for (const line of formatAttentionTable(report)) console.log(line)
+    await writeAttentionReport(report, { json: join(outDir, `attention-${name}.json`), svg: join(outDir, `attention-${name}.svg`) })
+    return disagreements(report)
   } finally {
     gpu.close()
   }
+}
+
+interface PartOutcome {
+  readonly part: string
+  /** ok; wrong: it ran and found wrong answers (WRONG_ANSWERS_EXIT); failed, crashed, timed out: how its process ended; skipped: no time was left */
+  readonly status: "ok" | "wrong" | "failed" | "crashed" | "timed out" | "skipped"
+  readonly seconds: number
+  readonly detail?: string
+}
+
+const partOutcome = (part: string, run: IsolatedRun, seconds: number): PartOutcome => {
+  const last = run.stderr.split("\n").filter((l) => l.trim() !== "").slice(-6).join("\n")
+  if (run.timedOut) return { part, status: "timed out", seconds, detail: `killed after ${seconds.toFixed(0)} s` }
+  if (run.signal !== null) return { part, status: "crashed", seconds, detail: `signal ${run.signal}: ${last}` }
+  if (run.code === 0) return { part, status: "ok", seconds }
+  if (run.code === WRONG_ANSWERS_EXIT) return { part, status: "wrong", seconds, detail: "wrong answers: see the part's output" }
+  return { part, status: "failed", seconds, detail: `exit code ${run.code}: ${last}` }
+}
+
+/** Each of `names` in a child process, in order, within the deadline; their outcomes into OUT/parts.json as each ends. */
+const runParts = async (outDir: string, names: ReadonlyArray<string>, deadlineMs: number | undefined): Promise<number> => {
+  await mkdir(outDir, { recursive: true })
+  const start = Date.now()
+  const outcomes: Array<PartOutcome> = []
+  for (const part of names) {
+    const left = deadlineMs === undefined ? PART_LIMIT_MS : Math.min(PART_LIMIT_MS, deadlineMs - (Date.now() - start))
+    if (left < MIN_PART_MS) {
+      outcomes.push({ part, status: "skipped", seconds: 0, detail: `${Math.max(0, Math.round(left / 1000))} s of the deadline left` })
+    } else {
+      console.log(`\n=== ${part} (at ${((Date.now() - start) / 1000).toFixed(0)} s; at most ${(left / 1000).toFixed(0)} s)`)
+      const t0 = Date.now()
+      const run = await runIsolated([process.argv[1]!, PART_FLAG, outDir, part], left, { echo: true })
+      outcomes.push(partOutcome(part, run, (Date.now() - t0) / 1000))
+    }
+    console.log(`=== ${part}: ${outcomes.at(-1)!.status}`)
+    await writeFile(join(outDir, "parts.json"), `${JSON.stringify({ deadlineSeconds: deadlineMs === undefined ? null : deadlineMs / 1000, parts: outcomes }, null, 2)}\n`)
+  }
+  console.log("\npart               status     seconds")
+  for (const o of outcomes) console.log(`${o.part.padEnd(18)} ${o.status.padEnd(10)} ${o.seconds.toFixed(0).padStart(7)}${o.detail === undefined ? "" : `  ${o.detail.split("\n")[0]}`}`)
+  return outcomes.every((o) => o.status === "ok") ? 0 : 1
+}
+
+const KNOWN_PARTS = [...PARTS, ...Object.keys(SWEEPS), ...Object.keys(DECODE_SWEEPS), ...Object.keys(SCHEDULE_SWEEPS)]
+
+const usage = (problem: string): number => {
+  console.error(`usage: gpu-entry OUT_DIR [--deadline SECONDS] [${KNOWN_PARTS.join("|")} ...] (${problem})`)
+  return 2
+}
+
+const main = async (): Promise<number> => {
+  if (process.argv[2] === PROBE_FLAG) return probeChild(process.argv[3] ?? "")
+  if (process.argv[2] === PART_FLAG) return (await runPart(process.argv[3]!, process.argv[4]!)) > 0 ? WRONG_ANSWERS_EXIT : 0
+  const [outDir, ...rest] = process.argv.slice(2)
+  if (outDir === undefined || outDir.startsWith("--")) return usage("no output folder")
+  let deadlineMs: number | undefined
+  const names: Array<string> = []
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] !== "--deadline") {
+      names.push(rest[i]!)
+      continue
+    }
+    const seconds = Number(rest[++i])
+    if (!Number.isFinite(seconds) || seconds <= 0) return usage(`--deadline takes a positive number of seconds, got ${rest[i] ?? "nothing"}`)
+    deadlineMs = seconds * 1000
+  }
+  const unknown = names.filter((n) => !KNOWN_PARTS.includes(n))
+  if (unknown.length > 0) return usage(`unknown: ${unknown.join(", ")}`)
+  return runParts(outDir, names.length > 0 ? names : DEFAULT_SWEEPS, deadlineMs)
 }
 
 // A live Dawn instance keeps Node running: exit explicitly.

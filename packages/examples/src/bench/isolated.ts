@@ -21,15 +21,26 @@ const KEPT_CHARS = 64 * 1024
 
 const keepTail = (text: string): string => (text.length > KEPT_CHARS ? text.slice(-KEPT_CHARS) : text)
 
+export interface IsolatedOptions {
+  /** also pass the child's output on to this process's stdout and stderr as it comes (default false) */
+  readonly echo?: boolean
+}
+
 /** `node ...args` in a child process, killed (SIGKILL, with its process group) after `timeoutMs`. */
-export const runIsolated = (args: ReadonlyArray<string>, timeoutMs: number): Promise<IsolatedRun> =>
+export const runIsolated = (args: ReadonlyArray<string>, timeoutMs: number, options: IsolatedOptions = {}): Promise<IsolatedRun> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...args], { stdio: ["ignore", "pipe", "pipe"], detached: true })
     let stdout = ""
     let stderr = ""
     let timedOut = false
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => void (stdout = keepTail(stdout + chunk)))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr = keepTail(stderr + chunk)))
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout = keepTail(stdout + chunk)
+      if (options.echo === true) process.stdout.write(chunk)
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = keepTail(stderr + chunk)
+      if (options.echo === true) process.stderr.write(chunk)
+    })
     const kill = () => {
       try {
         process.kill(-child.pid!, "SIGKILL")
