@@ -24,6 +24,7 @@
 import { wgsl } from "../gpu/resources.ts"
 import type { MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { SPLIT_F32_WGSL } from "../subgroupMatrix/splitF32.ts"
+import { keyTile, scoresTileWgsl, weightedValuesWgsl } from "../subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import { kvDtypeOf, type KvStorage } from "./kvStorage.ts"
 import { ITEM_WGSL, MAIN_SIGNATURE } from "./levelAttention.wgsl.ts"
 import type { LevelTile } from "./tiling.ts"
@@ -35,12 +36,9 @@ export interface LevelMatrixSpec {
   readonly units: MatrixUnits
 }
 
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b))
-
 /** The matrix tile on `units`: the M rows of one row matrix, keys by lcm(N, K), one subgroup. */
 export const matrixLevelTile = (units: MatrixUnits): LevelTile => {
-  const { M, N, K } = units.config
-  return { rows: M, keys: (N * K) / gcd(N, K), workgroupSize: units.subgroupSize, variant: "matrix" }
+  return { rows: units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" }
 }
 
 /** Workgroup bytes: Q's halves, the K and V tiles and P's halves as f16; scores and O as f32; per-row values. */
@@ -61,39 +59,6 @@ export const matrixLevelProblem = (spec: LevelMatrixSpec, limits: GPUSupportedLi
 }
 
 const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
-
-/** `fn scores_tile()`: Q (scaled by each row's power of two) times the staged keys, into sw [M][KT]. */
-const scoresTile = (s: LevelMatrixSpec, kt: number): string => {
-  const { config: c, ops } = s.units
-  const D = s.headDim
-  const body = range(kt / c.N).map((j) => `{
-var acc = ${ops.type("result", c)}();
-for (var dk = 0u; dk < ${D / c.K}u; dk++) {
-${ops.load("left", c, "qh_m", true, "qh", `dk * ${c.K}u`, false, `${D}u`)}
-${ops.load("left", c, "ql_m", true, "ql", `dk * ${c.K}u`, false, `${D}u`)}
-${ops.load("right", c, "k_m", true, "ks", `${j * c.N * D}u + dk * ${c.K}u`, true, `${D}u`)}
-${ops.multiplyAccumulate(c, "acc", "qh_m", "k_m")}
-${ops.multiplyAccumulate(c, "acc", "ql_m", "k_m")}
-}
-${ops.store(c, "sw", `${j * c.N}u`, "acc", `${kt}u`)}
-}`)
-  return `fn scores_tile() {\n${body.join("\n")}\n}`
-}
-
-/** P's halves (ph, pl [M][KT]) times the staged values, into the accumulators o_0, o_1, …. */
-const weightedValues = (s: LevelMatrixSpec, kt: number): string => {
-  const { config: c, ops } = s.units
-  const D = s.headDim
-  return range(kt / c.K).map((step) => `{
-${ops.load("left", c, "ph_m", true, "ph", `${step * c.K}u`, false, `${kt}u`)}
-${ops.load("left", c, "pl_m", true, "pl", `${step * c.K}u`, false, `${kt}u`)}
-${range(D / c.N).map((col) => `{
-${ops.load("right", c, "v_m", true, "vs", `${step * c.K * D + col * c.N}u`, false, `${D}u`)}
-${ops.multiplyAccumulate(c, `o_${col}`, "ph_m", "v_m")}
-${ops.multiplyAccumulate(c, `o_${col}`, "pl_m", "v_m")}
-}`).join("\n")}
-}`).join("\n")
-}
 
 /** Tokens [t0, t0 + KT) of the chunk from the pools into ks (and vs, with values) as f16, zeros past the chunk. */
 const tileLoad = (values: boolean): string => wgsl`
@@ -144,7 +109,7 @@ var<workgroup> rowMax: array<f32, ${M}>;
 var<workgroup> rowSum: array<f32, ${M}>;
 var<workgroup> rowEnd: array<u32, ${M}>;
 
-${scoresTile(spec, kt)}
+${scoresTileWgsl(c, ops, D, "ks")}
 
 // score e of the tile (row e / KT) as the formula's s: Q's row scale taken out; NEG where the row does not see the token
 fn score(e: u32, t0: u32) -> f32 {
@@ -193,7 +158,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
   for (var t0 = it.tokenBegin; t0 < it.tokenEnd; t0 += KT) {
     workgroupBarrier();${tileLoad(false)}
     workgroupBarrier();
-    scores_tile();
+    scores_tile(0u);
     workgroupBarrier();
     for (var r = tid; r < M; r += WG) {
       var m = rowMax[r];
@@ -207,7 +172,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
   for (var t0 = it.tokenBegin; t0 < it.tokenEnd; t0 += KT) {
     workgroupBarrier();${tileLoad(true)}
     workgroupBarrier();
-    scores_tile();
+    scores_tile(0u);
     workgroupBarrier();
     for (var e = tid; e < M * KT; e += WG) {
       let s = score(e, t0);
@@ -219,7 +184,11 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
       pl[e] = halves.y;
     }
     workgroupBarrier();
-    ${weightedValues(spec, kt)}
+    {
+      // the tile's values are staged from key 0 of vs
+      let j0 = 0u;
+      ${weightedValuesWgsl(c, ops, D, "vs")}
+    }
     for (var r = tid; r < M; r += WG) {
       var sum = rowSum[r];
       for (var j = 0u; j < KT; j++) { sum += sw[r * KT + j]; }

@@ -53,37 +53,37 @@ export const attentionMatrixProblem = (s: AttentionMatrixSpec, shape: AttentionP
 
 const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
 
-/** `fn scores_tile(j0)`: scores (unscaled, Q's row scale in them) of keys [j0, j0 + KT) into sw [M][KT]. */
-const scoresTile = (s: AttentionMatrixSpec, ops: MatrixOps): string => {
-  const { N, K } = s.config
-  const D = s.headDim
-  const kt = keyTile(s.config)
-  const body = range(kt / N).map((j) => `{
-var acc = ${ops.type("result", s.config)}();
-for (var dk = 0u; dk < ${D / K}u; dk++) {
-${ops.load("left", s.config, "qh_m", true, "qh", `dk * ${K}u`, false, `${D}u`)}
-${ops.load("left", s.config, "ql_m", true, "ql", `dk * ${K}u`, false, `${D}u`)}
-${ops.load("right", s.config, "k_m", true, "k", `(j0 + ${j * N}u) * ${D}u + dk * ${K}u`, true, `${D}u`)}
-${ops.multiplyAccumulate(s.config, "acc", "qh_m", "k_m")}
-${ops.multiplyAccumulate(s.config, "acc", "ql_m", "k_m")}
+/**
+ * `fn scores_tile(j0: u32)`: scores (unscaled, Q's row scale in them) of the
+ * KT keys from key j0 of array `keys` ([key][D], as f16) against the M rows
+ * of Q's halves qh and ql ([M][D]), into sw [M][KT].
+ */
+export const scoresTileWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, keys: string): string => {
+  const kt = keyTile(c)
+  const body = range(kt / c.N).map((j) => `{
+var acc = ${ops.type("result", c)}();
+for (var dk = 0u; dk < ${headDim / c.K}u; dk++) {
+${ops.load("left", c, "qh_m", true, "qh", `dk * ${c.K}u`, false, `${headDim}u`)}
+${ops.load("left", c, "ql_m", true, "ql", `dk * ${c.K}u`, false, `${headDim}u`)}
+${ops.load("right", c, "k_m", true, keys, `(j0 + ${j * c.N}u) * ${headDim}u + dk * ${c.K}u`, true, `${headDim}u`)}
+${ops.multiplyAccumulate(c, "acc", "qh_m", "k_m")}
+${ops.multiplyAccumulate(c, "acc", "ql_m", "k_m")}
 }
-${ops.store(s.config, "sw", `${j * N}u`, "acc", `${kt}u`)}
+${ops.store(c, "sw", `${j * c.N}u`, "acc", `${kt}u`)}
 }`)
   return `fn scores_tile(j0: u32) {\n${body.join("\n")}\n}`
 }
 
-/** P·V of the tile at j0 into the O accumulators, P's halves in ph and pl [M][KT]. */
-const weightedValues = (s: AttentionMatrixSpec, ops: MatrixOps): string => {
-  const { N, K } = s.config
-  const D = s.headDim
-  const kt = keyTile(s.config)
-  return range(kt / K).map((step) => `{
-${ops.load("left", s.config, "ph_m", true, "ph", `${step * K}u`, false, `${kt}u`)}
-${ops.load("left", s.config, "pl_m", true, "pl", `${step * K}u`, false, `${kt}u`)}
-${range(D / N).map((c) => `{
-${ops.load("right", s.config, "v_m", true, "v", `(j0 + ${step * K}u) * ${D}u + ${c * N}u`, false, `${D}u`)}
-${ops.multiplyAccumulate(s.config, `o_${c}`, "ph_m", "v_m")}
-${ops.multiplyAccumulate(s.config, `o_${c}`, "pl_m", "v_m")}
+/** P·V of the KT keys from key j0 of array `values` ([key][D], as f16) into the accumulators o_0, o_1, …, P's halves in ph and pl [M][KT]. */
+export const weightedValuesWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, values: string): string => {
+  const kt = keyTile(c)
+  return range(kt / c.K).map((step) => `{
+${ops.load("left", c, "ph_m", true, "ph", `${step * c.K}u`, false, `${kt}u`)}
+${ops.load("left", c, "pl_m", true, "pl", `${step * c.K}u`, false, `${kt}u`)}
+${range(headDim / c.N).map((col) => `{
+${ops.load("right", c, "v_m", true, values, `(j0 + ${step * c.K}u) * ${headDim}u + ${col * c.N}u`, false, `${headDim}u`)}
+${ops.multiplyAccumulate(c, `o_${col}`, "ph_m", "v_m")}
+${ops.multiplyAccumulate(c, `o_${col}`, "pl_m", "v_m")}
 }`).join("\n")}
 }`).join("\n")
 }
@@ -115,7 +115,7 @@ var<workgroup> row_exp: array<i32, ${M}>;
 var<workgroup> row_max: array<f32, ${M}>;
 var<workgroup> row_sum: array<f32, ${M}>;
 
-${scoresTile(s, ops)}
+${scoresTileWgsl(s.config, ops, D, "k")}
 
 // a tile's score at e (row e / KT), as the formula's s: Q's row scale taken out
 fn score(e: u32) -> f32 {
@@ -163,7 +163,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       pl[e] = halves.y;
     }
     workgroupBarrier();
-    ${weightedValues(s, ops)}
+    ${weightedValuesWgsl(s.config, ops, D, "v")}
     for (var r = lid; r < ${M}u; r += ${sg}u) {
       var sum = row_sum[r];
       for (var c = 0u; c < ${kt}u; c++) { sum += sw[r * ${kt}u + c]; }
