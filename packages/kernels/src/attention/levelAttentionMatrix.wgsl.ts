@@ -37,9 +37,8 @@ export interface LevelMatrixSpec {
 }
 
 /** The matrix tile on `units`: the M rows of one row matrix, keys by lcm(N, K), one subgroup. */
-export const matrixLevelTile = (units: MatrixUnits): LevelTile => {
-  return { rows: units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" }
-}
+export const matrixLevelTile = (units: MatrixUnits): LevelTile =>
+  ({ rows: units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" })
 
 /** Workgroup bytes: Q's halves, the K and V tiles and P's halves as f16; scores and O as f32; per-row values. */
 export const matrixLevelBytes = (headDim: number, tile: LevelTile): number =>
