@@ -194,6 +194,25 @@ describe("the tuner", () => {
     expect(Object.values(counts).reduce((n, c) => n + c.builds, 0)).toBe(builds)
   })
 
+  it("times a candidate offered since the choice was cached against it, once, and never builds a skipped one again", async () => {
+    const cache = memoryTuneCache()
+    const counts = freshCounts("slow", "fast", "wrong", "later")
+    const wrong = scaleCandidate("wrong", scaleKernel(3, 0), counts["wrong"]!)
+    expect(await tune(gpu.device, task(counts, [wrong]), { enabled: true, cache })).toMatchObject({ name: "fast", how: "measured" })
+    expect(counts["wrong"]!.builds).toBe(1)
+    // "later" joins the candidates (as the matrix kernels do once their probe passes): timed against the choice only
+    const widened = task(counts, [wrong, scaleCandidate("later", SLOW, counts["later"]!)])
+    const builds = (name: string) => counts[name]!.builds
+    const [slowBefore, fastBefore] = [builds("slow"), builds("fast")]
+    const second = await tune(gpu.device, widened, { enabled: true, cache })
+    expect(second.name).toBe("fast")
+    expect(second.timings.map((t) => t.name).sort()).toEqual(["fast", "later"])
+    expect([builds("slow") - slowBefore, builds("fast") - fastBefore, builds("later"), builds("wrong")]).toEqual([0, 1, 1, 1])
+    // every candidate seen now: the third run builds nothing
+    expect(await tune(gpu.device, widened, { enabled: true, cache })).toMatchObject({ name: "fast", how: "cached", measurements: 0 })
+    expect(Object.values(counts).reduce((n, c) => n + c.builds, 0)).toBe(slowBefore + fastBefore + 3)
+  })
+
   it("ignores a cached choice that is no longer a candidate", async () => {
     const cache = memoryTuneCache()
     await tune(gpu.device, task(freshCounts("slow", "fast")), { enabled: true, cache })

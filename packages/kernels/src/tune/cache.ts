@@ -38,6 +38,8 @@ export interface TuneRecord {
   readonly tunedAt: string
   /** candidates the time budget left untried: the next run measures them against the choice */
   readonly untried?: ReadonlyArray<string>
+  /** candidates that did not build or gave wrong results: not built again for this key */
+  readonly skipped?: ReadonlyArray<string>
 }
 
 export interface TuneCache {
@@ -77,10 +79,12 @@ interface CacheFile {
 
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
+const isNameList = (x: unknown): boolean => x === undefined || (Array.isArray(x) && x.every((name) => typeof name === "string"))
+
 const isTuneRecord = (x: unknown): x is TuneRecord =>
   isRecord(x) && typeof x["choice"] === "string" && typeof x["tunedAt"] === "string" && isRecord(x["medianMs"]) &&
   Object.values(x["medianMs"]).every((ms) => typeof ms === "number" && Number.isFinite(ms) && ms >= 0) &&
-  (x["untried"] === undefined || (Array.isArray(x["untried"]) && x["untried"].every((name) => typeof name === "string")))
+  isNameList(x["untried"]) && isNameList(x["skipped"])
 
 /**
  * The entries of a cache file's text, or why none can be read from it. Entries

@@ -6,7 +6,9 @@
  *      class is taken as it is: nothing is built or timed. Where the time
  *      budget ran out before every candidate was tried, the next run times
  *      the ones left against the cached choice, and so on until none is left:
- *      no run spends much more than its budget.
+ *      no run spends much more than its budget. So does a candidate the
+ *      record never saw (offered since: the matrix kernels once their probe
+ *      passes); one it saw skipped is not built again.
  *   2. Otherwise each candidate is built and checked against the float64
  *      reference on a small input; one that does not build, throws, or gives
  *      wrong results is skipped and reported, never chosen.
@@ -175,18 +177,21 @@ export const tune = async <V>(device: GPUDevice, task: TuneTask<V>, options: Tun
   const key: TuneKey = { adapter: tuneAdapterOf(device), version: options.version ?? canopyVersion(), kernel: task.kernel, shape: task.shape }
   const cached = cache.get(key)
   const hit = cached === undefined ? undefined : task.candidates.find((c) => c.name === cached.choice)
-  const left = task.candidates.filter((c) => c !== hit && (cached?.untried ?? []).includes(c.name))
+  const seen = new Set(cached === undefined ? [] : [cached.choice, ...Object.keys(cached.medianMs), ...(cached.skipped ?? [])])
+  const left = task.candidates.filter((c) => c !== hit && ((cached?.untried ?? []).includes(c.name) || !seen.has(c.name)))
   if (hit !== undefined && left.length === 0) return settled(hit, "cached")
   // the cached choice goes first, as the default the ones left must beat
   const candidates = hit === undefined ? task.candidates : [hit, ...left]
   report({ _tag: "Started", kernel: task.kernel, shape: task.shape, candidates: candidates.length })
   const { choice, ...measured } = await measure(device, { ...task, candidates }, options, report)
   const medians = Object.fromEntries(measured.timings.map((t) => [t.name, t.medianMs]))
+  const skipped = [...new Set([...(hit === undefined ? [] : (cached!.skipped ?? [])), ...measured.skipped.map((s) => s.name)])]
   cache.set(key, {
     choice,
     medianMs: hit === undefined ? medians : { ...cached!.medianMs, ...medians },
     tunedAt: new Date().toISOString(),
-    ...(measured.untried.length > 0 ? { untried: measured.untried } : {})
+    ...(measured.untried.length > 0 ? { untried: measured.untried } : {}),
+    ...(skipped.length > 0 ? { skipped } : {})
   })
   return settled(candidates.find((c) => c.name === choice)!, measured.timings.length > 1 ? "measured" : "only", measured)
 }
