@@ -14,7 +14,8 @@
  * rescaled row by row, so the chunk is walked twice: first for the rows'
  * maxima, then for P·V with them — no accumulator ever needs rescaling.
  *
- * A workgroup is one subgroup and owns the tile's M rows (one row matrix);
+ * A workgroup is one subgroup and owns the tile's rows: one or more row
+ * matrices of M rows, each staged K/V tile serving all of them;
  * the keys go by tiles of KT = lcm(N, K), staged from the paged pool into
  * workgroup memory as f16 (zeros past the chunk, scores past a row's limit
  * masked), and the scores of a tile meet in workgroup memory, where a lane
@@ -24,7 +25,7 @@
 import { wgsl } from "../gpu/resources.ts"
 import type { MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { SPLIT_F32_WGSL } from "../subgroupMatrix/splitF32.ts"
-import { keyTile, scoresTileWgsl, weightedValuesWgsl } from "../subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
+import { accumulatorName, keyTile, scoresTileWgsl, weightedValuesWgsl } from "../subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import { kvDtypeOf, type KvStorage } from "./kvStorage.ts"
 import { ITEM_WGSL, MAIN_SIGNATURE } from "./levelAttention.wgsl.ts"
 import type { LevelTile } from "./tiling.ts"
@@ -34,11 +35,16 @@ export interface LevelMatrixSpec {
   readonly headDim: number
   readonly kv: KvStorage
   readonly units: MatrixUnits
+  /** row matrices per workgroup (default 1): more rows share each staged K/V tile, at more registers per lane */
+  readonly rowMatrices?: number
 }
 
-/** The matrix tile on `units`: the M rows of one row matrix, keys by lcm(N, K), one subgroup. */
-export const matrixLevelTile = (units: MatrixUnits): LevelTile =>
-  ({ rows: units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" })
+/** Row matrices per workgroup the tuner may try: their P·V accumulators are rowMatrices·D/N result matrices per lane. */
+export const MATRIX_LEVEL_ROW_MATRICES: ReadonlyArray<number> = [1, 2]
+
+/** The matrix tile on `units`: `rowMatrices` row matrices of M rows, keys by lcm(N, K), one subgroup. */
+export const matrixLevelTile = (units: MatrixUnits, rowMatrices = 1): LevelTile =>
+  ({ rows: rowMatrices * units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" })
 
 /** Workgroup bytes: Q's halves, the K and V tiles and P's halves as f16; scores and O as f32; per-row values. */
 export const matrixLevelBytes = (headDim: number, tile: LevelTile): number =>
@@ -48,7 +54,7 @@ export const matrixLevelBytes = (headDim: number, tile: LevelTile): number =>
 /** Why the matrix level kernel cannot run `spec` on a device with these limits, or undefined. */
 export const matrixLevelProblem = (spec: LevelMatrixSpec, limits: GPUSupportedLimits): string | undefined => {
   const { N, K } = spec.units.config
-  const tile = matrixLevelTile(spec.units)
+  const tile = matrixLevelTile(spec.units, spec.rowMatrices)
   if (kvDtypeOf(spec.kv) !== "f16") return "the matrix level kernel reads an f16 KV cache (its K and V are matrix operands as they are)"
   if (spec.headDim % K !== 0 || spec.headDim % N !== 0) return `head dim ${spec.headDim} is not a multiple of the matrices' K (${K}) and N (${N})`
   if (tile.workgroupSize > limits.maxComputeInvocationsPerWorkgroup) return `a subgroup of ${tile.workgroupSize} is more invocations than a workgroup may have here`
@@ -79,11 +85,13 @@ const tileLoad = (values: boolean): string => wgsl`
 
 export const levelAttentionMatrixWgsl = (spec: LevelMatrixSpec): string => {
   const { config: c, ops } = spec.units
-  const tile = matrixLevelTile(spec.units)
+  const rowMatrices = spec.rowMatrices ?? 1
+  const tile = matrixLevelTile(spec.units, rowMatrices)
   const D = spec.headDim
   const M = tile.rows
   const kt = tile.keys
-  const results = range(D / c.N)
+  // every (row matrix, column matrix) of the output, with its accumulator
+  const results = range(rowMatrices).flatMap((r) => range(D / c.N).map((col) => ({ r, col, name: accumulatorName(c, D, r, col) })))
   return wgsl`enable f16;
 ${ops.name === "device" ? "enable chromium_experimental_subgroup_matrix;" : ""}
 const D: u32 = ${D}u;
@@ -108,7 +116,7 @@ var<workgroup> rowMax: array<f32, ${M}>;
 var<workgroup> rowSum: array<f32, ${M}>;
 var<workgroup> rowEnd: array<u32, ${M}>;
 
-${scoresTileWgsl(c, ops, D, "ks")}
+${scoresTileWgsl(c, ops, D, "ks", rowMatrices)}
 
 // score e of the tile (row e / KT) as the formula's s: Q's row scale taken out; NEG where the row does not see the token
 fn score(e: u32, t0: u32) -> f32 {
@@ -167,7 +175,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
   }
 
   // second walk: the weights with the final maxima, their sums and P·V
-  ${results.map((col) => `var o_${col} = ${ops.type("result", c)}();`).join("\n  ")}
+  ${results.map((o) => `var ${o.name} = ${ops.type("result", c)}();`).join("\n  ")}
   for (var t0 = it.tokenBegin; t0 < it.tokenEnd; t0 += KT) {
     workgroupBarrier();${tileLoad(true)}
     workgroupBarrier();
@@ -186,7 +194,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
     {
       // the tile's values are staged from key 0 of vs
       let j0 = 0u;
-      ${weightedValuesWgsl(c, ops, D, "vs")}
+      ${weightedValuesWgsl(c, ops, D, "vs", rowMatrices)}
     }
     for (var r = tid; r < M; r += WG) {
       var sum = rowSum[r];
@@ -195,7 +203,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
     }
   }
   workgroupBarrier();
-  ${results.map((col) => ops.store(c, "ow", `${col * c.N}u`, `o_${col}`, "D")).join("\n  ")}
+  ${results.map((o) => ops.store(c, "ow", `${o.r * c.M * D + o.col * c.N}u`, o.name, "D")).join("\n  ")}
   workgroupBarrier();
 
   for (var i = tid; i < M * D4; i += WG) {

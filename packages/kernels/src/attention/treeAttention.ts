@@ -21,7 +21,7 @@ import { bindGroup, CachedBindGroups } from "./cachedBindGroups.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
 import { checkKvPool, kvHeadDimProblem, type KvDtype, kvStorageFor, type KvStorage } from "./kvStorage.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
-import { levelAttentionMatrixWgsl, matrixLevelProblem, matrixLevelTile } from "./levelAttentionMatrix.wgsl.ts"
+import { levelAttentionMatrixWgsl, MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelTile } from "./levelAttentionMatrix.wgsl.ts"
 import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
@@ -68,7 +68,7 @@ export interface TreeAttentionOptions extends TreeAttentionConfig {
    * The level kernel's tile itself, as a tuner picks it among the variants'
    * tiles (flash2LevelTiles, …); it must fit the device (levelTileFits).
    * Default: the first tile of `levelVariant` that fits. A "matrix" tile
-   * must be matrixLevelTile of the matrix units, on an f16 KV cache.
+   * must be a matrixLevelTile of the matrix units, on an f16 KV cache.
    */
   readonly levelTile?: LevelTile
   /** the matrix units a "matrix" level tile is written for (default: the device's builtins, where it has them) */
@@ -452,13 +452,14 @@ const levelKernelCode = (device: GPUDevice, options: TreeAttentionOptions, tile:
   if (levelVariantOf(tile) !== "matrix") return levelAttentionWgsl({ headDim, tile, kv })
   const units = options.matrixUnits ?? deviceMatrixUnits(device)
   if (typeof units === "string") throw new RangeError(`attention: a matrix level tile needs matrix units: ${units}`)
-  const spec = { headDim, kv, units }
+  const made = MATRIX_LEVEL_ROW_MATRICES.map((rowMatrices) => ({ rowMatrices, tile: matrixLevelTile(units, rowMatrices) }))
+  const rowMatrices = made.find((m) => m.tile.rows === tile.rows && m.tile.keys === tile.keys && m.tile.workgroupSize === tile.workgroupSize)?.rowMatrices
+  if (rowMatrices === undefined) {
+    throw new RangeError(`attention: the matrix level tile ${JSON.stringify(tile)} is none of those its matrix units make, ${made.map((m) => JSON.stringify(m.tile)).join(", ")}`)
+  }
+  const spec = { headDim, kv, units, rowMatrices }
   const problem = matrixLevelProblem(spec, device.limits)
   if (problem !== undefined) throw new RangeError(`attention: ${problem}`)
-  const expected = matrixLevelTile(units)
-  if (tile.rows !== expected.rows || tile.keys !== expected.keys || tile.workgroupSize !== expected.workgroupSize) {
-    throw new RangeError(`attention: the matrix level tile ${JSON.stringify(tile)} is not the one its matrix units make, ${JSON.stringify(expected)}`)
-  }
   return levelAttentionMatrixWgsl(spec)
 }
 

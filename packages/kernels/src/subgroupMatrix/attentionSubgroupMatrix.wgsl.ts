@@ -55,35 +55,43 @@ const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => 
 
 /**
  * `fn scores_tile(j0: u32)`: scores (unscaled, Q's row scale in them) of the
- * KT keys from key j0 of array `keys` ([key][D], as f16) against the M rows
- * of Q's halves qh and ql ([M][D]), into sw [M][KT].
+ * KT keys from key j0 of array `keys` ([key][D], as f16) against the
+ * rowMatrices·M rows of Q's halves qh and ql ([rows][D]), into sw [rows][KT].
  */
-export const scoresTileWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, keys: string): string => {
+export const scoresTileWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, keys: string, rowMatrices = 1): string => {
   const kt = keyTile(c)
-  const body = range(kt / c.N).map((j) => `{
+  const body = range(kt / c.N).flatMap((j) => range(rowMatrices).map((r) => `{
 var acc = ${ops.type("result", c)}();
 for (var dk = 0u; dk < ${headDim / c.K}u; dk++) {
-${ops.load("left", c, "qh_m", true, "qh", `dk * ${c.K}u`, false, `${headDim}u`)}
-${ops.load("left", c, "ql_m", true, "ql", `dk * ${c.K}u`, false, `${headDim}u`)}
+${ops.load("left", c, "qh_m", true, "qh", `${r * c.M * headDim}u + dk * ${c.K}u`, false, `${headDim}u`)}
+${ops.load("left", c, "ql_m", true, "ql", `${r * c.M * headDim}u + dk * ${c.K}u`, false, `${headDim}u`)}
 ${ops.load("right", c, "k_m", true, keys, `(j0 + ${j * c.N}u) * ${headDim}u + dk * ${c.K}u`, true, `${headDim}u`)}
 ${ops.multiplyAccumulate(c, "acc", "qh_m", "k_m")}
 ${ops.multiplyAccumulate(c, "acc", "ql_m", "k_m")}
 }
-${ops.store(c, "sw", `${j * c.N}u`, "acc", `${kt}u`)}
-}`)
+${ops.store(c, "sw", `${r * c.M * kt + j * c.N}u`, "acc", `${kt}u`)}
+}`))
   return `fn scores_tile(j0: u32) {\n${body.join("\n")}\n}`
 }
 
-/** P·V of the KT keys from key j0 of array `values` ([key][D], as f16) into the accumulators o_0, o_1, …, P's halves in ph and pl [M][KT]. */
-export const weightedValuesWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, values: string): string => {
+/** The P·V accumulator of row matrix r and column matrix col: `o_${r·(D/N) + col}`. */
+export const accumulatorName = (c: MatrixConfig, headDim: number, r: number, col: number): string => `o_${r * (headDim / c.N) + col}`
+
+/**
+ * P·V of the KT keys from key j0 of array `values` ([key][D], as f16) into
+ * the accumulators (accumulatorName), P's halves in ph and pl [rows][KT];
+ * each value matrix is loaded once for every row matrix.
+ */
+export const weightedValuesWgsl = (c: MatrixConfig, ops: MatrixOps, headDim: number, values: string, rowMatrices = 1): string => {
   const kt = keyTile(c)
+  const rows = range(rowMatrices)
   return range(kt / c.K).map((step) => `{
-${ops.load("left", c, "ph_m", true, "ph", `${step * c.K}u`, false, `${kt}u`)}
-${ops.load("left", c, "pl_m", true, "pl", `${step * c.K}u`, false, `${kt}u`)}
+${rows.map((r) => `${ops.load("left", c, `ph_${r}`, true, "ph", `${r * c.M * kt + step * c.K}u`, false, `${kt}u`)}
+${ops.load("left", c, `pl_${r}`, true, "pl", `${r * c.M * kt + step * c.K}u`, false, `${kt}u`)}`).join("\n")}
 ${range(headDim / c.N).map((col) => `{
 ${ops.load("right", c, "v_m", true, values, `(j0 + ${step * c.K}u) * ${headDim}u + ${col * c.N}u`, false, `${headDim}u`)}
-${ops.multiplyAccumulate(c, `o_${col}`, "ph_m", "v_m")}
-${ops.multiplyAccumulate(c, `o_${col}`, "pl_m", "v_m")}
+${rows.map((r) => `${ops.multiplyAccumulate(c, accumulatorName(c, headDim, r, col), `ph_${r}`, "v_m")}
+${ops.multiplyAccumulate(c, accumulatorName(c, headDim, r, col), `pl_${r}`, "v_m")}`).join("\n")}
 }`).join("\n")}
 }`).join("\n")
 }

@@ -19,11 +19,11 @@ import { type AttentionOutput, referenceTreeAttention, type TreeAttentionCase } 
 import { runTreeAttention } from "../attention/runAttention.ts"
 import { chooseLevelTile, levelTileCandidates, levelVariantOf, type LevelTile } from "../attention/tiling.ts"
 import { type AttentionBuffers, createTreeAttention, type TreeAttention } from "../attention/treeAttention.ts"
-import { matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
+import { MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
 import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { timeGpu } from "../gpu/timing.ts"
 import { canopyVersion, defaultTuneCache, type TuneCache } from "./cache.ts"
-import { ENGINE_LEVEL_PROBE, matrixProbeStatus } from "./matrixProbe.ts"
+import { ENGINE_LEVEL_PROBE, ENGINE_LEVEL_PROBE_HEAD_DIM, matrixProbeStatus } from "./matrixProbe.ts"
 import { type CandidateTrial, tune, type TuneCandidate, type TuneChoice, type TuneOptions } from "./tuner.ts"
 
 export interface LevelTileShape {
@@ -85,17 +85,20 @@ const defaultTiles = (headDim: number, limits: GPUSupportedLimits, software: boo
 }
 
 /**
- * The matrix tile, where it can run `shape` here and its probe passed on this
- * adapter for this version (matrixProbe.ts) — never one that no isolated
- * process built first — or none.
+ * The matrix tiles (MATRIX_LEVEL_ROW_MATRICES) that can run `shape` here,
+ * where their probe passed on this adapter for this version (matrixProbe.ts)
+ * — never one that no isolated process built first — or none.
  */
 export const matrixLevelCandidates = (
   device: GPUDevice, shape: LevelTileShape, cache: TuneCache | undefined, version: string, units: MatrixUnits | string = deviceMatrixUnits(device)
 ): ReadonlyArray<LevelTile> => {
   if (typeof units === "string") return []
   const kv = kvStorageFor(shape.kvDtype ?? "f32", shape.capabilities ?? capabilitiesOf(device))
-  if (matrixLevelProblem({ headDim: shape.headDim, kv, units }, device.limits) !== undefined) return []
-  return matrixProbeStatus(cache, device, version, ENGINE_LEVEL_PROBE) === "ok" ? [matrixLevelTile(units)] : []
+  if (matrixProbeStatus(cache, device, version, ENGINE_LEVEL_PROBE) !== "ok") return []
+  // only tiles the probe built: those that fit at its head dim too
+  const fits = (rowMatrices: number) => [shape.headDim, ENGINE_LEVEL_PROBE_HEAD_DIM].every((headDim) =>
+    matrixLevelProblem({ headDim, kv, units, rowMatrices }, device.limits) === undefined)
+  return MATRIX_LEVEL_ROW_MATRICES.filter(fits).map((rowMatrices) => matrixLevelTile(units, rowMatrices))
 }
 
 /** Every attention built here uses the engine's block size and chunking, so a tile is measured as the engine runs it. */

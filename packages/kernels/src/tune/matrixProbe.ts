@@ -19,6 +19,8 @@ import { tuneAdapterOf } from "./tuner.ts"
 export const ENGINE_MATRIX_PROBE = "engine-matmul"
 /** The probe the engine's matrix level attention stands on. */
 export const ENGINE_LEVEL_PROBE = "engine-level-attention"
+/** The head dim it builds every matrix level tile at: the largest common one (a tile that fits there fits at any smaller one). */
+export const ENGINE_LEVEL_PROBE_HEAD_DIM = 128
 
 export type EngineProbeName = typeof ENGINE_MATRIX_PROBE | typeof ENGINE_LEVEL_PROBE
 
