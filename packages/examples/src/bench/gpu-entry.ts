@@ -42,7 +42,7 @@
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import {
-  describeAdapter, ENGINE_LEVEL_PROBE, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, recordMatrixProbe, tuneLevelTile, tuneMatmul, type TuneProgress, type WeightType
+  describeAdapter, type GpuHandle, type KvDtype, layerProjections, measureRoofline, memoryTuneCache, openGpu, tuneLevelTile, tuneMatmul, type TuneProgress, type WeightType
 } from "@canopy/kernels"
 import { loadModel, type ModelConfig, PRESETS, TreeEngine } from "@canopy/runtime"
 import { BUILTIN_PROBLEMS } from "../pipeline/data/builtin-problems.ts"
@@ -59,8 +59,7 @@ import { formatMatmulTable, runMatmulBench } from "./matmulBench.ts"
 import { createStepwiseEngine, formatScheduleTable, runScheduleBench, type ScheduleReport } from "./schedule.ts"
 import { PROBE_FLAG } from "./probeFlag.ts"
 import { runStepBench } from "./stepBench.ts"
-import { formatStepTable, GOAL_HOST_MS, type StepReport } from "./stepReport.ts"
-import { STEP_TREE, stepModelConfig, stepModelOf } from "./stepStack.ts"
+import { formatStepTable, stepReport } from "./stepReport.ts"
 import { formatProbe, keepEngineProbes, probeChild, runProbesIsolated } from "./subgroupMatrixPart.ts"
 import { type IsolatedRun, runIsolated } from "./isolated.ts"
 
@@ -291,8 +290,9 @@ const runSubgroupMatrix = async (gpu: GpuHandle, outDir: string, roofline: Roofl
   const kept = keepEngineProbes(gpu.device, probes)
   const c = PRESETS["codellama-13b"]
   if (kept.level) {
+    // a cache of its own, holding the probes' outcomes only: every candidate is timed, none cached before wins unseen
     const cache = memoryTuneCache()
-    recordMatrixProbe(cache, gpu.device, probes.find((p) => p.probe === ENGINE_LEVEL_PROBE)!)
+    keepEngineProbes(gpu.device, probes, cache)
     const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, kvDtype: "f16" as const }
     const tuning = await tuneLevelTile(gpu.device, shape, { cache, enabled: true, onProgress: (e) => console.log(`tune: ${JSON.stringify(e)}`) })
     await writeFile(join(outDir, "tune-level-matrix.json"), `${JSON.stringify(tuning, null, 2)}\n`)
@@ -323,11 +323,7 @@ const runStep = async (gpu: GpuHandle, outDir: string): Promise<number> => {
     preset: "codellama-13b", ...(heads === undefined ? {} : { heads }), batches: gpu.adapter.software ? [1, 16] : [1, 64, 256, 1024],
     warmup, steps, separateMerge: true, onProgress: (text) => console.log(`step: ${text}`)
   })
-  const report: StepReport = {
-    adapter: describeAdapter(gpu.adapter),
-    model: stepModelOf(stepModelConfig("codellama-13b", undefined, heads), "codellama-13b"),
-    tree: STEP_TREE, warmup, steps, goalHostMs: GOAL_HOST_MS, points
-  }
+  const report = stepReport(describeAdapter(gpu.adapter), { preset: "codellama-13b", heads }, warmup, steps, points)
   for (const line of formatStepTable(report)) console.log(line)
   await writeFile(join(outDir, "step.json"), `${JSON.stringify(report, null, 2)}\n`)
   return 0

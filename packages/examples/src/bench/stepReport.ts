@@ -3,7 +3,7 @@
  */
 import { valueWithRange } from "./figures.ts"
 import type { StepPoint } from "./stepBench.ts"
-import type { STEP_TREE, StepModel } from "./stepStack.ts"
+import { STEP_TREE, stepModelConfig, stepModelOf, type StepModel, type StepPreset } from "./stepStack.ts"
 
 export interface StepReport {
   readonly adapter: string
@@ -17,6 +17,20 @@ export interface StepReport {
 }
 
 export const GOAL_HOST_MS = 1
+
+/** The report of `points` measured on `adapter` for `preset` (at `layers` and `heads` where given), `warmup` and `steps` steps each. */
+export const stepReport = (
+  adapter: string, shape: { readonly preset: StepPreset; readonly layers?: number | undefined; readonly heads?: number | undefined },
+  warmup: number, steps: number, points: ReadonlyArray<StepPoint>
+): StepReport => ({
+  adapter,
+  model: stepModelOf(stepModelConfig(shape.preset, shape.layers, shape.heads), shape.preset),
+  tree: STEP_TREE,
+  warmup,
+  steps,
+  goalHostMs: GOAL_HOST_MS,
+  points
+})
 
 const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * part) / whole).toFixed(0) : "—"}%`
 

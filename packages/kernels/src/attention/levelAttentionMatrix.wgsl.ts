@@ -46,10 +46,17 @@ export const MATRIX_LEVEL_ROW_MATRICES: ReadonlyArray<number> = [1, 2]
 export const matrixLevelTile = (units: MatrixUnits, rowMatrices = 1): LevelTile =>
   ({ rows: rowMatrices * units.config.M, keys: keyTile(units.config), workgroupSize: units.subgroupSize, variant: "matrix" })
 
+/** The row matrices `tile` has on `units`, or undefined where it is none of the tiles they make. */
+export const matrixLevelRowMatrices = (units: MatrixUnits, tile: LevelTile): number | undefined =>
+  MATRIX_LEVEL_ROW_MATRICES.find((r) => {
+    const made = matrixLevelTile(units, r)
+    return made.rows === tile.rows && made.keys === tile.keys && made.workgroupSize === tile.workgroupSize
+  })
+
 /** Workgroup bytes: Q's halves, the K and V tiles and P's halves as f16; scores and O as f32; per-row values. */
 export const matrixLevelBytes = (headDim: number, tile: LevelTile): number =>
   2 * (2 * tile.rows * headDim + 2 * tile.keys * headDim + 2 * tile.rows * tile.keys) +
-  4 * (tile.rows * tile.keys + tile.rows * headDim + 4 * tile.rows) + 32
+  4 * (tile.rows * tile.keys + tile.rows * headDim + 6 * tile.rows) + 32
 
 /** Why the matrix level kernel cannot run `spec` on a device with these limits, or undefined. */
 export const matrixLevelProblem = (spec: LevelMatrixSpec, limits: GPUSupportedLimits): string | undefined => {
@@ -62,6 +69,12 @@ export const matrixLevelProblem = (spec: LevelMatrixSpec, limits: GPUSupportedLi
   if (bytes > limits.maxComputeWorkgroupStorageSize) return `needs ${bytes} bytes of workgroup memory, the device has ${limits.maxComputeWorkgroupStorageSize}`
   return undefined
 }
+
+/** The row matrices (MATRIX_LEVEL_ROW_MATRICES) the kernel takes for `spec` at every one of `headDims` on a device with these limits. */
+export const fittingRowMatrices = (
+  spec: Omit<LevelMatrixSpec, "rowMatrices" | "headDim">, headDims: ReadonlyArray<number>, limits: GPUSupportedLimits
+): ReadonlyArray<number> =>
+  MATRIX_LEVEL_ROW_MATRICES.filter((rowMatrices) => headDims.every((headDim) => matrixLevelProblem({ ...spec, headDim, rowMatrices }, limits) === undefined))
 
 const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
 
@@ -115,6 +128,9 @@ var<workgroup> rowExp: array<i32, ${M}>;
 var<workgroup> rowMax: array<f32, ${M}>;
 var<workgroup> rowSum: array<f32, ${M}>;
 var<workgroup> rowEnd: array<u32, ${M}>;
+// where each owned row's q starts (in vec4s) and which (slot, head) its partial state is
+var<workgroup> rowQ: array<u32, ${M}>;
+var<workgroup> rowOut: array<u32, ${M}>;
 
 ${scoresTileWgsl(c, ops, D, "ks", rowMatrices)}
 
@@ -127,7 +143,7 @@ fn score(e: u32, t0: u32) -> f32 {
 @compute @workgroup_size(${tile.workgroupSize})
 ${MAIN_SIGNATURE} {${ITEM_WGSL}
 
-  // each row's q (zeros past the item's rows), its power of two, its limit
+  // each row's q (zeros past the item's rows), its power of two, its limit, where it reads and writes
   for (var r = tid; r < M; r += WG) {
     var largest = 0.0;
     var end = 0u;
@@ -136,6 +152,8 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
       let entry = entries[it.entryBase + flat / group];
       end = min(it.tokenEnd, entry.y);
       let row = (entry.x * heads + kvh * group + flat % group) * D4;
+      rowQ[r] = row;
+      rowOut[r] = (it.partialBase + flat / group) * heads + kvh * group + flat % group;
       for (var c = 0u; c < D4; c++) {
         let v = abs(q[row + c]);
         largest = max(largest, max(max(v.x, v.y), max(v.z, v.w)));
@@ -150,10 +168,7 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
   for (var i = tid; i < M * D4; i += WG) {
     let r = i / D4;
     var v = vec4f(0.0);
-    if (r < it.rowCount) {
-      let flat = it.rowBegin + r;
-      v = q[(entries[it.entryBase + flat / group].x * heads + kvh * group + flat % group) * D4 + i % D4];
-    }
+    if (r < it.rowCount) { v = q[rowQ[r] + i % D4]; }
     for (var e = 0u; e < 4u; e++) {
       let halves = split_f32(ldexp(v[e], rowExp[r]));
       qh[4u * i + e] = halves.x;
@@ -209,17 +224,14 @@ ${MAIN_SIGNATURE} {${ITEM_WGSL}
   for (var i = tid; i < M * D4; i += WG) {
     let r = i / D4;
     if (r < it.rowCount) {
-      let flat = it.rowBegin + r;
-      let head = (it.partialBase + flat / group) * heads + kvh * group + flat % group;
       let sum = rowSum[r];
       let o = vec4f(ow[4u * i], ow[4u * i + 1u], ow[4u * i + 2u], ow[4u * i + 3u]);
-      partialO[head * D4 + i % D4] = select(vec4f(0.0), o / (sum * P_SCALE), sum > 0.0);
+      partialO[rowOut[r] * D4 + i % D4] = select(vec4f(0.0), o / (sum * P_SCALE), sum > 0.0);
     }
   }
   for (var r = tid; r < it.rowCount && r < M; r += WG) {
-    let flat = it.rowBegin + r;
     let sum = rowSum[r];
-    partialLse[(it.partialBase + flat / group) * heads + kvh * group + flat % group] = select(NEG, rowMax[r] + log(sum), sum > 0.0);
+    partialLse[rowOut[r]] = select(NEG, rowMax[r] + log(sum), sum > 0.0);
   }
 }
 `

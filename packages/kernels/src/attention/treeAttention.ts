@@ -21,7 +21,9 @@ import { bindGroup, CachedBindGroups } from "./cachedBindGroups.ts"
 import { decodeAttentionWgsl } from "./decodeAttention.wgsl.ts"
 import { checkKvPool, kvHeadDimProblem, type KvDtype, kvStorageFor, type KvStorage } from "./kvStorage.ts"
 import { levelAttentionWgsl } from "./levelAttention.wgsl.ts"
-import { levelAttentionMatrixWgsl, MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelTile } from "./levelAttentionMatrix.wgsl.ts"
+import {
+  levelAttentionMatrixWgsl, MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelRowMatrices, matrixLevelTile
+} from "./levelAttentionMatrix.wgsl.ts"
 import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { MERGE_STATES_WGSL } from "./mergeStates.wgsl.ts"
 import { cachedPipeline } from "./pipelines.ts"
@@ -452,10 +454,10 @@ const levelKernelCode = (device: GPUDevice, options: TreeAttentionOptions, tile:
   if (levelVariantOf(tile) !== "matrix") return levelAttentionWgsl({ headDim, tile, kv })
   const units = options.matrixUnits ?? deviceMatrixUnits(device)
   if (typeof units === "string") throw new RangeError(`attention: a matrix level tile needs matrix units: ${units}`)
-  const made = MATRIX_LEVEL_ROW_MATRICES.map((rowMatrices) => ({ rowMatrices, tile: matrixLevelTile(units, rowMatrices) }))
-  const rowMatrices = made.find((m) => m.tile.rows === tile.rows && m.tile.keys === tile.keys && m.tile.workgroupSize === tile.workgroupSize)?.rowMatrices
+  const rowMatrices = matrixLevelRowMatrices(units, tile)
   if (rowMatrices === undefined) {
-    throw new RangeError(`attention: the matrix level tile ${JSON.stringify(tile)} is none of those its matrix units make, ${made.map((m) => JSON.stringify(m.tile)).join(", ")}`)
+    const made = MATRIX_LEVEL_ROW_MATRICES.map((r) => JSON.stringify(matrixLevelTile(units, r)))
+    throw new RangeError(`attention: the matrix level tile ${JSON.stringify(tile)} is none of those its matrix units make, ${made.join(", ")}`)
   }
   const spec = { headDim, kv, units, rowMatrices }
   const problem = matrixLevelProblem(spec, device.limits)
@@ -472,11 +474,12 @@ const createAttention = async (device: GPUDevice, options: TreeAttentionOptions,
   const kv = kvStorageFor(config.kvDtype, options.capabilities ?? capabilitiesOf(device))
   const group = heads / kvHeads
   const levelTile = decodeMaxEntries === Infinity ? null : levelTileOf(options, device.limits)
-  const levelCode = levelTile === null ? null : levelKernelCode(device, options, levelTile, kv)
   const decodeTile = chooseDecodeTile(headDim, group, device.limits)
   const fuseMerge = fuseMergeOf(options, device.limits)
   const pipelines: Pipelines = {
-    level: levelTile === null || levelCode === null ? null : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelCode),
+    level: levelTile === null
+      ? null
+      : await cachedPipeline(device, `level-attention (${levelVariantOf(levelTile)})`, levelKernelCode(device, options, levelTile, kv)),
     decode: await cachedPipeline(
       device, fuseMerge ? "decode-attention (merging)" : "decode-attention", decodeAttentionWgsl({ headDim, group, tile: decodeTile, kv, fusedMerge: fuseMerge })
     ),

@@ -20,7 +20,7 @@ import { roundWeights, weightStorageFor } from "../model/weightType.ts"
 import { checkMatmul, MATMUL_CHECK_ROWS } from "../tune/matmul.ts"
 import { ENGINE_LEVEL_PROBE, ENGINE_LEVEL_PROBE_HEAD_DIM, ENGINE_MATRIX_PROBE, type EngineProbeName } from "../tune/matrixProbe.ts"
 import { levelTileName, probeLevelTile } from "../tune/levelTile.ts"
-import { MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
+import { fittingRowMatrices, matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
 import { kvStorageFor } from "../attention/kvStorage.ts"
 import type { AttentionMatrixSpec, AttentionProductShape } from "./attentionSubgroupMatrix.wgsl.ts"
 import { checkAttentionMatrixKernel, timeAttention } from "./attentionProbe.ts"
@@ -205,9 +205,8 @@ const runEngineLevelProbe = async (device: GPUDevice, named: { probe: string; ad
   const units: MatrixUnits = { ...setup, ops: DEVICE_MATRICES }
   const shape = PROBE_SHAPES.level
   const kv = kvStorageFor(shape.kvDtype, capabilitiesOf(device))
-  const problemOf = (rowMatrices: number) => matrixLevelProblem({ headDim: shape.headDim, kv, units, rowMatrices }, device.limits)
-  const fitting = MATRIX_LEVEL_ROW_MATRICES.filter((r) => problemOf(r) === undefined)
-  if (fitting.length === 0) return { ...base, status: "skipped", detail: problemOf(1)! }
+  const fitting = fittingRowMatrices({ kv, units }, [shape.headDim], device.limits)
+  if (fitting.length === 0) return { ...base, status: "skipped", detail: matrixLevelProblem({ headDim: shape.headDim, kv, units }, device.limits)! }
   // every tile the tuner may offer is built here; the fastest gives the figures
   let timed: ProbeResult["timed"]
   const each: Array<string> = []

@@ -19,7 +19,7 @@ import { type AttentionOutput, referenceTreeAttention, type TreeAttentionCase } 
 import { runTreeAttention } from "../attention/runAttention.ts"
 import { chooseLevelTile, levelTileCandidates, levelVariantOf, type LevelTile } from "../attention/tiling.ts"
 import { type AttentionBuffers, createTreeAttention, type TreeAttention } from "../attention/treeAttention.ts"
-import { MATRIX_LEVEL_ROW_MATRICES, matrixLevelProblem, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
+import { fittingRowMatrices, matrixLevelTile } from "../attention/levelAttentionMatrix.wgsl.ts"
 import { deviceMatrixUnits, type MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
 import { timeGpu } from "../gpu/timing.ts"
 import { canopyVersion, defaultTuneCache, type TuneCache } from "./cache.ts"
@@ -96,9 +96,7 @@ export const matrixLevelCandidates = (
   const kv = kvStorageFor(shape.kvDtype ?? "f32", shape.capabilities ?? capabilitiesOf(device))
   if (matrixProbeStatus(cache, device, version, ENGINE_LEVEL_PROBE) !== "ok") return []
   // only tiles the probe built: those that fit at its head dim too
-  const fits = (rowMatrices: number) => [shape.headDim, ENGINE_LEVEL_PROBE_HEAD_DIM].every((headDim) =>
-    matrixLevelProblem({ headDim, kv, units, rowMatrices }, device.limits) === undefined)
-  return MATRIX_LEVEL_ROW_MATRICES.filter(fits).map((rowMatrices) => matrixLevelTile(units, rowMatrices))
+  return fittingRowMatrices({ kv, units }, [shape.headDim, ENGINE_LEVEL_PROBE_HEAD_DIM], device.limits).map((r) => matrixLevelTile(units, r))
 }
 
 /** Every attention built here uses the engine's block size and chunking, so a tile is measured as the engine runs it. */

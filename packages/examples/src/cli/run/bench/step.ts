@@ -5,8 +5,7 @@ import { adapterName, Gpu } from "@canopy/runtime"
 import { writeFile } from "node:fs/promises"
 import { Console, Effect, Option } from "effect"
 import { runStepBench } from "../../../bench/stepBench.ts"
-import { STEP_TREE, stepModelConfig, stepModelOf } from "../../../bench/stepStack.ts"
-import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../../../bench/stepReport.ts"
+import { formatStepTable, stepReport } from "../../../bench/stepReport.ts"
 import { progressLine } from "../../../terminal/progressLine.ts"
 import type { BenchStepFlags } from "../../bench/step.ts"
 import { InvalidFlag } from "../../errors.ts"
@@ -34,15 +33,7 @@ export const run = (flags: BenchStepFlags) =>
       // a batch the flags let through but the benchmark's tree cannot hold
       catch: (e) => (e instanceof RangeError ? new InvalidFlag(e.message) : e)
     }).pipe(Effect.ensuring(Effect.sync(() => line.end())))
-    const report: StepReport = {
-      adapter: adapterName(gpu),
-      model: stepModelOf(stepModelConfig(flags.preset, layers, heads), flags.preset),
-      tree: STEP_TREE,
-      warmup: flags.warmup,
-      steps: flags.steps,
-      goalHostMs: GOAL_HOST_MS,
-      points
-    }
+    const report = stepReport(adapterName(gpu), { preset: flags.preset, layers, heads }, flags.warmup, flags.steps, points)
     for (const row of formatStepTable(report)) yield* Console.log(row)
     const json = Option.getOrUndefined(flags.json)
     if (json !== undefined) {
