@@ -10,7 +10,7 @@ import { countingDevice, countsSince, GpuWorkCounters, openGpu, sumCounts, type 
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { RecordedCalls } from "../src/bench/recordedCalls.ts"
 import { decodeStep, runStepBench } from "../src/bench/stepBench.ts"
-import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, stepModelConfig } from "../src/bench/stepStack.ts"
+import { buildStepTree, createStepStack, DecodeRows, MAX_STEP_BATCH, stepModelConfig } from "../src/bench/stepStack.ts"
 import { formatStepTable, GOAL_HOST_MS, type StepReport } from "../src/bench/stepReport.ts"
 
 let gpu: GpuHandle
@@ -30,7 +30,7 @@ describe("bench step", () => {
     try {
       for (const batch of [24, 9]) {
         const samples = buildStepTree(stack.kv, batch, config.vocabSize)
-        const inputs = new DecodeInputs(stack.kv, samples)
+        const inputs = new DecodeRows(stack.kv, samples)
         for (let i = 0; i < steps; i++) {
           const before = seen.snapshot()
           const own = sumCounts([stack.forward.counters.snapshot(), stack.attention.counters.snapshot()])

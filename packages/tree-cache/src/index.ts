@@ -11,6 +11,7 @@ export {
   type TreeStats,
   UnknownSequence
 } from "./PrefixTree.ts"
+export { LevelPlanner } from "./LevelPlanner.ts"
 export { planLevels } from "./planLevels.ts"
 export { benchPlan, type BenchPlanOptions, type BenchPlanResult } from "./benchPlan.ts"
 export { mulberry32 } from "./random.ts"

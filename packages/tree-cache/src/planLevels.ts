@@ -16,6 +16,18 @@ let generation = 0
  * any exist, are planned like the others (length 0, empty block table).
  */
 export function planLevels(tree: PrefixTree, sequences: ArrayLike<SeqId>): LevelPlan {
+  return buildLevelPlan(tree, sequences).plan
+}
+
+/** A plan with the nodes it was built from: each level's nodes in plan order, each sequence's end. */
+export interface BuiltLevelPlan {
+  readonly plan: LevelPlan
+  readonly levelNodes: ReadonlyArray<ReadonlyArray<TreeNode>>
+  readonly ends: ReadonlyArray<TreeNode>
+}
+
+/** planLevels, keeping the nodes (LevelPlanner refreshes a plan from them). */
+export function buildLevelPlan(tree: PrefixTree, sequences: ArrayLike<SeqId>): BuiltLevelPlan {
   const numSequences = sequences.length
   const ends = new Array<TreeNode>(numSequences)
   const pathIndptr = new Uint32Array(numSequences + 1)
@@ -49,6 +61,7 @@ export function planLevels(tree: PrefixTree, sequences: ArrayLike<SeqId>): Level
   const levelNodes = new Array<TreeNode>(numSequences)
   const nodeCursor = new Uint32Array(numSequences)
   const levels: LevelPlanLevel[] = []
+  const nodesOfLevels: Array<Array<TreeNode>> = []
   let queryOffset = 0
   for (let d = 0; d < maxDepth; d++) {
     const mark = ++generation
@@ -104,10 +117,11 @@ export function planLevels(tree: PrefixTree, sequences: ArrayLike<SeqId>): Level
     }
 
     levels.push({ depth: d, nodeIds, length, startSlot, blockIndptr, blockIndices, queryIndptr, queryIndices, queryOffset })
+    nodesOfLevels.push(levelNodes.slice(0, count))
     queryOffset += entries
   }
 
-  return {
+  const plan: LevelPlan = {
     blockSize: tree.blockSize,
     numSequences,
     levels,
@@ -119,4 +133,5 @@ export function planLevels(tree: PrefixTree, sequences: ArrayLike<SeqId>): Level
     pathNodes,
     seqLength
   }
+  return { plan, levelNodes: nodesOfLevels, ends }
 }

@@ -1,6 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { BlockPool, BlockPoolExhausted } from "../src/BlockPool.ts"
+import { LevelPlanner } from "../src/LevelPlanner.ts"
 import { planLevels } from "../src/planLevels.ts"
 import { type MatchResult, type Placement, PrefixTree, type SeqId, type TreeNode } from "../src/PrefixTree.ts"
 import { applyPlacement, checkPlan, checkTree, emptyModel, ensure, occupiedSlots, planExpectations, privateStarts } from "./check.ts"
@@ -100,9 +101,15 @@ function matchAfter(tree: PrefixTree, seq: SeqId, tokens: ReadonlyArray<number>)
 }
 
 /** Runs the operations, checking everything after each; says whether exhaustion and eviction occurred. */
-function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): { exhausted: boolean; evicted: boolean; keptPrivate: boolean; moved: boolean } {
+function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[] }): {
+  exhausted: boolean; evicted: boolean; keptPrivate: boolean; moved: boolean; refreshedGrown: number
+} {
   const { blockSize, numBlocks, vocab } = s
   const tree = new PrefixTree(new BlockPool({ numBlocks, blockSize }))
+  // plans the live sequences after every operation, as the engine's steps do: refreshed where the paths are the same
+  const planner = new LevelPlanner()
+  let refreshedGrown = 0
+  let lengthsBefore: Array<number> = []
   const model = emptyModel()
   const history: number[][] = []
   let exhausted = false
@@ -303,11 +310,17 @@ function run(s: { blockSize: number; numBlocks: number; vocab: number; ops: Op[]
     for (const n of lockedBefore) ensure(!n.evicted || n === dropped, () => `locked node ${n.id} was evicted`)
     checkTree(tree, model)
     const order = [...model.live.keys()]
-    checkPlan(planLevels(tree, order), blockSize, planExpectations(tree, order))
+    const plan = planLevels(tree, order)
+    checkPlan(plan, blockSize, planExpectations(tree, order))
+    const refreshed = planner.refreshed
+    expect(planner.plan(tree, order)).toEqual(plan)
+    const lengths = order.map((seq) => tree.lengthOf(seq))
+    if (planner.refreshed > refreshed && lengths.some((l, i) => l !== lengthsBefore[i])) refreshedGrown++
+    lengthsBefore = lengths
     const reversed = order.slice().reverse()
     checkPlan(planLevels(tree, reversed), blockSize, planExpectations(tree, reversed))
   }
-  return { exhausted, evicted, keptPrivate, moved }
+  return { exhausted, evicted, keptPrivate, moved, refreshedGrown }
 }
 
 describe("PrefixTree under random operations", () => {
@@ -316,9 +329,11 @@ describe("PrefixTree under random operations", () => {
     let evicted = 0
     let keptPrivate = 0
     let moved = 0
+    let refreshedGrown = 0
     fc.assert(
       fc.property(scenario, (s) => {
         const r = run(s)
+        refreshedGrown += r.refreshedGrown
         if (r.exhausted) exhausted++
         if (r.evicted) evicted++
         if (r.keptPrivate) keptPrivate++
@@ -332,6 +347,8 @@ describe("PrefixTree under random operations", () => {
     // and pending tokens must meet siblings that took their key first: shared, and kept apart
     expect(moved).toBeGreaterThan(20)
     expect(keptPrivate).toBeGreaterThan(20)
+    // and the planner must have refreshed plans whose sequences grew, not only rebuilt them
+    expect(refreshedGrown).toBeGreaterThan(100)
   })
 
   it("keeps them consistent with roomy pools and long shared prefixes", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { benchPlan } from "../src/benchPlan.ts"
 import { BlockPool } from "../src/BlockPool.ts"
+import { LevelPlanner } from "../src/LevelPlanner.ts"
 import { planLevels } from "../src/planLevels.ts"
 import { type PrefixTree, PrefixTree as Tree, TreeNode } from "../src/PrefixTree.ts"
 import { checkPlan, planExpectations } from "./check.ts"
@@ -64,6 +65,70 @@ describe("planLevels", () => {
       { path: [first, empty, last], blocks: Uint32Array.of(5, 5, 5, 6, 7), slots: Uint32Array.of(0, 1, 2, 3, 0) },
       { path: [first, empty], blocks: Uint32Array.of(5, 5, 5), slots: Uint32Array.of(0, 1, 2) }
     ])
+  })
+})
+
+describe("LevelPlanner", () => {
+  /** a few-shot prefix, two problems under it, three samples on leaves of their own under each */
+  const samplingTree = () => {
+    const tree = new Tree(new BlockPool({ numBlocks: 64, blockSize: 4 }))
+    const prefix = [1, 2, 3, 4, 5, 6]
+    const problems = [[7, 8, 9], [10, 11]].map((p) => tree.insert([...prefix, ...p]).seq)
+    const samples = [0, 1, 2, 3, 4, 5].map((i) => {
+      const seq = tree.fork(problems[i % 2]!)
+      tree.append(seq, [20 + i])
+      return seq
+    })
+    for (const p of problems) tree.release(p)
+    return { tree, samples }
+  }
+
+  it("refreshes the plan while decoding grows the leaves, across block boundaries", () => {
+    const { tree, samples } = samplingTree()
+    const planner = new LevelPlanner()
+    let before = planner.plan(tree, samples)
+    expect(before).toEqual(planLevels(tree, samples))
+    for (let step = 0; step < 9; step++) {
+      samples.forEach((seq, i) => tree.append(seq, [30 + i]))
+      const plan = planner.plan(tree, samples)
+      expect(plan).toEqual(planLevels(tree, samples))
+      // the leaves grew: the refreshed plan reads their lengths (and new blocks), the plan before keeps its own
+      expect(Array.from(plan.levels[2]!.length)).toEqual(Array.from(before.levels[2]!.length, (l) => l + 1))
+      expect(Array.from(plan.seqLength)).toEqual(Array.from(before.seqLength, (l) => l + 1))
+      before = plan
+    }
+    expect({ built: planner.built, refreshed: planner.refreshed }).toEqual({ built: 1, refreshed: 9 })
+  })
+
+  it("plans anew when the sequences or their paths change", () => {
+    const { tree, samples } = samplingTree()
+    const planner = new LevelPlanner()
+    planner.plan(tree, samples)
+    // another order, another set
+    expect(planner.plan(tree, samples.slice().reverse())).toEqual(planLevels(tree, samples.slice().reverse()))
+    const fewer = samples.slice(1)
+    expect(planner.plan(tree, fewer)).toEqual(planLevels(tree, fewer))
+    expect(planner.built).toBe(3)
+    // a pending token on a private leaf grows it in place: the paths stay, the plan is refreshed
+    planner.plan(tree, samples)
+    tree.appendPending(samples[2]!)
+    expect(planner.plan(tree, samples)).toEqual(planLevels(tree, samples))
+    expect({ built: planner.built, refreshed: planner.refreshed }).toEqual({ built: 4, refreshed: 1 })
+    // a fork shares a leaf: the next token of either starts a node of its own, and its end moves there
+    tree.resolvePending(samples[2]!, 40)
+    const all = [...samples, tree.fork(samples[0]!)]
+    planner.plan(tree, all)
+    tree.append(all.at(-1)!, [41])
+    expect(planner.plan(tree, all)).toEqual(planLevels(tree, all))
+    expect(planner.built).toBe(6)
+    // a node whose parent changed without any sequence's end changing (a split the tree's operations always pair with a moved end)
+    const leaf = tree.sequence(samples[1]!).end
+    leaf.parent = leaf.parent!.parent
+    expect(planner.plan(tree, all)).toEqual(planLevels(tree, all))
+    // and one whose start slot changed
+    leaf.startSlot = (leaf.startSlot + 1) % 4
+    expect(planner.plan(tree, all)).toEqual(planLevels(tree, all))
+    expect(planner.built).toBe(8)
   })
 })
 

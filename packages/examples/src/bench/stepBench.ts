@@ -1,15 +1,18 @@
 /**
- * The host work of one decoding step: what the CPU spends from the start of
- * planning to the step's submit, and what it asks of the GPU (dispatches,
- * bind groups and buffers created, bytes written), on the path the engine
- * takes — planLevels over the tree, the attention's prepare, the forward's
- * encode with every layer's attention, the submit.
+ * The host work of one decoding step: what the CPU spends from building its
+ * inputs to the step's submit, and what it asks of the GPU (dispatches,
+ * bind groups and buffers created, bytes written), on the path the engine's
+ * step takes — the forward's inputs from the scheduler's rows (the engine's
+ * DecodeBatchBuilder), the plan (its LevelPlanner: the plan's structure kept
+ * while the samples' paths stay, as they do from step to step), the
+ * attention's prepare, the forward's encode with every layer's attention, the
+ * submit.
  *
  * The model and the tree are in stepStack.ts. Every step decodes one token
  * per sample, and the sampled tokens grow the samples' leaves as decoding
  * does.
  *
- * Host time is CPU time from the start of planning to the return of the
+ * Host time is CPU time from the start of the inputs to the return of the
  * submit, with the wall-clock time beside it (on a machine other processes
  * load, the wall clock also counts their turns on the cores). The GPU's time
  * is kept apart: each step waits for the previous one to finish, and a moment
@@ -39,11 +42,12 @@
  * of that many dispatches.
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOptions } from "@canopy/kernels"
-import { planLevels, type SeqId } from "@canopy/tree-cache"
+import type { DecodeRow } from "@canopy/runtime"
+import type { SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
 import { cpuMs, RecordedCalls } from "./recordedCalls.ts"
-import { buildStepTree, createStepStack, DecodeInputs, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
+import { buildStepTree, createStepStack, DecodeRows, MAX_STEP_BATCH, type StepPreset, type StepStack, stepModelConfig } from "./stepStack.ts"
 
 export interface StepBenchOptions {
   readonly preset: StepPreset
@@ -64,9 +68,10 @@ export interface StepBenchOptions {
 }
 
 export interface StepPhases {
+  /** the forward's inputs from the rows */
+  readonly batchMs: number
   readonly planMs: number
   readonly prepareMs: number
-  readonly batchMs: number
   readonly encodeMs: number
   readonly submitMs: number
 }
@@ -123,22 +128,22 @@ const countsOf = (stack: StepStack): GpuWorkCounts => sumCounts([stack.forward.c
 
 interface Encoded {
   readonly commands: GPUCommandBuffer
-  /** performance.now() after planning, preparing, filling the inputs and encoding */
+  /** performance.now() after building the inputs, planning, preparing and encoding */
   readonly marks: readonly [number, number, number, number]
 }
 
-/** The step's host work up to the submit: plan, prepare, inputs, encode; `prepared` is what the caller releases. */
+/** The step's host work up to the submit, as the engine's step does it: inputs, plan, prepare, encode; `prepared` is what the caller releases. */
 const encodeStep = (
-  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, keep: (prepared: { destroy(): void }) => void,
+  device: GPUDevice, stack: StepStack, rows: ReadonlyArray<DecodeRow>, keep: (prepared: { destroy(): void }) => void,
   record?: RecordedCalls
 ): Encoded => {
   const { kv, forward, attention } = stack
-  const plan = planLevels(kv.tree, samples)
+  const batch = stack.inputs.inputs(rows)
   const t1 = performance.now()
+  const plan = stack.planner.plan(kv.tree, batch.seqs)
+  const t2 = performance.now()
   const prepared = attention.prepare(plan)
   keep(prepared)
-  const t2 = performance.now()
-  const batch = inputs.fill(kv, samples)
   const t3 = performance.now()
   const created = device.createCommandEncoder({ label: "bench step" })
   const encoder = record === undefined ? created : record.recording(created)
@@ -153,7 +158,7 @@ const encodeStep = (
  * finished and dropped unsubmitted; and the dispatches a step of each encodes.
  */
 const hostBackToBack = (
-  device: GPUDevice, stacks: ReadonlyArray<StepStack>, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs
+  device: GPUDevice, stacks: ReadonlyArray<StepStack>, rows: ReadonlyArray<DecodeRow>
 ): Array<{ readonly times: Array<number>; readonly dispatches: number }> => {
   const times = stacks.map((): Array<number> => [])
   // counted on one step of each (the stacks share their forward's counters)
@@ -164,7 +169,7 @@ const hostBackToBack = (
       const before = countsOf(stack).dispatches
       const cpu0 = cpuMs()
       try {
-        encodeStep(device, stack, samples, inputs, (p) => (prepared = p))
+        encodeStep(device, stack, rows, (p) => (prepared = p))
         if (i >= HOST_REPEATS) times[s]!.push(cpuMs() - cpu0)
       } finally {
         prepared?.destroy()
@@ -181,16 +186,18 @@ const hostBackToBack = (
  * sampled tokens.
  */
 export const decodeStep = async (
-  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeInputs, sleepMs: number, record?: RecordedCalls
+  device: GPUDevice, stack: StepStack, samples: ReadonlyArray<SeqId>, inputs: DecodeRows, sleepMs: number, record?: RecordedCalls
 ): Promise<Measured> => {
   const { kv, forward } = stack
+  // the scheduler's part, before the step's
+  const rows = inputs.rows(kv)
   await sleep(SETTLE_MS)
   const before = countsOf(stack)
   let prepared: { destroy(): void } | undefined
   try {
     const cpu0 = cpuMs()
     const t0 = performance.now()
-    const { commands, marks: [t1, t2, t3, t4] } = encodeStep(device, stack, samples, inputs, (p) => (prepared = p), record)
+    const { commands, marks: [t1, t2, t3, t4] } = encodeStep(device, stack, rows, (p) => (prepared = p), record)
     const encodedCpu = cpuMs()
     device.queue.submit([commands])
     const t5 = performance.now()
@@ -208,7 +215,7 @@ export const decodeStep = async (
     return {
       hostMs,
       wallMs: t5 - t0,
-      phases: { planMs: t1 - t0, prepareMs: t2 - t1, batchMs: t3 - t2, encodeMs: t4 - t3, submitMs: t5 - t4 },
+      phases: { batchMs: t1 - t0, planMs: t2 - t1, prepareMs: t3 - t2, encodeMs: t4 - t3, submitMs: t5 - t4 },
       counts,
       gpuMs
     }
@@ -219,7 +226,7 @@ export const decodeStep = async (
 
 const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, options: StepBenchOptions): Promise<StepPoint> => {
   const samples = buildStepTree(stack.kv, batch, stack.forward.weights.config.vocabSize)
-  const inputs = new DecodeInputs(stack.kv, samples)
+  const inputs = new DecodeRows(stack.kv, samples)
   try {
     const measured: Array<Measured> = []
     const calls = new RecordedCalls()
@@ -238,7 +245,7 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
     }
     options.onProgress?.(`batch ${batch}: the host work back to back`)
     const separate = stack.separateMerge === undefined ? undefined : { ...stack, attention: stack.separateMerge }
-    const [backToBack, separateBackToBack] = hostBackToBack(device, separate === undefined ? [stack] : [stack, separate], samples, inputs)
+    const [backToBack, separateBackToBack] = hostBackToBack(device, separate === undefined ? [stack] : [stack, separate], inputs.rows(stack.kv))
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -255,9 +262,9 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
         ? {}
         : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack.times), dispatchesPerStep: separateBackToBack.dispatches } }),
       phases: {
+        batchMs: medianOf((m) => m.phases.batchMs),
         planMs: medianOf((m) => m.phases.planMs),
         prepareMs: medianOf((m) => m.phases.prepareMs),
-        batchMs: medianOf((m) => m.phases.batchMs),
         encodeMs: medianOf((m) => m.phases.encodeMs),
         submitMs: medianOf((m) => m.phases.submitMs)
       },

@@ -36,7 +36,7 @@ const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * 
 
 export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   const header = [
-    "batch", "layers", "host CPU ms/step", "µs/layer", "back to back", "wall ms", "plan", "prepare", "inputs", "encode", "submit",
+    "batch", "layers", "host CPU ms/step", "µs/layer", "back to back", "wall ms", "inputs", "plan", "prepare", "encode", "submit",
     "bind groups", "buffers", "dispatches", "per layer", "bytes written", "first step: bind groups, buffers", "GPU ms", "calls alone ms", "after the GPU"
   ]
   const rows = report.points.map((p) => {
@@ -49,9 +49,9 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
       ((1000 * p.hostMsPerStep) / p.layers).toFixed(1),
       valueWithRange(p.hostBackToBackMs, 3),
       valueWithRange(p.hostWallMs, 3),
+      percent(f.batchMs, whole),
       percent(f.planMs, whole),
       percent(f.prepareMs, whole),
-      percent(f.batchMs, whole),
       percent(f.encodeMs, whole),
       percent(f.submitMs, whole),
       String(p.bindGroupsPerStep),
@@ -73,7 +73,7 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     `${report.adapter}; ${m.preset} layout at small widths: ${m.layers} layers, ${m.heads}/${m.kvHeads} heads of dim ${m.headDim}, hidden ${m.hidden}`,
     `tree: ${t.prefixTokens}-token prefix → ${t.problems} problems × ${t.problemTokens} → one leaf per sample; ` +
     `${report.warmup} untimed step${report.warmup === 1 ? "" : "s"}, then ${report.steps} timed; ` +
-    "host: CPU ms from planning to the submit (the submit call itself on the wall clock: it starts the GPU), " +
+    "host: CPU ms from building the step's inputs to the submit (the submit call itself on the wall clock: it starts the GPU), " +
     "median (range); back to back: the same host work repeated with no GPU work between, never submitted (the CPU's own cost, caches warm); " +
     "wall ms: the step's span on the wall clock, with its phases as shares of it; counts: the most any timed step " +
     "asked for (dispatches per layer: the step's over its layers, the embedding and the logits' few included); GPU ms: the wait after the submit, apart; " +

@@ -16,8 +16,8 @@
 import {
   createTreeAttention, layerProjections, type SamplingParams, type TreeAttention, tuneLevelTile, tuneMatmul, type TuneOptions
 } from "@canopy/kernels"
-import { Forward, type ForwardBatch, KvCache, loadModel, type ModelConfig, PRESETS } from "@canopy/runtime"
-import type { SeqId } from "@canopy/tree-cache"
+import { DecodeBatchBuilder, type DecodeRow, Forward, KvCache, loadModel, type ModelConfig, PRESETS } from "@canopy/runtime"
+import { LevelPlanner, type SeqId } from "@canopy/tree-cache"
 
 export type StepPreset = "codellama-7b" | "codellama-13b"
 
@@ -87,42 +87,34 @@ export const buildStepTree = (kv: KvCache, batch: number, vocab: number): Array<
   return samples
 }
 
-/** The step's inputs, in arrays kept for the point: each sample's last token, written at its slot. */
-export class DecodeInputs {
-  readonly tokens: Uint32Array
-  readonly positions: Uint32Array
-  readonly slots: Uint32Array
-  readonly logitRows: Uint32Array
-  readonly sampling: ReadonlyArray<SamplingParams>
+/**
+ * What the scheduler hands the engine's step every decoding step, for the
+ * samples of a point: each sample's newest token (its KV not written yet) and
+ * its sampling; the step builds the forward's inputs from them with the
+ * engine's own builder (StepStack.inputs).
+ */
+export class DecodeRows {
+  /** each sample's newest token, index = row */
   readonly last: Uint32Array
+  private readonly sampling: ReadonlyArray<SamplingParams>
 
   /** `samples`' last tokens are the first step's inputs */
-  constructor(kv: KvCache, samples: ReadonlyArray<SeqId>) {
-    const rows = samples.length
-    this.tokens = new Uint32Array(rows)
-    this.positions = new Uint32Array(rows)
-    this.slots = new Uint32Array(2 * rows)
-    this.logitRows = Uint32Array.from({ length: rows }, (_, r) => r)
-    this.last = new Uint32Array(rows)
-    this.sampling = Array.from({ length: rows }, (_, r) => ({ temperature: 1, topK: 0, topP: 1, seed: 0, sequence: r, step: 0 }))
-    samples.forEach((seq, r) => (this.last[r] = kv.tree.tokensOf(seq).at(-1)!))
+  constructor(kv: KvCache, private readonly samples: ReadonlyArray<SeqId>) {
+    this.last = Uint32Array.from(samples, (seq) => kv.tree.tokensOf(seq).at(-1)!)
+    this.sampling = samples.map((_, r) => ({ temperature: 1, topK: 0, topP: 1, seed: 0, sequence: r, step: 0 }))
   }
 
-  fill(kv: KvCache, samples: ReadonlyArray<SeqId>): ForwardBatch {
-    for (let r = 0; r < samples.length; r++) {
-      const position = kv.tree.lengthOf(samples[r]!) - 1
-      const { block, slot } = kv.tree.slotOf(samples[r]!, position)
-      this.tokens[r] = this.last[r]!
-      this.positions[r] = position
-      this.slots[2 * r] = block
-      this.slots[2 * r + 1] = slot
-    }
-    return this
+  /** The next step's rows. */
+  rows(kv: KvCache): Array<DecodeRow> {
+    return this.samples.map((seq, r) => ({ seq, token: this.last[r]!, written: kv.tree.lengthOf(seq) - 1, sampling: this.sampling[r]! }))
   }
 }
 
 export interface StepStack {
   readonly kv: KvCache
+  /** the engine's builder of a decode step's forward inputs, and its planner */
+  readonly inputs: DecodeBatchBuilder
+  readonly planner: LevelPlanner
   readonly forward: Forward
   readonly attention: TreeAttention
   /** the same attention with the merge as a pass of its own (TreeAttentionOptions.fuseMerge false), where asked for */
@@ -152,7 +144,7 @@ export const createStepStack = async (
       matmul: matmul.choice
     })
     owned.push(forward)
-    return { kv, attention, forward, ...(separate === undefined ? {} : { separateMerge: separate }), destroy: () => owned.reverse().forEach((o) => o.destroy()) }
+    return { kv, inputs: new DecodeBatchBuilder(kv.tree), planner: new LevelPlanner(), attention, forward, ...(separate === undefined ? {} : { separateMerge: separate }), destroy: () => owned.reverse().forEach((o) => o.destroy()) }
   } catch (e) {
     for (const o of owned.reverse()) o.destroy()
     throw e

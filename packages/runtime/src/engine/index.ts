@@ -1,4 +1,5 @@
 export * from "./capacity.ts"
+export * from "./decodeBatch.ts"
 export * from "./Engine.ts"
 export * from "./errors.ts"
 export * from "./KvCache.ts"

@@ -7,31 +7,15 @@
  *   prefill(rows): prompt tokens whose KV is not cached, attended with the
  *     level kernels (ancestors fully, their own node causally), no sampling.
  */
-import { checkDeviceAlive, NO_FEED, NON_FINITE_TOKEN, type SamplingParams, type TreeAttention } from "@canopy/kernels"
-import { type BlockCopy, type LevelPlan, planLevels, type SeqId } from "@canopy/tree-cache"
+import { checkDeviceAlive, NON_FINITE_TOKEN, type TreeAttention } from "@canopy/kernels"
+import { type BlockCopy, type LevelPlan, LevelPlanner, type SeqId } from "@canopy/tree-cache"
 import type { Forward, PassAttention } from "../model/forward.ts"
 import type { KvCache } from "./KvCache.ts"
+import { DecodeBatchBuilder, type DecodeRow } from "./decodeBatch.ts"
 import { planRows } from "./planRows.ts"
 import type { AttentionMode } from "./request.ts"
 
-/**
- * Rows whose KV is already cached, or written by another row of the same step,
- * get this block: the append kernel skips them, so a slot's KV is written once.
- */
-export const NO_WRITE = 0xffffffff
-
 export { NON_FINITE_TOKEN }
-
-export interface DecodeRow {
-  readonly seq: SeqId
-  /** the input token: the sample's newest (its KV is written by this step unless `written` covers it) */
-  readonly token: number
-  /** instead of `token`: the row of the previous decode step whose sampled id is the input, fed on the GPU */
-  readonly feed?: number
-  /** how many of the sequence's tokens already have KV */
-  readonly written: number
-  readonly sampling: SamplingParams
-}
 
 export interface PrefillRow {
   readonly seq: SeqId
@@ -40,12 +24,18 @@ export interface PrefillRow {
 }
 
 export class StepRunner {
+  private readonly decodeBatch: DecodeBatchBuilder
+  /** decode steps over the same samples keep their plan's structure (LevelPlanner) */
+  private readonly planner = new LevelPlanner()
+
   constructor(
     private readonly device: GPUDevice,
     private readonly kv: KvCache,
     private readonly forward: Forward,
     private readonly attention: { readonly hydragen: TreeAttention; readonly baseline: TreeAttention }
-  ) {}
+  ) {
+    this.decodeBatch = new DecodeBatchBuilder(kv.tree)
+  }
 
   /**
    * Submits one decode step and returns the plan (for statistics) at once, and
@@ -54,37 +44,10 @@ export class StepRunner {
    * by the time anything submitted later runs.
    */
   decode(rows: ReadonlyArray<DecodeRow>, mode: AttentionMode): { readonly plan: LevelPlan; readonly positions: Uint32Array; readonly sampled: Promise<Uint32Array> } {
-    const tree = this.kv.tree
-    const n = rows.length
-    const tokens = new Uint32Array(n)
-    const positions = new Uint32Array(n)
-    const slots = new Uint32Array(2 * n)
-    const logitRows = new Uint32Array(n)
-    const sampling = new Array<SamplingParams>(n)
-    const feed = new Uint32Array(n).fill(NO_FEED)
-    let fed = false
-    const claimed = new Set<number>()
-    for (let r = 0; r < n; r++) {
-      const row = rows[r]!
-      const position = tree.lengthOf(row.seq) - 1
-      const { block, slot } = tree.slotOf(row.seq, position)
-      const key = block * this.kv.blockSize + slot
-      tokens[r] = row.token
-      positions[r] = position
-      // A prompt's last token is prefilled, and forks that sampled the same token share its slot: write each slot once.
-      slots[2 * r] = row.written > position || claimed.has(key) ? NO_WRITE : block
-      slots[2 * r + 1] = slot
-      claimed.add(key)
-      logitRows[r] = r
-      sampling[r] = row.sampling
-      if (row.feed !== undefined) {
-        feed[r] = row.feed
-        fed = true
-      }
-    }
-    const plan = planLevels(tree, rows.map((r) => r.seq))
+    const batch = this.decodeBatch.inputs(rows)
+    const plan = this.planner.plan(this.kv.tree, batch.seqs)
     const kernels = mode === "hydragen" ? this.attention.hydragen : mode === "baseline" ? this.attention.baseline : undefined
-    return { plan, positions, sampled: this.run(plan, kernels, { tokens, positions, slots, logitRows, sampling, ...(fed ? { feed } : {}) }) }
+    return { plan, positions: batch.positions, sampled: this.run(plan, kernels, batch) }
   }
 
   /** Submits one prefill forward of `rows` (at most the forward's row limit); resolves once it is submitted. */

@@ -1,6 +1,6 @@
 /**
  * `canopy bench step`: the host work of one decoding step — CPU ms from
- * planning to the submit, dispatches, bind groups and buffers created and
+ * building its inputs to the submit, dispatches, bind groups and buffers created and
  * bytes written per step — for the CodeLlama-7b or -13b layer count and head
  * layout at small widths, so that the GPU's share stays small on a software
  * adapter.
