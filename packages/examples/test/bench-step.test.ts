@@ -70,6 +70,7 @@ describe("bench step", () => {
       expect(p.dispatchesPerStep).toBeGreaterThan(0)
       expect(p.callsAloneMs?.n).toBe(5)
       expect(p.hostBackToBackMs.n).toBe(10)
+      expect(p.freshPlanBackToBackMs.n).toBe(10)
       expect(p.hostBackToBackMs.min).toBeGreaterThan(0)
       expect(p.callsAfterGpuMs).toBeGreaterThanOrEqual(0)
       // batch 1 has no shared node to merge with; at 16 (two samples a problem) every sample ends on its own leaf, and the fused merge saves a dispatch a layer
@@ -90,9 +91,10 @@ describe("bench step", () => {
       points
     }
     const table = formatStepTable(report)
-    // the header lines, the table, and a line per point comparing the merges
-    expect(table).toHaveLength(7)
-    expect(table[6]).toMatch(/^batch 16: back to back, the merge fused .* ms \(\d+ dispatches\), as a pass of its own .* ms \(\d+\), in alternation: [\d.]+× the fused host time$/)
+    // the header lines, the table, a line per point comparing the plans, and one comparing the merges
+    expect(table).toHaveLength(9)
+    expect(table[5]).toMatch(/^batch 1: back to back, the plan refreshed .* ms, built from nothing .* ms, in alternation: [\d.]+× the step's host time$/)
+    expect(table[8]).toMatch(/^batch 16: back to back, the merge fused .* ms \(\d+ dispatches\), as a pass of its own .* ms \(\d+\), in alternation: [\d.]+× the fused host time$/)
     expect(table[3]!.trim().split(/\s+/)[0]).toBe("1")
     expect(JSON.parse(JSON.stringify(report)).points[1].batch).toBe(16)
   })

@@ -31,6 +31,10 @@
  * scheduler plans a step while the last one runs; on a software adapter the
  * host time above also pays for the emulated GPU's threads on the same cores.
  *
+ * The back-to-back host work alternates with the same with every plan built
+ * from nothing (planLevels instead of the planner's refresh): what keeping
+ * the plan's structure saves, in the same rounds.
+ *
  * With `separateMerge`, the back-to-back host work alternates with the same
  * on an attention whose merge is a pass of its own (the step's attention
  * merges in its decode items where the device allows it): what the fusion's
@@ -43,7 +47,7 @@
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOptions } from "@canopy/kernels"
 import type { DecodeRow } from "@canopy/runtime"
-import type { SeqId } from "@canopy/tree-cache"
+import { planLevels, type SeqId } from "@canopy/tree-cache"
 import { setTimeout as sleep } from "node:timers/promises"
 import { spreadOf, type Spread } from "./figures.ts"
 import { cpuMs, RecordedCalls } from "./recordedCalls.ts"
@@ -88,6 +92,8 @@ export interface StepPoint {
   readonly hostWallMs: Spread
   /** CPU ms of the host work repeated back to back, never submitted (no GPU work between) */
   readonly hostBackToBackMs: Spread
+  /** the same with every plan built from nothing (planLevels), in alternation with it */
+  readonly freshPlanBackToBackMs: Spread
   /** the same with the merge as a pass of its own, in alternation with it (with `separateMerge`), and that step's dispatches */
   readonly separateMerge?: { readonly hostBackToBackMs: Spread; readonly dispatchesPerStep: number }
   /** medians of each phase of the host time, on the wall clock */
@@ -244,8 +250,10 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       replays = Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
     }
     options.onProgress?.(`batch ${batch}: the host work back to back`)
-    const separate = stack.separateMerge === undefined ? undefined : { ...stack, attention: stack.separateMerge }
-    const [backToBack, separateBackToBack] = hostBackToBack(device, separate === undefined ? [stack] : [stack, separate], inputs.rows(stack.kv))
+    // beside the step: the same with every plan built from nothing, and (where asked) with the merge as a pass of its own
+    const fresh: StepStack = { ...stack, planner: { plan: planLevels } }
+    const separate = stack.separateMerge === undefined ? [] : [{ ...stack, attention: stack.separateMerge }]
+    const [backToBack, freshBackToBack, separateBackToBack] = hostBackToBack(device, [stack, fresh, ...separate], inputs.rows(stack.kv))
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -258,6 +266,7 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       hostMsSteps: timed.map((m) => m.hostMs),
       hostWallMs: spreadOf(timed.map((m) => m.wallMs)),
       hostBackToBackMs: spreadOf(backToBack!.times),
+      freshPlanBackToBackMs: spreadOf(freshBackToBack!.times),
       ...(separateBackToBack === undefined
         ? {}
         : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack.times), dispatchesPerStep: separateBackToBack.dispatches } }),

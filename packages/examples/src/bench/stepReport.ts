@@ -80,6 +80,10 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     "calls alone: CPU ms of the step's WebGPU calls (pipelines, bind groups, dispatches) replayed into a new encoder with nothing else, to its finish, back to back, and once as a step starts (after the GPU's work)",
     line(header),
     ...rows.map(line),
+    ...report.points.map((p) =>
+      `batch ${p.batch}: back to back, the plan refreshed ${valueWithRange(p.hostBackToBackMs, 3)} ms, built from nothing ` +
+      `${valueWithRange(p.freshPlanBackToBackMs, 3)} ms, in alternation: ${(p.freshPlanBackToBackMs.median / p.hostBackToBackMs.median).toFixed(2)}× the step's host time`
+    ),
     ...report.points.flatMap((p) => p.separateMerge === undefined ? [] : [
       `batch ${p.batch}: back to back, the merge fused ${valueWithRange(p.hostBackToBackMs, 3)} ms (${p.dispatchesPerStep} dispatches), ` +
       `as a pass of its own ${valueWithRange(p.separateMerge.hostBackToBackMs, 3)} ms (${p.separateMerge.dispatchesPerStep}), in alternation: ` +

@@ -17,7 +17,7 @@ import {
   createTreeAttention, layerProjections, type SamplingParams, type TreeAttention, tuneLevelTile, tuneMatmul, type TuneOptions
 } from "@canopy/kernels"
 import { DecodeBatchBuilder, type DecodeRow, Forward, KvCache, loadModel, type ModelConfig, PRESETS } from "@canopy/runtime"
-import { LevelPlanner, type SeqId } from "@canopy/tree-cache"
+import { type LevelPlan, LevelPlanner, type PrefixTree, type SeqId } from "@canopy/tree-cache"
 
 export type StepPreset = "codellama-7b" | "codellama-13b"
 
@@ -112,9 +112,9 @@ export class DecodeRows {
 
 export interface StepStack {
   readonly kv: KvCache
-  /** the engine's builder of a decode step's forward inputs, and its planner */
+  /** the engine's builder of a decode step's forward inputs, and its planner (a LevelPlanner) */
   readonly inputs: DecodeBatchBuilder
-  readonly planner: LevelPlanner
+  readonly planner: { plan(tree: PrefixTree, sequences: ArrayLike<SeqId>): LevelPlan }
   readonly forward: Forward
   readonly attention: TreeAttention
   /** the same attention with the merge as a pass of its own (TreeAttentionOptions.fuseMerge false), where asked for */
