@@ -73,6 +73,8 @@ describe("bench step", () => {
       expect(p.freshPlanBackToBackMs.n).toBe(10)
       expect(p.hostBackToBackMs.min).toBeGreaterThan(0)
       expect(p.callsAfterGpuMs).toBeGreaterThanOrEqual(0)
+      expect(p.submitAloneMs?.n).toBe(5)
+      expect(p.submitAloneMs!.min).toBeGreaterThanOrEqual(0)
       // batch 1 has no shared node to merge with; at 16 (two samples a problem) every sample ends on its own leaf, and the fused merge saves a dispatch a layer
       expect(p.separateMerge?.hostBackToBackMs.n).toBe(10)
       expect(p.separateMerge?.dispatchesPerStep).toBe(p.dispatchesPerStep + (p.batch === 1 ? 0 : p.layers))

@@ -5,6 +5,10 @@
  * step benchmark sets it beside the step's host time, as the floor the
  * WebGPU binding itself puts under any step of that many dispatches.
  *
+ * The same calls, each dispatch with an empty grid, are also submitted: the
+ * host cost of the submit itself, which a finished, unsubmitted encoder
+ * leaves out.
+ *
  * Recording goes through a stand-in encoder whose passes pass every call on,
  * so the recorded step runs as any other (it is not a timed one: the
  * stand-in's own work would count).
@@ -51,18 +55,38 @@ export class RecordedCalls {
   replay(device: GPUDevice): ReplayTime {
     const cpu0 = cpuMs()
     const t0 = performance.now()
+    this.encode(device, false)
+    return { cpuMs: cpuMs() - cpu0, wallMs: performance.now() - t0 }
+  }
+
+  /**
+   * CPU ms of submitting the recorded passes, each dispatch with an empty grid
+   * (Dawn warns once about those): what a submit costs the host for the
+   * step's dispatches (the backend records its own commands there, with
+   * every dispatch's barriers), with no GPU work started by it.
+   */
+  async submitAlone(device: GPUDevice): Promise<number> {
+    const commands = this.encode(device, true)
+    const cpu0 = cpuMs()
+    device.queue.submit([commands])
+    const cpu = cpuMs() - cpu0
+    await device.queue.onSubmittedWorkDone()
+    return cpu
+  }
+
+  private encode(device: GPUDevice, emptyGrids: boolean): GPUCommandBuffer {
     const encoder = device.createCommandEncoder({ label: "recorded calls" })
     for (const calls of this.passes) {
       const pass = encoder.beginComputePass()
       for (const c of calls) {
         if (c.kind === "pipeline") pass.setPipeline(c.pipeline)
         else if (c.kind === "group") pass.setBindGroup(c.index, c.group)
+        else if (emptyGrids) pass.dispatchWorkgroups(0)
         else pass.dispatchWorkgroups(c.x, c.y, c.z)
       }
       pass.end()
     }
-    encoder.finish()
-    return { cpuMs: cpuMs() - cpu0, wallMs: performance.now() - t0 }
+    return encoder.finish()
   }
 }
 

@@ -43,7 +43,9 @@
  * Beside the host time stands the time of the step's WebGPU calls alone
  * (recordedCalls.ts): the last warm-up step's passes, recorded and replayed
  * into an encoder with nothing else, the floor the binding puts under a step
- * of that many dispatches.
+ * of that many dispatches; and the CPU time of submitting them with empty
+ * grids: the submit's own share of the host time, which the back-to-back
+ * figure (never submitted) leaves out.
  */
 import { countsSince, type GpuWorkCounts, readUint32, sumCounts, type TuneOptions } from "@canopy/kernels"
 import type { DecodeRow } from "@canopy/runtime"
@@ -111,6 +113,8 @@ export interface StepPoint {
   readonly callsAloneMs: Spread | undefined
   /** the same, replayed once as a step starts: after the last step's GPU work and the settle a step waits */
   readonly callsAfterGpuMs: number | undefined
+  /** CPU ms of submitting the same calls with empty grids: the submit's own host cost (none without a warm-up step) */
+  readonly submitAloneMs: Spread | undefined
 }
 
 /** back-to-back replays of the recorded calls timed at every point, after the one timed as a step starts */
@@ -244,10 +248,13 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
     // the recorded calls replayed once as a step starts (after the GPU's work and the settle), then back to back
     let afterGpu: number | undefined
     let replays: Array<number> = []
+    const submits: Array<number> = []
     if (options.warmup > 0) {
       await sleep(SETTLE_MS)
       afterGpu = calls.replay(device).cpuMs
       replays = Array.from({ length: CALL_REPLAYS }, () => calls.replay(device).cpuMs)
+      options.onProgress?.(`batch ${batch}: the submit alone (empty grids, which Dawn warns of once)`)
+      for (let i = 0; i < CALL_REPLAYS; i++) submits.push(await calls.submitAlone(device))
     }
     options.onProgress?.(`batch ${batch}: the host work back to back`)
     // beside the step: the same with every plan built from nothing, and (where asked) with the merge as a pass of its own
@@ -284,6 +291,7 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       firstStep: measured[0]!.counts,
       gpuMsPerStep: medianOf((m) => m.gpuMs),
       callsAloneMs: replays.length > 0 ? spreadOf(replays) : undefined,
+      submitAloneMs: submits.length > 0 ? spreadOf(submits) : undefined,
       callsAfterGpuMs: afterGpu
     }
   } finally {

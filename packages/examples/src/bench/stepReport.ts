@@ -37,7 +37,7 @@ const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * 
 export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
   const header = [
     "batch", "layers", "host CPU ms/step", "µs/layer", "back to back", "wall ms", "inputs", "plan", "prepare", "encode", "submit",
-    "bind groups", "buffers", "dispatches", "per layer", "bytes written", "first step: bind groups, buffers", "GPU ms", "calls alone ms", "after the GPU"
+    "bind groups", "buffers", "dispatches", "per layer", "bytes written", "first step: bind groups, buffers", "GPU ms", "calls alone ms", "after the GPU", "submit alone ms"
   ]
   const rows = report.points.map((p) => {
     const f = p.phases
@@ -62,7 +62,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
       `${p.firstStep.bindGroups}, ${p.firstStep.buffers}`,
       p.gpuMsPerStep.toFixed(0),
       p.callsAloneMs === undefined ? "-" : valueWithRange(p.callsAloneMs, 3),
-      p.callsAfterGpuMs === undefined ? "-" : p.callsAfterGpuMs.toFixed(3)
+      p.callsAfterGpuMs === undefined ? "-" : p.callsAfterGpuMs.toFixed(3),
+      p.submitAloneMs === undefined ? "-" : valueWithRange(p.submitAloneMs, 3)
     ]
   })
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)))
@@ -77,7 +78,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
     "median (range); back to back: the same host work repeated with no GPU work between, never submitted (the CPU's own cost, caches warm); " +
     "wall ms: the step's span on the wall clock, with its phases as shares of it; counts: the most any timed step " +
     "asked for (dispatches per layer: the step's over its layers, the embedding and the logits' few included); GPU ms: the wait after the submit, apart; " +
-    "calls alone: CPU ms of the step's WebGPU calls (pipelines, bind groups, dispatches) replayed into a new encoder with nothing else, to its finish, back to back, and once as a step starts (after the GPU's work)",
+    "calls alone: CPU ms of the step's WebGPU calls (pipelines, bind groups, dispatches) replayed into a new encoder with nothing else, to its finish, back to back, and once as a step starts (after the GPU's work); " +
+    "submit alone: CPU ms of submitting those calls with empty grids (the submit's own host cost, which back to back leaves out)",
     line(header),
     ...rows.map(line),
     ...report.points.map((p) =>
@@ -95,7 +97,8 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
         `batch 1024, 40 layers: ${(p.hostMsPerStep / report.goalHostMs).toFixed(2)}× the ${report.goalHostMs} ms goal of host time per step ` +
         `(${(p.hostBackToBackMs.median / report.goalHostMs).toFixed(2)}× back to back)` +
         (p.callsAloneMs === undefined ? "" : `; the WebGPU calls alone take ${(p.callsAloneMs.median / report.goalHostMs).toFixed(2)}× it back to back` +
-          (p.callsAfterGpuMs === undefined ? "" : `, ${(p.callsAfterGpuMs / report.goalHostMs).toFixed(2)}× right after the GPU's work`))
+          (p.callsAfterGpuMs === undefined ? "" : `, ${(p.callsAfterGpuMs / report.goalHostMs).toFixed(2)}× right after the GPU's work`)) +
+        (p.submitAloneMs === undefined ? "" : `; their submit alone ${(p.submitAloneMs.median / report.goalHostMs).toFixed(2)}× it more`)
       )
   ]
 }
