@@ -12,7 +12,8 @@
 import { type GpuHandle, openGpu } from "@canopy/kernels"
 import { Effect, Layer, Stream } from "effect"
 import fc from "fast-check"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { LevelPlanner } from "@canopy/tree-cache"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { type Completion, type GenerateRequest, type GenerateResult, TreeEngine } from "../src/engine/Engine.ts"
 import type { PromptTree } from "../src/engine/PromptTree.ts"
 import { Engine } from "../src/Engine.ts"
@@ -168,6 +169,26 @@ describe("overlap's extra rows", () => {
       expect(lengths.filter((n) => n < 15).length).toBeGreaterThan(2)
       expect(got).toEqual(want)
     })
+  })
+})
+
+describe("decode steps over the same samples", () => {
+  it("refresh the last plan while the samples' paths stay, overlapped or stepwise", async () => {
+    const request: GenerateRequest = { tree: { tokens: ids(9, 3), samples: 12 }, sampling: { temperature: 1, seed: 4, maxTokens: 24, ignoreEos: true } }
+    const planners = vi.spyOn(LevelPlanner.prototype, "plan")
+    try {
+      for (const overlap of [true, false]) {
+        planners.mockClear()
+        const result = await withEngine({ kvBlocks: 1024, overlap }, (engine) => engine.generate(request))
+        const planner = planners.mock.contexts[0] as LevelPlanner
+        expect(new Set(planners.mock.contexts).size).toBe(1)
+        // every decode step plans once; once the samples' first tokens have their own leaves, the leaves grow in place
+        expect(planner.built + planner.refreshed, `overlap ${overlap}`).toBe(result.stats.steps)
+        expect(planner.refreshed, `overlap ${overlap}`).toBeGreaterThan(result.stats.steps / 2)
+      }
+    } finally {
+      planners.mockRestore()
+    }
   })
 })
 
