@@ -1,5 +1,6 @@
 import { BlockPool } from "./BlockPool.ts"
 import { PrefixTree, type SeqId } from "./PrefixTree.ts"
+import { LevelPlanner } from "./LevelPlanner.ts"
 import { planLevels } from "./planLevels.ts"
 import { mulberry32 } from "./random.ts"
 
@@ -40,6 +41,8 @@ export interface BenchPlanResult {
   readonly p90Us: number
   readonly minUs: number
   readonly meanUs: number
+  /** the same figures of a LevelPlanner refreshing its last plan (the decode steps' planning), timed in alternation with planLevels */
+  readonly refresh: { readonly medianUs: number; readonly roundMedianUs: ReadonlyArray<number>; readonly p10Us: number; readonly p90Us: number }
 }
 
 /**
@@ -47,6 +50,10 @@ export interface BenchPlanResult {
  * few-shot prefix, `problems` statements under it, `samplesPerProblem` live
  * samples under each. Samples are grown one token at a time, as decoding
  * grows them, and only the samples stay live.
+ *
+ * Beside each plan, timed in alternation with it, a LevelPlanner refreshes
+ * its last plan of the same samples (their paths unchanged): what a decode
+ * step's planning costs in the engine.
  *
  * After `warmup` untimed plans, `rounds` rounds of `iterations` plans each:
  * the figure is the median of the rounds' medians, and the rounds' spread
@@ -92,25 +99,37 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
     }
   }
 
+  const planner = new LevelPlanner()
   let plan = planLevels(tree, samples)
-  for (let i = 0; i < warmup; i++) plan = planLevels(tree, samples)
+  for (let i = 0; i < warmup; i++) {
+    plan = planLevels(tree, samples)
+    planner.plan(tree, samples)
+  }
   const roundCount = Math.max(1, rounds)
   const times = new Float64Array(iterations * roundCount)
+  const refreshTimes = new Float64Array(iterations * roundCount)
   const roundMedianUs: Array<number> = []
+  const refreshRoundMedianUs: Array<number> = []
   for (let r = 0; r < roundCount; r++) {
     const round = times.subarray(r * iterations, (r + 1) * iterations)
+    const refreshRound = refreshTimes.subarray(r * iterations, (r + 1) * iterations)
     for (let i = 0; i < iterations; i++) {
       const t0 = performance.now()
       plan = planLevels(tree, samples)
-      round[i] = (performance.now() - t0) * 1000
+      const t1 = performance.now()
+      planner.plan(tree, samples)
+      refreshRound[i] = (performance.now() - t1) * 1000
+      round[i] = (t1 - t0) * 1000
     }
-    roundMedianUs.push(Float64Array.from(round).sort()[Math.floor(iterations / 2)]!)
+    roundMedianUs.push(medianOf(round))
+    refreshRoundMedianUs.push(medianOf(refreshRound))
   }
+  if (planner.built !== 1) throw new Error(`bench plan: the planner built ${planner.built} plans of the same samples, not 1`)
   times.sort()
+  refreshTimes.sort()
   let sum = 0
   for (const t of times) sum += t
-  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!
-  const medians = [...roundMedianUs].sort((a, b) => a - b)
+  const at = (sorted: Float64Array, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
   let nodes = 0
   let blocks = 0
@@ -126,13 +145,21 @@ export function benchPlan(options: BenchPlanOptions = {}): BenchPlanResult {
     blocks,
     iterations,
     rounds: roundCount,
-    medianUs: medians.length % 2 === 1
-      ? medians[medians.length >> 1]!
-      : (medians[(medians.length >> 1) - 1]! + medians[medians.length >> 1]!) / 2,
+    medianUs: middle(roundMedianUs),
     roundMedianUs,
-    p10Us: at(0.1),
-    p90Us: at(0.9),
+    p10Us: at(times, 0.1),
+    p90Us: at(times, 0.9),
     minUs: times[0]!,
-    meanUs: sum / times.length
+    meanUs: sum / times.length,
+    refresh: { medianUs: middle(refreshRoundMedianUs), roundMedianUs: refreshRoundMedianUs, p10Us: at(refreshTimes, 0.1), p90Us: at(refreshTimes, 0.9) }
   }
+}
+
+const medianOf = (round: Float64Array): number => Float64Array.from(round).sort()[Math.floor(round.length / 2)]!
+
+/** The median of the rounds' medians (the mean of the middle two for an even count). */
+const middle = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const h = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[h]! : (sorted[h - 1]! + sorted[h]!) / 2
 }

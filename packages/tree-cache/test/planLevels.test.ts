@@ -144,5 +144,9 @@ describe("benchPlan", () => {
     expect(r.roundMedianUs).toHaveLength(3)
     expect([...r.roundMedianUs].sort((a, b) => a - b)[1]).toBe(r.medianUs)
     expect(r.p10Us).toBeLessThanOrEqual(r.p90Us)
+    // and the planner's refresh beside it, in the same rounds
+    expect(r.refresh.roundMedianUs).toHaveLength(3)
+    expect([...r.refresh.roundMedianUs].sort((a, b) => a - b)[1]).toBe(r.refresh.medianUs)
+    expect(r.refresh.p10Us).toBeLessThanOrEqual(r.refresh.p90Us)
   })
 })
