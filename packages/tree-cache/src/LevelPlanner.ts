@@ -64,7 +64,8 @@ const samePaths = (kept: Kept, tree: PrefixTree, sequences: ArrayLike<SeqId>): U
   if (tree !== kept.tree || sequences.length !== kept.sequences.length) return undefined
   const seqLength = new Uint32Array(sequences.length)
   for (let s = 0; s < sequences.length; s++) {
-    if (sequences[s] !== kept.sequences[s] || !tree.isLive(sequences[s]!)) return undefined
+    if (sequences[s] !== kept.sequences[s]) return undefined
+    // a sequence no longer live throws, as planLevels does
     const view = tree.sequence(sequences[s]!)
     if (view.end !== kept.ends[s]) return undefined
     seqLength[s] = view.length

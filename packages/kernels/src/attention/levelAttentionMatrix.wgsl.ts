@@ -24,8 +24,7 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import type { MatrixUnits } from "../subgroupMatrix/matrixOps.ts"
-import { SPLIT_F32_WGSL } from "../subgroupMatrix/splitF32.ts"
-import { accumulatorName, keyTile, scoresTileWgsl, weightedValuesWgsl } from "../subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
+import { accumulatorName, keyTile, scoresTileWgsl, splitOperandsWgsl, weightedValuesWgsl } from "../subgroupMatrix/attentionSubgroupMatrix.wgsl.ts"
 import { kvDtypeOf, type KvStorage } from "./kvStorage.ts"
 import { ITEM_WGSL, MAIN_SIGNATURE } from "./levelAttention.wgsl.ts"
 import type { LevelTile } from "./tiling.ts"
@@ -113,17 +112,9 @@ const M: u32 = ${M}u;
 const KT: u32 = ${kt}u;
 const WG: u32 = ${tile.workgroupSize}u;
 ${attentionIoWgsl(spec.kv)}
-${SPLIT_F32_WGSL}
-// P's scale: the weights are in (0, 1], their halves in f16's normal range
-const P_SCALE = 16384.0;
-var<workgroup> qh: array<f16, ${M * D}>;
-var<workgroup> ql: array<f16, ${M * D}>;
+${splitOperandsWgsl(M, D, kt)}
 var<workgroup> ks: array<f16, ${kt * D}>;
 var<workgroup> vs: array<f16, ${kt * D}>;
-var<workgroup> sw: array<f32, ${M * kt}>;
-var<workgroup> ph: array<f16, ${M * kt}>;
-var<workgroup> pl: array<f16, ${M * kt}>;
-var<workgroup> ow: array<f32, ${M * D}>;
 var<workgroup> rowExp: array<i32, ${M}>;
 var<workgroup> rowMax: array<f32, ${M}>;
 var<workgroup> rowSum: array<f32, ${M}>;

@@ -74,6 +74,22 @@ ${ops.store(c, "sw", `${r * c.M * kt + j * c.N}u`, "acc", `${kt}u`)}
   return `fn scores_tile(j0: u32) {\n${body.join("\n")}\n}`
 }
 
+/**
+ * What scoresTileWgsl and weightedValuesWgsl read and write, for `rows` rows
+ * and `keys` keys a tile: Q's f16 halves qh, ql [rows][D], the tile's scores
+ * (then weights) sw [rows][keys], P's halves ph, pl [rows][keys] with P's
+ * scale, and O as stored from the accumulators, ow [rows][D]; with split_f32.
+ */
+export const splitOperandsWgsl = (rows: number, headDim: number, keys: number): string => `${SPLIT_F32_WGSL}
+// P's scale: the weights are in (0, 1], their halves in f16's normal range
+const P_SCALE = 16384.0;
+var<workgroup> qh: array<f16, ${rows * headDim}>;
+var<workgroup> ql: array<f16, ${rows * headDim}>;
+var<workgroup> sw: array<f32, ${rows * keys}>;
+var<workgroup> ph: array<f16, ${rows * keys}>;
+var<workgroup> pl: array<f16, ${rows * keys}>;
+var<workgroup> ow: array<f32, ${rows * headDim}>;`
+
 /** The P·V accumulator of row matrix r and column matrix col: `o_${r·(D/N) + col}`. */
 export const accumulatorName = (c: MatrixConfig, headDim: number, r: number, col: number): string => `o_${r * (headDim / c.N) + col}`
 
@@ -110,15 +126,7 @@ struct Params { rows: u32, keys: u32, scale: f32, unused: u32 }
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
-${SPLIT_F32_WGSL}
-// P's scale: the weights are in (0, 1], their halves in f16's normal range
-const P_SCALE = 16384.0;
-var<workgroup> qh: array<f16, ${M * D}>;
-var<workgroup> ql: array<f16, ${M * D}>;
-var<workgroup> sw: array<f32, ${M * kt}>;
-var<workgroup> ph: array<f16, ${M * kt}>;
-var<workgroup> pl: array<f16, ${M * kt}>;
-var<workgroup> ow: array<f32, ${M * D}>;
+${splitOperandsWgsl(M, D, kt)}
 var<workgroup> row_exp: array<i32, ${M}>;
 var<workgroup> row_max: array<f32, ${M}>;
 var<workgroup> row_sum: array<f32, ${M}>;

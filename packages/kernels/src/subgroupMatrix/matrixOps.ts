@@ -65,10 +65,13 @@ export interface MatrixUnits extends MatrixSetup {
   readonly ops: MatrixOps
 }
 
+/** The matrices of `setup` written with the device's builtins. */
+export const builtinMatrixUnits = (setup: MatrixSetup): MatrixUnits => ({ ...setup, ops: DEVICE_MATRICES })
+
 /** The device's matrix units as the engine's matrix kernels use them (its builtins), or why it has none. */
 export const deviceMatrixUnits = (device: GPUDevice): MatrixUnits | string => {
   const setup = matrixSetup(device)
-  return typeof setup === "string" ? setup : { ...setup, ops: DEVICE_MATRICES }
+  return typeof setup === "string" ? setup : builtinMatrixUnits(setup)
 }
 
 /** Rows and columns of a matrix kind. */

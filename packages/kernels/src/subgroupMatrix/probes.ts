@@ -28,7 +28,7 @@ import { randomValues, repeatedValues, writeOperand } from "./operands.ts"
 import {
   subgroupMatrixCode, subgroupMatrixShapeProblem, subgroupMatrixStorageBytes, type SubgroupMatrixSpec, tileCols, tileRows
 } from "./matmulSubgroupMatrix.wgsl.ts"
-import { DEVICE_MATRICES, type MatrixConfig, type MatrixOps, matrixSetup, type MatrixSetup, type MatrixUnits } from "./matrixOps.ts"
+import { builtinMatrixUnits, DEVICE_MATRICES, type MatrixConfig, type MatrixOps, matrixSetup, type MatrixSetup } from "./matrixOps.ts"
 
 type ProbeSpec = Omit<SubgroupMatrixSpec, "config" | "subgroupSize">
 
@@ -184,7 +184,7 @@ const runAttentionProbe = async (device: GPUDevice, named: { probe: string; adds
 
 const runEngineProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: MatrixSetup): Promise<ProbeResult> => {
   const base = { ...named, config: setup.config }
-  const units: MatrixUnits = { ...setup, ops: DEVICE_MATRICES }
+  const units = builtinMatrixUnits(setup)
   const capabilities = capabilitiesOf(device)
   const problem = matrixMatmulProblem(device, weightStorageFor("f16", capabilities), units)
   if (problem !== undefined) return { ...base, status: "skipped", detail: problem }
@@ -202,7 +202,7 @@ const runEngineProbe = async (device: GPUDevice, named: { probe: string; adds: s
 
 const runEngineLevelProbe = async (device: GPUDevice, named: { probe: string; adds: string }, setup: MatrixSetup): Promise<ProbeResult> => {
   const base = { ...named, config: setup.config }
-  const units: MatrixUnits = { ...setup, ops: DEVICE_MATRICES }
+  const units = builtinMatrixUnits(setup)
   const shape = PROBE_SHAPES.level
   const kv = kvStorageFor(shape.kvDtype, capabilitiesOf(device))
   const fitting = fittingRowMatrices({ kv, units }, [shape.headDim], device.limits)

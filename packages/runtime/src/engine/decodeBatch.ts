@@ -14,7 +14,7 @@
  * overlap is after the next step is built.
  */
 import { NO_FEED, type SamplingParams } from "@canopy/kernels"
-import type { PrefixTree, SeqId, TreeNode } from "@canopy/tree-cache"
+import type { PrefixTree, SeqId } from "@canopy/tree-cache"
 import type { ForwardBatch } from "../model/forward.ts"
 
 /**
@@ -37,12 +37,6 @@ export interface DecodeRow {
 export interface DecodeBatch extends ForwardBatch {
   /** each row's sequence, in row order: the plan's query rows */
   readonly seqs: ReadonlyArray<SeqId>
-}
-
-/** The (block, slot) of a node's last token. */
-const lastSlot = (node: TreeNode, blockSize: number): { block: number; slot: number } => {
-  const i = node.startSlot + node.length - 1
-  return { block: node.blocks[Math.floor(i / blockSize)]!, slot: i % blockSize }
 }
 
 export class DecodeBatchBuilder {
@@ -70,10 +64,8 @@ export class DecodeBatchBuilder {
     const stamp = this.nextStamp()
     for (let r = 0; r < n; r++) {
       const row = rows[r]!
-      const { end, length } = tree.sequence(row.seq)
-      const position = length - 1
-      // the newest token is the end node's last, unless the sequence ends on an empty node
-      const { block, slot } = end.length > 0 ? lastSlot(end, blockSize) : tree.slotOf(row.seq, position)
+      const position = tree.lengthOf(row.seq) - 1
+      const { block, slot } = tree.slotOf(row.seq, position)
       const key = block * blockSize + slot
       tokens[r] = row.token
       positions[r] = position
