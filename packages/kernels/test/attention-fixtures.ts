@@ -23,7 +23,7 @@ export interface CaseSpec {
   readonly lengths: ReadonlyArray<number>
   /** per sequence: its node and an optional kv limit on that node (causal prefill) */
   readonly queries: ReadonlyArray<{ readonly node: number; readonly kvLimit?: number }>
-  /** largest |score| of each query row over its path */
+  /** largest |score| of each query row over its path (lower for a row whose largest score is a near-cancellation: see buildCase) */
   readonly scoreMagnitude: number
   readonly seed: number
 }
@@ -49,6 +49,9 @@ export const pathOf = (parents: ReadonlyArray<number | null>, node: number): Arr
   for (let n: number | null = node; n !== null; n = parents[n]!) path.unshift(n)
   return path
 }
+
+/** The most a row's largest score may be outweighed by the magnitudes of its terms (see the queries in buildCase). */
+const CONDITION = 32
 
 export const buildCase = (spec: CaseSpec): BuiltCase => {
   const { kvHeads, headDim: d, blockSize: bs, parents, lengths } = spec
@@ -96,7 +99,10 @@ export const buildCase = (spec: CaseSpec): BuiltCase => {
     return { parent: parents[n]!, length: len, k, v }
   })
 
-  // queries scaled so each row's largest |score| over its visible path is scoreMagnitude
+  // queries scaled so each row's largest |score| over its visible path is scoreMagnitude — unless that score is
+  // a near-cancellation (its terms' magnitudes over CONDITION times it: a row nearly orthogonal to a path of one
+  // or two keys), where scaling it up would make every score ill-conditioned, beyond what f32 arithmetic can
+  // match to the tolerances; such a row is scaled by its terms instead, its largest |score| below scoreMagnitude
   const scale = 1 / Math.sqrt(d)
   const q = new Float32Array(spec.queries.length * heads * d)
   spec.queries.forEach((query, s) => {
@@ -105,15 +111,23 @@ export const buildCase = (spec: CaseSpec): BuiltCase => {
       const kvh = Math.floor(h / spec.group)
       const row = Array.from({ length: d }, uniform)
       let max = 0
+      let terms = 0
       for (const n of path) {
         const visible = n === query.node ? Math.min(lengths[n]!, query.kvLimit ?? Infinity) : lengths[n]!
         for (let t = 0; t < visible; t++) {
           let dot = 0
-          for (let c = 0; c < d; c++) dot += row[c]! * nodes[n]!.k[(t * kvHeads + kvh) * d + c]!
+          let magnitude = 0
+          for (let c = 0; c < d; c++) {
+            const term = row[c]! * nodes[n]!.k[(t * kvHeads + kvh) * d + c]!
+            dot += term
+            magnitude += Math.abs(term)
+          }
           max = Math.max(max, Math.abs(scale * dot))
+          terms = Math.max(terms, scale * magnitude)
         }
       }
-      const factor = max > 0 ? spec.scoreMagnitude / max : 1
+      const bound = Math.max(max, terms / CONDITION)
+      const factor = bound > 0 ? spec.scoreMagnitude / bound : 1
       for (let c = 0; c < d; c++) q[(s * heads + h) * d + c] = row[c]! * factor
     }
   })
