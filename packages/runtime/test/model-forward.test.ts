@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type ModelConfig, ropeSpec } from "../src/model/config.ts"
 import { ForwardBatchError } from "../src/model/errors.ts"
-import { type AttentionCallback, Forward } from "../src/model/forward.ts"
+import { type AttentionCallback, Forward, type ForwardOptions } from "../src/model/forward.ts"
 import { loadModel } from "../src/model/model.ts"
 import { referenceLogits } from "../src/model/reference.ts"
 import { PRESETS, saveModel } from "../src/model/synthetic.ts"
@@ -75,15 +75,17 @@ const layer0KeyValue = (c: ModelConfig, host: HostWeights, token: number, positi
  * Runs single-token sequences through the GPU forward and compares logits and
  * greedy tokens with the reference. With one key, attention returns v whatever
  * the position, so rows may sit at any position; layer 0's pools are checked
- * against the RoPE'd key at that position.
+ * against the RoPE'd key at that position. Returns the forward's dispatches
+ * (the attention's own apart).
  */
 const checkSingleTokens = async (
   c: ModelConfig,
   weights: ModelWeights,
   host: HostWeights,
   tokens: ReadonlyArray<number>,
-  positions: ReadonlyArray<number> = tokens.map(() => 0)
-) => {
+  positions: ReadonlyArray<number> = tokens.map(() => 0),
+  options: Pick<ForwardOptions, "fuseRopeAppend" | "matmul"> = {}
+): Promise<number> => {
   const device = gpu.device
   const rows = tokens.length
   const kvSize = BLOCKS * BLOCK * c.numKvHeads * c.headDim * 4
@@ -94,7 +96,7 @@ const checkSingleTokens = async (
   const slots = Uint32Array.from(tokens.flatMap((_, r) => [Math.floor(r / BLOCK), r % BLOCK]))
   const slotBuffer = uploadBuffer(device, "slots", slots)
   const forward = await Forward.create(device, weights, {
-    maxRows: 16, maxLogitRows: 16, kvPools, blockSize: BLOCK, numBlocks: BLOCKS
+    maxRows: 16, maxLogitRows: 16, kvPools, blockSize: BLOCK, numBlocks: BLOCKS, ...options
   })
   const attention = await copyAttention(c, slotBuffer)
   const logitRows = Uint32Array.from(tokens.map((_, r) => rows - 1 - r))
@@ -128,12 +130,14 @@ const checkSingleTokens = async (
     const best = expected.indexOf(Math.max(...expected))
     expect(sampled[j]).toBe(best)
   })
+  const dispatches = forward.counters.dispatches
   forward.destroy()
   slotBuffer.destroy()
   for (const p of kvPools) {
     p.k.destroy()
     p.v.destroy()
   }
+  return dispatches
 }
 
 describe("GPU forward against referenceLogits (single-token sequences)", () => {
@@ -143,6 +147,24 @@ describe("GPU forward against referenceLogits (single-token sequences)", () => {
     const host = synthesizeHostWeights(c, 5)
     await checkSingleTokens(c, weights, host, tokenizer.encode("Hi"), [0, 4000, 77])
     await checkSingleTokens(c, weights, host, Array.from({ length: 13 }, (_, i) => (i * 37) % 260), Array.from({ length: 13 }, (_, i) => i * 311))
+    weights.destroy()
+  })
+
+  it("RoPE and the KV append in the q/k/v projection's epilogue, as a kernel of their own, or fused for prefill rows only: the same logits and pools", async () => {
+    const { config: c, weights } = await loadModel(gpu.device, { kind: "synthetic", model: "tiny", seed: 6 })
+    const host = synthesizeHostWeights(c, 6)
+    const decode = [3, 141, 59]
+    const prefill = Array.from({ length: 11 }, (_, i) => (i * 53) % 260)
+    const at = (tokens: ReadonlyArray<number>) => tokens.map((_, i) => i * 977)
+    const run = (tokens: ReadonlyArray<number>, options: Pick<ForwardOptions, "fuseRopeAppend" | "matmul">) =>
+      checkSingleTokens(c, weights, host, tokens, at(tokens), options)
+    // this adapter's kernels (register tiles) have the epilogue in both regimes: one dispatch a layer fewer
+    expect(await run(decode, {})).toBe(await run(decode, { fuseRopeAppend: false }) - c.numLayers)
+    expect(await run(prefill, {})).toBe(await run(prefill, { fuseRopeAppend: false }) - c.numLayers)
+    // gemv has none: decoding rows take the kernel of their own, prefill rows the epilogue
+    const mixed = { matmul: { decode: "gemv", prefill: "register" } } as const
+    expect(await run(decode, mixed)).toBe(await run(decode, {}) + c.numLayers)
+    expect(await run(prefill, mixed)).toBe(await run(prefill, {}))
     weights.destroy()
   })
 

@@ -155,7 +155,7 @@ export const runMatmulBench = async (device: GPUDevice, adapter: string, o: Matm
           const ms = spreadOf(timed.samples[i]!.map((t) => t / o.dispatches))
           return {
             candidate: c.name,
-            kernel: bound[i]!.uses[regime].kernel,
+            kernel: bound[i]!.uses[regime]!.kernel,
             isDefault: i === reference,
             ms,
             gflops: flops / (ms.median * 1e6),

@@ -31,6 +31,10 @@
  *   matmulMatrix.wgsl.ts). A driver may abort the process building it, so the
  *   tuner offers it only where its probe passed in a process of its own
  *   (tune/matrixProbe.ts).
+ * The kernels that compute four adjacent columns in one invocation (register
+ * and the blocked GEMMs) also offer the q/k/v projection a "rope-append"
+ * output (MatmulOptions.ropeAppend; matmulShared.wgsl.ts): RoPE and the KV
+ * append in the epilogue, so that their dispatch of its own can go.
  * The default choice is by device (KernelVariant): "gpu" takes gemv and
  * tiled64, "software" register for both; `create` takes any other
  * `{ decode, prefill }` pair, so a tuner can time the candidates, and a bound
@@ -44,9 +48,11 @@ import { Data } from "effect"
 import { capabilitiesOf, type GpuCapabilities } from "../gpu/adapters.ts"
 import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
 import { uniformBuffer } from "../gpu/resources.ts"
+import type { KvDtype } from "../attention/kvStorage.ts"
+import type { RopeAppendOutput } from "./ropeAppend.ts"
 import { type WeightStorage, type WeightType, weightStorageFor } from "./weightType.ts"
 import {
-  bindAll, type BoundDispatch, defaultVariant, dispatch, grid2, type KernelVariant, packParams, rowWorkgroupSize
+  type BoundDispatch, defaultVariant, dispatch, grid2, type KernelVariant, packParams, rowWorkgroupSize
 } from "./common.ts"
 import { blockedCode, blockStorageBytes, blockThreads, type BlockTile, tileName } from "./matmulBlocked.wgsl.ts"
 import { GEMV_LANES, GEMV_MAX_ROWS, gemvCode } from "./matmulGemv.wgsl.ts"
@@ -105,6 +111,8 @@ export interface MatmulBinding {
   readonly accumulate?: boolean
   /** the prologue; default plain */
   readonly input?: MatmulInputOption
+  /** RoPE and the KV append in the epilogue (RopeAppendKernel.epilogue); y is then q. Default: y is Y. */
+  readonly output?: RopeAppendOutput | undefined
 }
 
 /** A binding the kernel cannot run, found before anything is built. */
@@ -121,6 +129,22 @@ export interface MatmulOptions {
   readonly inputs?: ReadonlyArray<MatmulInput>
   /** the matrix units the "matrix" kernel is written for (default: the device's own builtins, where it has them) */
   readonly matrixUnits?: MatrixUnits | undefined
+  /**
+   * Also build the rope-append output for bindings of this input kind and pool
+   * type, in the regimes whose kernel stores four columns at once (the
+   * others have none: BoundMatmul.covers); see ropeAppendOutputProblem.
+   */
+  readonly ropeAppend?: { readonly input: MatmulInput; readonly kvDtype: KvDtype } | undefined
+}
+
+/** Storage buffers a rope-append output binds: x, w, bias, y, γ (rmsnorm), positions, slots, turn table, K and V pools. */
+const ropeAppendStorageBuffers = (input: MatmulInput): number => (input === "rmsnorm" ? 10 : 9)
+
+/** Why `device` cannot bind a rope-append output for `input`, or undefined. */
+export const ropeAppendOutputProblem = (device: GPUDevice, input: MatmulInput): string | undefined => {
+  const needed = ropeAppendStorageBuffers(input)
+  const has = device.limits.maxStorageBuffersPerShaderStage
+  return has < needed ? `a rope-append output binds ${needed} storage buffers; this device binds ${has} per shader stage` : undefined
 }
 
 /** Why the "matrix" kernel cannot run on `device` for weights held as `storage`, or undefined. */
@@ -142,6 +166,8 @@ interface PathSpec {
   readonly label: string
   /** has a vec4 form (taken when inDim % 4 = 0); otherwise one scalar form serves every inDim */
   readonly vec4: boolean
+  /** computes four adjacent columns, 4-aligned, in one invocation: can have a rope-append output */
+  readonly quads: boolean
   readonly code: (module: MatmulModule) => string
   readonly grid: (rows: number, outDim: number) => readonly [number, number]
 }
@@ -154,6 +180,7 @@ const registerSpec = (regime: "decode" | "prefill"): PathSpec => {
   return {
     label: `matmul-register-${regime}`,
     vec4: true,
+    quads: true,
     code: (module) => registerCode(tile, module),
     grid: (rows, outDim) => grid2(Math.ceil((Math.ceil(outDim / tile.cb) * Math.ceil(rows / tile.rowsPer)) / REGISTER_WG))
   }
@@ -178,7 +205,7 @@ const prefillSpec = (device: GPUDevice, name: PrefillMatmul, units: MatrixUnits 
     case "matrix": {
       // create checked matrixMatmulProblem
       const u = units as MatrixUnits
-      return { label: `matmul-matrix-${u.config.M}x${u.config.N}x${u.config.K}-${u.ops.name}`, vec4: false, code: (module) => matrixCode(u, module), grid: matrixGrid(u) }
+      return { label: `matmul-matrix-${u.config.M}x${u.config.N}x${u.config.K}-${u.ops.name}`, vec4: false, quads: false, code: (module) => matrixCode(u, module), grid: matrixGrid(u) }
     }
     case "register":
       return registerSpec("prefill")
@@ -186,7 +213,7 @@ const prefillSpec = (device: GPUDevice, name: PrefillMatmul, units: MatrixUnits 
       const big = device.limits.maxComputeInvocationsPerWorkgroup >= 256 &&
         device.limits.maxComputeWorkgroupStorageSize >= tiledStorageBytes(64)
       const t = big ? 64 : 32
-      return { label: `matmul-tiled-${t}`, vec4: false, code: (module) => tiledCode(t, module), grid: (rows, outDim) => [Math.ceil(outDim / t), Math.ceil(rows / t)] }
+      return { label: `matmul-tiled-${t}`, vec4: false, quads: false, code: (module) => tiledCode(t, module), grid: (rows, outDim) => [Math.ceil(outDim / t), Math.ceil(rows / t)] }
     }
     case "blocked64":
     case "blocked128": {
@@ -194,6 +221,7 @@ const prefillSpec = (device: GPUDevice, name: PrefillMatmul, units: MatrixUnits 
       return {
         label: `matmul-blocked-${tileName(tile)}`,
         vec4: true,
+        quads: true,
         code: (module) => blockedCode(tile, module),
         grid: (rows, outDim) => [Math.ceil(outDim / tile.bn), Math.ceil(rows / tile.bm)]
       }
@@ -224,13 +252,14 @@ const decodeSpec = (device: GPUDevice, name: DecodeMatmul, capabilities: GpuCapa
       return registerSpec("decode")
     case "gemv": {
       const wg = rowWorkgroupSize(device)
-      return { label: "matmul-gemv", vec4: false, code: (module) => gemvCode(wg, module), grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / GEMV_LANES))) }
+      return { label: "matmul-gemv", vec4: false, quads: false, code: (module) => gemvCode(wg, module), grid: (_rows, outDim) => grid2(Math.ceil(outDim / (wg / GEMV_LANES))) }
     }
     case "gemv-vec4": {
       const reduction: GemvReduction = capabilities.subgroups && subgroupIdInWgsl() ? "subgroup" : "workgroup"
       return {
         label: `matmul-gemv-vec4-${reduction}`,
         vec4: true,
+        quads: false,
         code: (module) => gemvVec4Code(gemvVec4Workgroup(device, reduction, module.input), reduction, module),
         grid: (_rows, outDim) => grid2(Math.ceil(outDim / GEMV_VEC4_COLS))
       }
@@ -246,20 +275,27 @@ interface MatmulPath {
 }
 
 type Regime = "decode" | "prefill"
-const pathKey = (regime: Regime, width: 1 | 4, input: MatmulInput): string => `${regime} ${width} ${input}`
+const REGIMES: ReadonlyArray<Regime> = ["decode", "prefill"]
+const pathKey = (regime: Regime, width: 1 | 4, input: MatmulInput, ropeAppend?: KvDtype): string =>
+  `${regime} ${width} ${input}${ropeAppend === undefined ? "" : ` rope-append ${ropeAppend}`}`
 
 const buildPaths = async (
-  device: GPUDevice, specs: Record<Regime, PathSpec>, weights: WeightStorage, inputs: ReadonlyArray<MatmulInput>
+  device: GPUDevice, specs: Record<Regime, PathSpec>, weights: WeightStorage, inputs: ReadonlyArray<MatmulInput>,
+  rope: MatmulOptions["ropeAppend"]
 ): Promise<ReadonlyMap<string, MatmulPath>> => {
-  const wanted = (["decode", "prefill"] as const).flatMap((regime) =>
-    ([4, 1] as const).flatMap((asked) => inputs.map((input) => ({ regime, asked, input }))))
-  const built = await Promise.all(wanted.map(async ({ regime, asked, input }) => {
+  const plain = REGIMES.flatMap((regime) =>
+    ([4, 1] as const).flatMap((asked) => inputs.map((input) => ({ regime, asked, input, ropeAppend: undefined as KvDtype | undefined }))))
+  const roped = rope === undefined ? [] : REGIMES.filter((regime) => specs[regime].quads)
+    .flatMap((regime) => ([4, 1] as const).map((asked) => ({ regime, asked, input: rope.input, ropeAppend: rope.kvDtype as KvDtype | undefined })))
+  const built = await Promise.all([...plain, ...roped].map(async ({ regime, asked, input, ropeAppend }) => {
     const spec = specs[regime]
     const width = spec.vec4 ? asked : 1
-    const label = [spec.label, width === 4 ? "vec4" : "", input === "plain" ? "" : input, weights === "f32" ? "" : weights]
-      .filter((part) => part !== "").join("-")
-    const pipeline = await sharedComputePipeline(device, label, spec.code({ weights, input, width }))
-    return [pathKey(regime, asked, input), { label, pipeline, grid: spec.grid }] as const
+    const label = [
+      spec.label, width === 4 ? "vec4" : "", input === "plain" ? "" : input, weights === "f32" ? "" : weights,
+      ropeAppend === undefined ? "" : `rope-append-${ropeAppend}`
+    ].filter((part) => part !== "").join("-")
+    const pipeline = await sharedComputePipeline(device, label, spec.code({ weights, input, width, ropeAppend }))
+    return [pathKey(regime, asked, input, ropeAppend), { label, pipeline, grid: spec.grid }] as const
   }))
   return new Map(built)
 }
@@ -270,12 +306,13 @@ export interface MatmulPathUse {
   readonly kernel: string
 }
 
+/** The kernel of each regime; a regime a rope-append binding does not cover has none. */
 export interface MatmulUses {
-  readonly decode: MatmulPathUse
-  readonly prefill: MatmulPathUse
+  readonly decode: MatmulPathUse | undefined
+  readonly prefill: MatmulPathUse | undefined
 }
 
-const problemsOf = (b: MatmulBinding, inputs: ReadonlyArray<MatmulInput>): ReadonlyArray<string> => {
+const problemsOf = (b: MatmulBinding, inputs: ReadonlyArray<MatmulInput>, rope: MatmulOptions["ropeAppend"]): ReadonlyArray<string> => {
   const input = b.input ?? { kind: "plain" }
   const problems: Array<string> = []
   if (!Number.isInteger(b.inDim) || b.inDim < 1) problems.push(`inDim must be a positive integer, got ${b.inDim}`)
@@ -287,6 +324,15 @@ const problemsOf = (b: MatmulBinding, inputs: ReadonlyArray<MatmulInput>): Reado
   if (input.kind === "rmsnorm") {
     if (!(Number.isFinite(input.eps) && input.eps >= 0)) problems.push(`rmsnorm eps must be finite and at least 0, got ${input.eps}`)
     if (input.weight.size < b.inDim * 4) problems.push(`rmsnorm weight holds ${input.weight.size} bytes, fewer than inDim = ${b.inDim} floats`)
+  }
+  const out = b.output
+  if (out !== undefined) {
+    if (rope === undefined || rope.input !== input.kind || rope.kvDtype !== out.kvDtype) {
+      problems.push(`a rope-append output of a ${input.kind} input to ${out.kvDtype} pools, but the kernel was created for ${
+        rope === undefined ? "none" : `a ${rope.input} input to ${rope.kvDtype} pools`} (MatmulOptions.ropeAppend)`)
+    }
+    if (b.accumulate === true) problems.push("a rope-append output cannot accumulate")
+    if (b.outDim !== out.qkvDim) problems.push(`a rope-append output computes the q/k/v row of ${out.qkvDim} columns, but outDim = ${b.outDim}`)
   }
   return problems
 }
@@ -302,7 +348,9 @@ export class MatmulKernel {
     /** the input kinds it has pipelines for */
     readonly inputs: ReadonlyArray<MatmulInput>,
     private readonly paths: ReadonlyMap<string, MatmulPath>,
-    private readonly noBias: GPUBuffer
+    private readonly noBias: GPUBuffer,
+    /** the rope-append output it has pipelines for (MatmulOptions.ropeAppend) */
+    readonly ropeAppend: MatmulOptions["ropeAppend"]
   ) {}
 
   static async create(
@@ -325,33 +373,50 @@ export class MatmulKernel {
     const units = options.matrixUnits ?? deviceMatrixUnits(device)
     const matrixProblem = choice.prefill === MATRIX_MATMUL ? matrixMatmulProblem(device, storage, units) : undefined
     if (matrixProblem !== undefined) throw new InvalidMatmulBinding({ problem: `the matrix kernel cannot run here: ${matrixProblem}` })
+    const rope = options.ropeAppend
+    const ropeProblem = rope === undefined ? undefined : ropeAppendOutputProblem(device, rope.input)
+    if (ropeProblem !== undefined) throw new InvalidMatmulBinding({ problem: ropeProblem })
     const specs = { decode: decodeSpec(device, choice.decode, capabilities), prefill: prefillSpec(device, choice.prefill, units) }
-    const paths = await buildPaths(device, specs, storage, inputs)
+    const paths = await buildPaths(device, specs, storage, inputs, rope)
     const noBias = device.createBuffer({ label: "matmul-no-bias", size: 16, usage: GPUBufferUsage.STORAGE })
     const family = typeof variant === "string" ? variant : defaultVariant(device)
-    return new MatmulKernel(device, family, choice, storage, inputs, paths, noBias)
+    return new MatmulKernel(device, family, choice, storage, inputs, paths, noBias, rope)
   }
 
-  /** Binds the buffers once for any row count; throws InvalidMatmulBinding for a binding it cannot run. */
+  /**
+   * Binds the buffers once for any row count; throws InvalidMatmulBinding for
+   * a binding it cannot run. A binding with a rope-append output covers only
+   * the regimes whose kernel has one (BoundMatmul.covers).
+   */
   bind(b: MatmulBinding): BoundMatmul {
-    const problems = problemsOf(b, this.inputs)
+    const problems = problemsOf(b, this.inputs, this.ropeAppend)
     if (problems.length > 0) throw new InvalidMatmulBinding({ problem: problems.join("; ") })
     const input = b.input ?? { kind: "plain" }
+    const out = b.output
     const params = uniformBuffer(this.device, "matmul-params", packParams([
       ["u32", b.inDim], ["u32", b.outDim], ["u32", b.bias ? 1 : 0], ["u32", b.accumulate ? 1 : 0],
       ["f32", input.kind === "rmsnorm" ? input.eps : 0]
     ]))
-    const buffers = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y, ...(input.kind === "rmsnorm" ? [input.weight] : [])]
+    // binding number → buffer (6: γ, 7–12: the rope-append output; see matmulShared.wgsl.ts)
+    const buffers: Array<readonly [number, GPUBuffer]> = [params, b.count, b.x, b.w, b.bias ?? this.noBias, b.y].map((buffer, i) => [i, buffer] as const)
+    if (input.kind === "rmsnorm") buffers.push([6, input.weight])
+    if (out !== undefined) [out.params, out.positions, out.slots, out.turnTable, out.kPool, out.vPool].forEach((buffer, i) => buffers.push([7 + i, buffer]))
     const width = b.inDim % 4 === 0 ? 4 : 1
-    const bound = (regime: Regime): BoundMatmulPath => {
-      const path = this.paths.get(pathKey(regime, width, input.kind))!
-      return {
-        pipeline: path.pipeline,
-        bindGroup: bindAll(this.device, path.pipeline, path.label, buffers),
-        grid: (rows) => path.grid(rows, b.outDim)
-      }
+    const key = (regime: Regime) => pathKey(regime, width, input.kind, out?.kvDtype)
+    const bound = (regime: Regime): BoundMatmulPath | undefined => {
+      const path = this.paths.get(key(regime))
+      if (path === undefined) return undefined
+      const bindGroup = this.device.createBindGroup({
+        label: path.label,
+        layout: path.pipeline.getBindGroupLayout(0),
+        entries: buffers.map(([binding, buffer]) => ({ binding, resource: { buffer } }))
+      })
+      return { pipeline: path.pipeline, bindGroup, grid: (rows) => path.grid(rows, b.outDim) }
     }
-    const use = (regime: Regime): MatmulPathUse => ({ candidate: this.choice[regime], kernel: this.paths.get(pathKey(regime, width, input.kind))!.label })
+    const use = (regime: Regime): MatmulPathUse | undefined => {
+      const path = this.paths.get(key(regime))
+      return path && { candidate: this.choice[regime], kernel: path.label }
+    }
     return new BoundMatmul(bound("decode"), bound("prefill"), params, { decode: use("decode"), prefill: use("prefill") })
   }
 
@@ -366,16 +431,22 @@ interface BoundMatmulPath extends BoundDispatch {
 
 export class BoundMatmul {
   constructor(
-    private readonly decode: BoundMatmulPath,
-    private readonly prefill: BoundMatmulPath,
+    private readonly decode: BoundMatmulPath | undefined,
+    private readonly prefill: BoundMatmulPath | undefined,
     private readonly params: GPUBuffer,
     /** the kernels this binding runs, per regime */
     readonly uses: MatmulUses
   ) {}
 
+  /** Whether a step of `rows` rows has a kernel here (every binding but a rope-append one covers every count). */
+  covers(rows: number): boolean {
+    return (rows <= GEMV_MAX_ROWS ? this.decode : this.prefill) !== undefined
+  }
+
   encode(pass: GPUComputePassEncoder, rows: number): void {
     if (rows === 0) return
     const path = rows <= GEMV_MAX_ROWS ? this.decode : this.prefill
+    if (path === undefined) throw new RangeError(`matmul: this rope-append binding has no kernel for ${rows} rows (see covers)`)
     const [x, y] = path.grid(rows)
     dispatch(pass, path, x, y)
   }

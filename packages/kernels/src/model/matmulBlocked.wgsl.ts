@@ -20,7 +20,7 @@
  * the X tile's memory after the last slice.
  */
 import { wgsl } from "../gpu/resources.ts"
-import { ifNorm, loadType, matmulHeader, type MatmulModule, scaled } from "./matmulShared.wgsl.ts"
+import { ifNorm, loadType, matmulHeader, type MatmulModule, scaled, storeColumns } from "./matmulShared.wgsl.ts"
 
 const BLOCKED_BK = 8
 const PAD = 4
@@ -85,7 +85,7 @@ export const blockedCode = (tile: BlockTile, module: MatmulModule): string => {
     }`).concat(range(W.per).map((j) => `{
       let k = ${slice} * ${BK}u + wk${j};
       pw${j} = ${t}();
-      if (${inTile(W, j)} && col0 + wm${j} < params.outDim && k < params.inDim) { pw${j} = loadW((col0 + wm${j}) * n + k / ${width}u); }
+      if (${inTile(W, j)} && col0 + wm${j} < params.outDim && k < params.inDim) { pw${j} = loadW(wRow(col0 + wm${j}) * n + k / ${width}u); }
     }`)).join("\n    ")
   const storeOne = (o: Operand, j: number, buf: string) => {
     const target = o.name === "x" ? "xs" : "ws"
@@ -109,9 +109,10 @@ export const blockedCode = (tile: BlockTile, module: MatmulModule): string => {
   workgroupBarrier();
   ${range(tm).map((i) => `var sum${i} = 0.0;
   for (var p = 0u; p < ${perRow}u; p++) { let at = (ty * ${tm}u + ${i}u) * ${perRow}u + p; sum${i} += xs[at / 4u][at % 4u]; }`).join("\n  ")}`)
-  const outputs = range(tm).flatMap((i) => range(tn).map((j) =>
-    `if (ty * ${tm}u + ${i}u + row0 < rows && col0 + tx * ${tn}u + ${j}u < params.outDim) { finish(row0 + ty * ${tm}u + ${i}u, col0 + tx * ${tn}u + ${j}u, ${scaled(input, `c${i}_${Math.floor(j / 4)}.${COMPONENTS[j % 4]}`, `sum${i}`)}); }`
-  )).join("\n  ")
+  const outputs = range(tm).flatMap((i) => range(tn / 4).map((q) => storeColumns(
+    module, `row0 + ty * ${tm}u + ${i}u`, `col0 + tx * ${tn}u + ${4 * q}u`,
+    range(4).map((c) => scaled(input, `c${i}_${q}.${COMPONENTS[c]}`, `sum${i}`)), `ty * ${tm}u + ${i}u + row0 < rows`
+  ))).join("\n  ")
   return wgsl`${matmulHeader(module)}
 var<workgroup> xs: array<vec4f, ${2 * BK * stride(X)}>;
 var<workgroup> ws: array<vec4f, ${2 * BK * stride(W)}>;

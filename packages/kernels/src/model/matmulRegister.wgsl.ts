@@ -13,7 +13,7 @@
  */
 import { wgsl } from "../gpu/resources.ts"
 import { MAX_GRID } from "./common.ts"
-import { ifNorm, laneSum, loadType, matmulHeader, type MatmulModule, scaled } from "./matmulShared.wgsl.ts"
+import { ifNorm, laneSum, loadType, matmulHeader, type MatmulModule, scaled, storeColumns } from "./matmulShared.wgsl.ts"
 
 /** Register tile: RB×CB outputs per step, up to `rowsPer` rows per invocation. */
 export interface RegisterTile {
@@ -28,6 +28,8 @@ export const registerCode = ({ rb, cb, rowsPer }: RegisterTile, module: MatmulMo
   const { width, input } = module
   const I = Array.from({ length: rb }, (_, i) => i)
   const J = Array.from({ length: cb }, (_, j) => j)
+  if (cb % 4 !== 0) throw new RangeError(`register matmul: CB (${cb}) must be a multiple of 4 (the columns are stored four at a time)`)
+  const quads = Array.from({ length: cb / 4 }, (_, q) => q)
   const lines = (f: (i: number) => string, of: ReadonlyArray<number>, indent: string): string => of.map(f).join(`\n${indent}`)
   const each = (f: (i: number, j: number) => string, indent: string): string => I.flatMap((i) => J.map((j) => f(i, j))).join(`\n${indent}`)
   return wgsl`${matmulHeader(module)}
@@ -40,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let rEnd = min(count.x, rStart + ${rowsPer}u);
   if (rStart >= rEnd) { return; }
   let n = loads();
-  ${lines((j) => `let w${j} = min(c0 + ${j}u, params.outDim - 1u) * n;`, J, "  ")}
+  ${lines((j) => `let w${j} = wRow(min(c0 + ${j}u, params.outDim - 1u)) * n;`, J, "  ")}
   for (var r0 = rStart; r0 < rEnd; r0 += ${rb}u) {
     ${lines((i) => `let x${i} = min(r0 + ${i}u, rEnd - 1u);`, I, "    ")}
     ${each((i, j) => `var a${i}${j} = ${loadType(width)}();`, "    ")}
@@ -52,8 +54,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       ${lines((j) => `let wv${j} = loadW(w${j} + k);`, J, "      ")}
       ${each((i, j) => `a${i}${j} += xv${i} * wv${j};`, "      ")}
     }
-    ${each((i, j) =>
-      `if (r0 + ${i}u < rEnd && c0 + ${j}u < params.outDim) { finish(r0 + ${i}u, c0 + ${j}u, ${scaled(input, laneSum(width, `a${i}${j}`), `q${i}`)}); }`, "    ")}
+    ${lines((i) => quads.map((q) => storeColumns(
+      module, `r0 + ${i}u`, `c0 + ${4 * q}u`, J.slice(4 * q, 4 * q + 4).map((j) => scaled(input, laneSum(width, `a${i}${j}`), `q${i}`)), `r0 + ${i}u < rEnd`
+    )).join("\n    "), I, "    ")}
   }
 }
 `

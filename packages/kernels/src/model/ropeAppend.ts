@@ -32,7 +32,8 @@
  * token's rotation never depends on what it is batched with.
  */
 import { Data } from "effect"
-import { checkKvPool, F16_BITS_WGSL, kvHeadDimProblem, type KvDtype } from "../attention/kvStorage.ts"
+import { checkKvPool, kvHeadDimProblem, type KvDtype } from "../attention/kvStorage.ts"
+import { poolElement, poolStoresWgsl, ROPE_PARAMS_WGSL, ROPE_TURNS_WGSL } from "./ropeAppend.wgsl.ts"
 import { sharedComputePipeline } from "../gpu/pipelineCache.ts"
 import { createStorageBuffer, uniformBuffer, wgsl } from "../gpu/resources.ts"
 import { dispatch, grid2, MAX_GRID, packParams, type BoundDispatch } from "./common.ts"
@@ -40,109 +41,64 @@ import { ropeFrequencies, type RopeSpec, ropeTurnTable } from "./rope.ts"
 
 const WG = 64
 
-/** Stores two consecutive pool elements at element `cell` (even): two f32, or one word of two f16. */
-const storeWgsl = (pool: string, dtype: KvDtype): string =>
-  dtype === "f32"
-    ? `fn store_${pool}(cell: u32, a: f32, b: f32) { ${pool}[cell] = a; ${pool}[cell + 1u] = b; }`
-    : `fn store_${pool}(cell: u32, a: f32, b: f32) { ${pool}[cell / 2u] = f16Bits(a) | (f16Bits(b) << 16u); }`
-
-const code = (dtype: KvDtype): string => wgsl`
-struct Params {
-  heads: u32, kvHeads: u32, headDim: u32, dynamic: u32,
-  theta: f32, factor: f32, original: f32, attentionFactor: f32,
-  // the pools' blocks; this dispatch's shard: its KV heads and its first one
-  blockSize: u32, numBlocks: u32, shardHeads: u32, firstHead: u32,
-}
-@group(0) @binding(0) var<uniform> params: Params;
+const code = (dtype: KvDtype): string => wgsl`${ROPE_PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> rope: RopeParams;
 @group(0) @binding(1) var<uniform> count: vec4u;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read> slots: array<vec2u>;
 @group(0) @binding(4) var<storage, read> turnTable: array<vec4f>;
 @group(0) @binding(5) var<storage, read> qkv: array<f32>;
 @group(0) @binding(6) var<storage, read_write> q: array<f32>;
-@group(0) @binding(7) var<storage, read_write> kPool: array<${dtype === "f32" ? "f32" : "u32"}>;
-@group(0) @binding(8) var<storage, read_write> vPool: array<${dtype === "f32" ? "f32" : "u32"}>;
-${dtype === "f16" ? F16_BITS_WGSL : ""}
-${storeWgsl("kPool", dtype)}
-${storeWgsl("vPool", dtype)}
-
-const TAU: f32 = 6.283185307179586;
-
-// (sin, cos) of 2π·turns for turns ≥ 0: octant reduction, then Taylor series on [−π/4, π/4].
-fn sinCosTurns(turns: f32) -> vec2f {
-  let quarter = round(turns * 4.0);
-  let x = (turns - quarter * 0.25) * TAU;
-  let x2 = x * x;
-  let s = x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0)))));
-  let c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40320.0 + x2 * (-1.0 / 3628800.0)))));
-  switch (u32(quarter) & 3u) {
-    case 0u: { return vec2f(s, c); }
-    case 1u: { return vec2f(c, -s); }
-    case 2u: { return vec2f(-s, -c); }
-    default: { return vec2f(-c, s); }
-  }
-}
-
-// The fractional turns of pair i at position p.
-fn turnsAt(p: u32, i: u32) -> f32 {
-  if (params.dynamic != 0u && f32(p + 1u) > params.original) {
-    let len = f32(p + 1u);
-    let d = f32(params.headDim);
-    let base = params.theta * pow(params.factor * len / params.original - (params.factor - 1.0), d / (d - 2.0));
-    let t = exp2(-f32(2u * i) / d * log2(base)) / TAU;
-    return fract(f32(p >> 12u) * fract(4096.0 * t)) + fract(f32(p & 4095u) * t);
-  }
-  let e = turnTable[i];
-  let hi = f32(p >> 12u);
-  let lo = f32(p & 4095u);
-  return fract(fract(hi * e.x) + hi * e.y + fract(lo * e.z) + lo * e.w);
-}
+@group(0) @binding(7) var<storage, read_write> kPool: array<${poolElement(dtype)}>;
+@group(0) @binding(8) var<storage, read_write> vPool: array<${poolElement(dtype)}>;
+${poolStoresWgsl(dtype)}
+${ROPE_TURNS_WGSL}
 
 // Element e of the head whose first element is qkv[src], rotated to position p.
 fn rotated(src: u32, e: u32, p: u32) -> f32 {
-  let half = params.headDim / 2u;
-  let sc = sinCosTurns(turnsAt(p, e % half)) * params.attentionFactor;
-  if (e < half) { return qkv[src + e] * sc.y - qkv[src + e + half] * sc.x; }
-  return qkv[src + e] * sc.y + qkv[src + e - half] * sc.x;
+  let half = rope.headDim / 2u;
+  let i = e % half;
+  let pair = rotatePair(qkv[src + i], qkv[src + i + half], turnsAt(p, i));
+  return select(pair.y, pair.x, e < half);
 }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let id = (wg.y * ${MAX_GRID}u + wg.x) * ${WG}u + li;
   // units of two elements: this shard's q heads, then its k heads, then its v heads
-  let headUnits = params.headDim / 2u;
-  let group = params.heads / params.kvHeads;
-  let qUnits = group * params.shardHeads * headUnits;
-  let kvUnits = params.shardHeads * headUnits;
+  let headUnits = rope.headDim / 2u;
+  let group = rope.heads / rope.kvHeads;
+  let qUnits = group * rope.shardHeads * headUnits;
+  let kvUnits = rope.shardHeads * headUnits;
   let perRow = qUnits + 2u * kvUnits;
   let r = id / perRow;
   if (r >= count.x) { return; }
   var u = id % perRow;
   let p = positions[r];
-  let row = r * (params.heads + 2u * params.kvHeads) * params.headDim;
+  let row = r * (rope.heads + 2u * rope.kvHeads) * rope.headDim;
   // each part is whole heads, so the unit's first element is the same counted from any part's start
   let e = 2u * (u % headUnits);
   if (u < qUnits) {
-    let head = params.firstHead * group + u / headUnits;
-    let src = row + head * params.headDim;
-    let at = (r * params.heads + head) * params.headDim + e;
+    let head = rope.firstHead * group + u / headUnits;
+    let src = row + head * rope.headDim;
+    let at = (r * rope.heads + head) * rope.headDim + e;
     q[at] = rotated(src, e, p);
     q[at + 1u] = rotated(src, e + 1u, p);
     return;
   }
   let dst = slots[r];
-  if (dst.x >= params.numBlocks || dst.y >= params.blockSize) { return; }
+  if (dst.x >= rope.numBlocks || dst.y >= rope.blockSize) { return; }
   u -= qUnits;
   let isV = u >= kvUnits;
   let local = (u % kvUnits) / headUnits;
-  let head = params.firstHead + local;
+  let head = rope.firstHead + local;
   // the element's index in this shard's window of the pool
-  let cell = ((dst.x * params.blockSize + dst.y) * params.shardHeads + local) * params.headDim + e;
+  let cell = ((dst.x * rope.blockSize + dst.y) * rope.shardHeads + local) * rope.headDim + e;
   if (isV) {
-    let src = row + (params.heads + params.kvHeads + head) * params.headDim + e;
+    let src = row + (rope.heads + rope.kvHeads + head) * rope.headDim + e;
     store_vPool(cell, qkv[src], qkv[src + 1u]);
   } else {
-    let src = row + (params.heads + head) * params.headDim;
+    let src = row + (rope.heads + head) * rope.headDim;
     store_kPool(cell, rotated(src, e, p), rotated(src, e + 1u, p));
   }
 }
@@ -175,6 +131,25 @@ export interface RopeAppendBinding {
   readonly count: GPUBuffer
 }
 
+/**
+ * RoPE and the KV append as the q/k/v projection's epilogue does them
+ * (RopeAppendKernel.epilogue): the matmul's y is then q, f32
+ * [rows][heads][headDim], and its outDim the qkv row's width.
+ */
+export interface RopeAppendOutput {
+  readonly kind: "rope-append"
+  readonly kvDtype: KvDtype
+  /** the kernel's parameter block and turn table */
+  readonly params: GPUBuffer
+  readonly turnTable: GPUBuffer
+  readonly positions: GPUBuffer
+  readonly slots: GPUBuffer
+  readonly kPool: GPUBuffer
+  readonly vPool: GPUBuffer
+  /** (heads + 2·kvHeads)·headDim: the projection's outDim */
+  readonly qkvDim: number
+}
+
 /** A shape the kernel cannot run, found before anything is built. */
 export class InvalidRopeAppend extends Data.TaggedError("InvalidRopeAppend")<{
   readonly problem: string
@@ -202,6 +177,13 @@ const shapeProblems = (s: RopeAppendShape, kvDtype: KvDtype): ReadonlyArray<stri
   return problems
 }
 
+/** Why a q/k/v projection cannot do RoPE and the KV append of `shape` in its epilogue (RopeAppendKernel.epilogueProblem), or undefined. */
+export const ropeEpilogueProblem = (shape: RopeAppendShape): string | undefined => {
+  if ((shape.poolShards ?? 1) !== 1) return `the pools are in ${shape.poolShards} shards (the epilogue binds one)`
+  if (shape.spec.headDim % 4 !== 0) return `headDim (${shape.spec.headDim}) is not a multiple of 4`
+  return undefined
+}
+
 export class RopeAppendKernel {
   private constructor(
     readonly device: GPUDevice,
@@ -211,8 +193,31 @@ export class RopeAppendKernel {
     private readonly shardParams: ReadonlyArray<GPUBuffer>,
     private readonly turnTable: GPUBuffer,
     /** invocations per row of one shard's dispatch */
-    private readonly perRow: number
+    private readonly perRow: number,
+    readonly shape: RopeAppendShape
   ) {}
+
+  /**
+   * Why a q/k/v projection cannot do this kernel's work in its epilogue (the
+   * matmul's "rope-append" output), or undefined: it stores a head's
+   * elements four at a time (two rotated pairs), and binds one pool window.
+   */
+  get epilogueProblem(): string | undefined {
+    return ropeEpilogueProblem(this.shape)
+  }
+
+  /** This kernel's work as a q/k/v projection's epilogue writes it, for one layer's pools; throws InvalidRopeAppend where epilogueProblem says why not. */
+  epilogue(b: Omit<RopeAppendBinding, "qkv" | "q" | "count">): RopeAppendOutput {
+    const problem = this.epilogueProblem
+    if (problem !== undefined) throw new InvalidRopeAppend({ problem: `no epilogue: ${problem}` })
+    checkKvPool(b.kPool, this.kvDtype, "rope-append")
+    checkKvPool(b.vPool, this.kvDtype, "rope-append")
+    const { heads, kvHeads, spec } = this.shape
+    return {
+      kind: "rope-append", kvDtype: this.kvDtype, params: this.shardParams[0]!, turnTable: this.turnTable,
+      positions: b.positions, slots: b.slots, kPool: b.kPool, vPool: b.vPool, qkvDim: (heads + 2 * kvHeads) * spec.headDim
+    }
+  }
 
   /** A kernel for `shape` writing pools of `kvDtype` (default "f32"); throws InvalidRopeAppend for a shape it cannot run. */
   static async create(device: GPUDevice, shape: RopeAppendShape, kvDtype: KvDtype = "f32"): Promise<RopeAppendKernel> {
@@ -233,7 +238,7 @@ export class RopeAppendKernel {
     const turnTable = createStorageBuffer(device, "rope-append-turns", turns.byteLength)
     device.queue.writeBuffer(turnTable, 0, turns)
     const perRow = ((heads / kvHeads) + 2) * shardHeads * (spec.headDim / 2)
-    return new RopeAppendKernel(device, kvDtype, pipeline, shardParams, turnTable, perRow)
+    return new RopeAppendKernel(device, kvDtype, pipeline, shardParams, turnTable, perRow, shape)
   }
 
   /** Bind groups over one layer's buffers (one per pool shard); the kernel owns what they share. */

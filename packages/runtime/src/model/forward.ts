@@ -2,15 +2,20 @@
  * The GPU forward pass of one engine step, encoded into one command encoder
  * with no CPU round trip inside:
  *
- *   embedding → per layer [RMSNorm + q/k/v (+bias) in one matmul → RoPE and
- *   KV append in one kernel (rotated q for the attention, K and V into the
+ *   embedding → per layer [RMSNorm + q/k/v (+bias) in one matmul, RoPE and the
+ *   KV append in its epilogue (rotated q for the attention, K and V into the
  *   layer's pools) → attention (the caller's) → o-proj + residual → RMSNorm +
  *   gate/up in one matmul → SwiGLU + down + residual in one matmul] → gather
  *   of the rows that need logits → final norm + lm_head in one matmul → sampling.
  *
  * The norms and SwiGLU are the matmuls' prologues (matmul.ts: each reads its
- * input row through them), so a layer is five dispatches of the forward's
- * around the attention's.
+ * input row through them), so a layer is four dispatches of the forward's
+ * around the attention's. Where the q/k/v matmul of a row count has no
+ * rope-append output (its kernel does not store four columns at once, the
+ * pools are sharded, the head dim is not a multiple of 4, the device binds
+ * too few storage buffers) or ForwardOptions.fuseRopeAppend is false, RoPE
+ * and the append are a kernel of their own after it (ropeAppend.ts), on the
+ * projection's qkv rows: five dispatches.
  *
  * Scratch buffers are sized once for `maxRows` / `maxLogitRows` and every
  * dispatch is bound once; a step uploads its small inputs (tokens, positions,
@@ -25,15 +30,16 @@
  * (PassAttention), is one compute pass.
  *
  * Buffer layouts (f32 unless noted, row-major):
- *   qkv (this step)   [rows][(heads + 2·kvHeads)·headDim]   q heads, k heads, v heads
+ *   qkv (this step)   [rows][(heads + 2·kvHeads)·headDim]   q heads, k heads, v heads (without the fused epilogue)
  *   q, attention out  [rows][heads][headDim]                lse [rows][heads]
  *   KV pools          [numBlocks][blockSize][kvHeads][headDim] of options.kvDtype, one K and one V per layer
  *   logits            [logitRows][vocab]                    sampled tokens u32 [logitRows]
  */
 import {
   type AttentionBuffers, type BoundGather, type BoundMatmul, type BoundRowGroups, type BoundSampling, createRowCount, createStorageBuffer,
-  FeedTokensKernel, GatherRowsKernel, GpuValidationError, NO_FEED, GpuWorkCounters, type KvDtype, type MatmulChoice, MatmulKernel, packSamplingParams, readFloat32,
-  RopeAppendKernel, type RowCount, SAMPLING_PARAM_WORDS, SamplingKernel, type SamplingParams
+  type BoundRopeAppend, FeedTokensKernel, GatherRowsKernel, GEMV_MAX_ROWS, GpuValidationError, NO_FEED, GpuWorkCounters, type KvDtype, type MatmulChoice, MatmulKernel,
+  packSamplingParams, readFloat32, RopeAppendKernel, ropeAppendOutputProblem, ropeEpilogueProblem, type RowCount, SAMPLING_PARAM_WORDS, SamplingKernel,
+  type SamplingParams
 } from "@canopy/kernels"
 import { ropeSpec } from "./config.ts"
 import { ForwardBatchError } from "./errors.ts"
@@ -68,6 +74,8 @@ export interface ForwardOptions {
   readonly kvDtype?: KvDtype
   /** the matmul kernel of each row regime (default: the device family's, defaultMatmulChoice), e.g. as tuneMatmul chose them */
   readonly matmul?: MatmulChoice
+  /** RoPE and the KV append in the q/k/v projection's epilogue where it can do them (default true; see the header) */
+  readonly fuseRopeAppend?: boolean
 }
 
 export interface ForwardBatch {
@@ -106,6 +114,22 @@ interface TailKernels {
   /** with the final norm as its prologue */
   readonly lmHead: BoundMatmul
   readonly sample: BoundSampling
+}
+
+/**
+ * A layer's q/k/v projection, RoPE and KV append: the projection with the
+ * rope-append output where it covers the row count, the plain projection and
+ * the rope-append kernel where not.
+ */
+const qkvStep = (fused: BoundMatmul | undefined, separate: () => readonly [BoundMatmul, BoundRopeAppend]) => {
+  const apart = fused?.covers(1) === true && fused.covers(GEMV_MAX_ROWS + 1) ? undefined : separate()
+  return {
+    encode(pass: GPUComputePassEncoder, rows: number): void {
+      if (fused?.covers(rows) === true) return fused.encode(pass, rows)
+      apart![0].encode(pass, rows)
+      apart![1].encode(pass, rows)
+    }
+  }
 }
 
 /** A recording and the row count it was made for. */
@@ -182,8 +206,12 @@ export class Forward {
       heads: c.numHeads, kvHeads: c.numKvHeads, spec: ropeSpec(c), blockSize: options.blockSize, numBlocks: options.numBlocks,
       poolShards: options.poolShards ?? 1
     }
+    const fuse = (options.fuseRopeAppend ?? true) && ropeEpilogueProblem(ropeShape) === undefined &&
+      ropeAppendOutputProblem(device, "rmsnorm") === undefined
     const [matmul, ropeAppend] = await createOwningKernels([
-      MatmulKernel.create(device, options.matmul, weights.weightType, undefined, { inputs: ["plain", "rmsnorm", "swiglu"] }),
+      MatmulKernel.create(device, options.matmul, weights.weightType, undefined, {
+        inputs: ["plain", "rmsnorm", "swiglu"], ropeAppend: fuse ? { input: "rmsnorm", kvDtype } : undefined
+      }),
       RopeAppendKernel.create(device, ropeShape, kvDtype)
     ])
     const R = options.maxRows
@@ -209,7 +237,9 @@ export class Forward {
         feed: buffer("fwd-feed", R * 4)
       }
       const x = buffer("fwd-x", R * hd * 4)
-      const qkv = buffer("fwd-qkv", R * qkvDim * 4)
+      // the plain projection's rows, where some row count runs it
+      let qkvRows: GPUBuffer | undefined
+      const qkv = () => (qkvRows ??= buffer("fwd-qkv", R * qkvDim * 4))
       const q = buffer("fwd-q", R * qDim * 4)
       const attnOut = buffer("fwd-attn-out", R * qDim * 4)
       const lse = buffer("fwd-lse", R * c.numHeads * 4)
@@ -234,11 +264,14 @@ export class Forward {
       const feed = feedTokens.bind({ count: rows, feed: inputs.feed, sampled, tokens: inputs.tokens })
       const layers = weights.layers.map((w, l): LayerKernels => {
         const pools = options.kvPools[l]!
+        const projection = { x, input: normed(w.inputNorm), w: w.qkv, bias: w.qkvBias, count: rows, inDim: hd, outDim: qkvDim }
+        const rowInputs = { positions: inputs.positions, slots: inputs.slots, kPool: pools.k, vPool: pools.v }
+        const fused = fuse ? keep(matmul.bind({ ...projection, y: q, output: ropeAppend.epilogue(rowInputs) })) : undefined
+        const separate = () => [
+          keep(matmul.bind({ ...projection, y: qkv() })), ropeAppend.bind({ ...rowInputs, qkv: qkv(), q, count: rows })
+        ] as const
         return {
-          beforeAttention: [
-            keep(matmul.bind({ x, input: normed(w.inputNorm), w: w.qkv, bias: w.qkvBias, y: qkv, count: rows, inDim: hd, outDim: qkvDim })),
-            ropeAppend.bind({ positions: inputs.positions, slots: inputs.slots, qkv, q, kPool: pools.k, vPool: pools.v, count: rows })
-          ],
+          beforeAttention: [qkvStep(fused, separate)],
           afterAttention: [
             keep(matmul.bind({ x: attnOut, w: w.o, y: x, count: rows, inDim: qDim, outDim: hd, accumulate: true })),
             keep(matmul.bind({ x, input: normed(w.postNorm), w: w.gateUp, y: gateUp, count: rows, inDim: hd, outDim: 2 * c.intermediateSize })),
