@@ -321,7 +321,7 @@ const runStep = async (gpu: GpuHandle, outDir: string): Promise<number> => {
   const heads = gpu.adapter.software ? 1 : undefined
   const points = await runStepBench(gpu.device, {
     preset: "codellama-13b", ...(heads === undefined ? {} : { heads }), batches: gpu.adapter.software ? [1, 16] : [1, 64, 256, 1024],
-    warmup, steps, separateMerge: true, onProgress: (text) => console.log(`step: ${text}`)
+    warmup, steps, separateMerge: true, separateRope: true, onProgress: (text) => console.log(`step: ${text}`)
   })
   const report = stepReport(describeAdapter(gpu.adapter), { preset: "codellama-13b", heads }, warmup, steps, points)
   for (const line of formatStepTable(report)) console.log(line)

@@ -38,7 +38,9 @@
  * With `separateMerge`, the back-to-back host work alternates with the same
  * on an attention whose merge is a pass of its own (the step's attention
  * merges in its decode items where the device allows it): what the fusion's
- * dispatch per layer costs the host, in the same rounds.
+ * dispatch per layer costs the host, in the same rounds. With `separateRope`,
+ * likewise with a forward whose RoPE and KV append are a kernel of their own
+ * after the q/k/v projection instead of its epilogue.
  *
  * Beside the host time stands the time of the step's WebGPU calls alone
  * (recordedCalls.ts): the last warm-up step's passes, recorded and replayed
@@ -71,6 +73,14 @@ export interface StepBenchOptions {
   readonly tune?: false | TuneOptions
   /** also time the host work back to back with the merge as a pass of its own, alternating with the step's */
   readonly separateMerge?: boolean
+  /** likewise with RoPE and the KV append as a kernel of their own */
+  readonly separateRope?: boolean
+}
+
+/** The host work back to back on a step with one fusion undone, and that step's dispatches. */
+export interface SeparatePart {
+  readonly hostBackToBackMs: Spread
+  readonly dispatchesPerStep: number
 }
 
 export interface StepPhases {
@@ -97,7 +107,9 @@ export interface StepPoint {
   /** the same with every plan built from nothing (planLevels), in alternation with it */
   readonly freshPlanBackToBackMs: Spread
   /** the same with the merge as a pass of its own, in alternation with it (with `separateMerge`), and that step's dispatches */
-  readonly separateMerge?: { readonly hostBackToBackMs: Spread; readonly dispatchesPerStep: number }
+  readonly separateMerge?: SeparatePart
+  /** the same with RoPE and the KV append as a kernel of their own, in alternation with it (with `separateRope`) */
+  readonly separateRope?: SeparatePart
   /** medians of each phase of the host time, on the wall clock */
   readonly phases: StepPhases
   /** the most any timed step asked for */
@@ -259,8 +271,13 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
     options.onProgress?.(`batch ${batch}: the host work back to back`)
     // beside the step: the same with every plan built from nothing, and (where asked) with the merge as a pass of its own
     const fresh: StepStack = { ...stack, planner: { plan: planLevels } }
-    const separate = stack.separateMerge === undefined ? [] : [{ ...stack, attention: stack.separateMerge }]
-    const [backToBack, freshBackToBack, separateBackToBack] = hostBackToBack(device, [stack, fresh, ...separate], inputs.rows(stack.kv))
+    const merge = stack.separateMerge === undefined ? [] : [{ ...stack, attention: stack.separateMerge }]
+    const rope = stack.separateRope === undefined ? [] : [{ ...stack, ...stack.separateRope }]
+    const [backToBack, freshBackToBack, ...apart] = hostBackToBack(device, [stack, fresh, ...merge, ...rope], inputs.rows(stack.kv))
+    const part = (m: (typeof apart)[number] | undefined): SeparatePart | undefined =>
+      m && { hostBackToBackMs: spreadOf(m.times), dispatchesPerStep: m.dispatches }
+    const separateMerge = part(merge.length > 0 ? apart[0] : undefined)
+    const separateRope = part(rope.length > 0 ? apart[merge.length] : undefined)
     const timed = measured.slice(options.warmup)
     const medianOf = (f: (m: Measured) => number) => spreadOf(timed.map(f)).median
     const most = (f: (c: GpuWorkCounts) => number) => Math.max(...timed.map((m) => f(m.counts)))
@@ -274,9 +291,8 @@ const runPoint = async (device: GPUDevice, stack: StepStack, batch: number, opti
       hostWallMs: spreadOf(timed.map((m) => m.wallMs)),
       hostBackToBackMs: spreadOf(backToBack!.times),
       freshPlanBackToBackMs: spreadOf(freshBackToBack!.times),
-      ...(separateBackToBack === undefined
-        ? {}
-        : { separateMerge: { hostBackToBackMs: spreadOf(separateBackToBack.times), dispatchesPerStep: separateBackToBack.dispatches } }),
+      ...(separateMerge === undefined ? {} : { separateMerge }),
+      ...(separateRope === undefined ? {} : { separateRope }),
       phases: {
         batchMs: medianOf((m) => m.phases.batchMs),
         planMs: medianOf((m) => m.phases.planMs),
@@ -304,7 +320,9 @@ export const runStepBench = async (device: GPUDevice, options: StepBenchOptions)
   const tooMany = options.batches.find((b) => b > MAX_STEP_BATCH)
   if (tooMany !== undefined) throw new RangeError(`--batch: ${tooMany} samples; the benchmark's tree holds at most ${MAX_STEP_BATCH}`)
   const config = stepModelConfig(options.preset, options.layers, options.heads)
-  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps, options.tune, options.separateMerge)
+  const stack = await createStepStack(device, config, Math.max(...options.batches), options.warmup + options.steps, options.tune, {
+    merge: options.separateMerge ?? false, rope: options.separateRope ?? false
+  })
   try {
     const points: Array<StepPoint> = []
     for (const batch of options.batches) points.push(await runPoint(device, stack, batch, options))

@@ -2,7 +2,7 @@
  * `canopy bench step`'s report: the JSON it writes and the table it prints.
  */
 import { valueWithRange } from "./figures.ts"
-import type { StepPoint } from "./stepBench.ts"
+import type { SeparatePart, StepPoint } from "./stepBench.ts"
 import { STEP_TREE, stepModelConfig, stepModelOf, type StepModel, type StepPreset } from "./stepStack.ts"
 
 export interface StepReport {
@@ -31,6 +31,13 @@ export const stepReport = (
   goalHostMs: GOAL_HOST_MS,
   points
 })
+
+/** The line comparing a point's host work back to back with the same on a step with one fusion undone, where it was timed. */
+const separateLine = (p: StepPoint, apart: SeparatePart | undefined, fused: string, separate: string): string | undefined =>
+  apart === undefined ? undefined
+    : `batch ${p.batch}: back to back, ${fused} ${valueWithRange(p.hostBackToBackMs, 3)} ms (${p.dispatchesPerStep} dispatches), ` +
+      `${separate} ${valueWithRange(apart.hostBackToBackMs, 3)} ms (${apart.dispatchesPerStep}), in alternation: ` +
+      `${(apart.hostBackToBackMs.median / p.hostBackToBackMs.median).toFixed(2)}× the fused host time`
 
 const percent = (part: number, whole: number): string => `${whole > 0 ? ((100 * part) / whole).toFixed(0) : "—"}%`
 
@@ -86,11 +93,10 @@ export const formatStepTable = (report: StepReport): ReadonlyArray<string> => {
       `batch ${p.batch}: back to back, the plan refreshed ${valueWithRange(p.hostBackToBackMs, 3)} ms, built from nothing ` +
       `${valueWithRange(p.freshPlanBackToBackMs, 3)} ms, in alternation: ${(p.freshPlanBackToBackMs.median / p.hostBackToBackMs.median).toFixed(2)}× the step's host time`
     ),
-    ...report.points.flatMap((p) => p.separateMerge === undefined ? [] : [
-      `batch ${p.batch}: back to back, the merge fused ${valueWithRange(p.hostBackToBackMs, 3)} ms (${p.dispatchesPerStep} dispatches), ` +
-      `as a pass of its own ${valueWithRange(p.separateMerge.hostBackToBackMs, 3)} ms (${p.separateMerge.dispatchesPerStep}), in alternation: ` +
-      `${(p.separateMerge.hostBackToBackMs.median / p.hostBackToBackMs.median).toFixed(2)}× the fused host time`
-    ]),
+    ...report.points.flatMap((p) => [
+      separateLine(p, p.separateMerge, "the merge fused", "as a pass of its own"),
+      separateLine(p, p.separateRope, "RoPE and the KV append in the q/k/v epilogue", "as a kernel of their own")
+    ].filter((l) => l !== undefined)),
     ...report.points
       .filter((p) => p.batch === 1024 && p.layers === 40)
       .map((p) =>

@@ -119,11 +119,24 @@ export interface StepStack {
   readonly attention: TreeAttention
   /** the same attention with the merge as a pass of its own (TreeAttentionOptions.fuseMerge false), where asked for */
   readonly separateMerge?: TreeAttention
+  /**
+   * The same forward with RoPE and the KV append as a kernel of their own
+   * (ForwardOptions.fuseRopeAppend false), where asked for, with an attention
+   * of its own: the attention's bind groups bind the forward's buffers, and
+   * one attention alternating between two forwards would make them anew.
+   */
+  readonly separateRope?: { readonly forward: Forward; readonly attention: TreeAttention }
+}
+
+/** The fusions a stack also builds apart, for the step benchmark to alternate with. */
+export interface SeparateParts {
+  readonly merge?: boolean
+  readonly rope?: boolean
 }
 
 /** The stack the engine builds (KV cache, Hydragen attention, forward, tuned alike) for `maxBatch` samples of `steps` steps. */
 export const createStepStack = async (
-  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number, tune: false | TuneOptions = {}, separateMerge = false
+  device: GPUDevice, config: ModelConfig, maxBatch: number, steps: number, tune: false | TuneOptions = {}, apart: SeparateParts = {}
 ): Promise<StepStack & { destroy(): void }> => {
   const model = await loadModel(device, { kind: "synthetic", model: config, seed: 0 })
   const owned: Array<{ destroy(): void }> = [model.weights]
@@ -137,14 +150,27 @@ export const createStepStack = async (
     const matmul = await tuneMatmul(device, { weights: model.weights.weightType, projections: layerProjections(config) }, tuneOptions)
     const attention = await createTreeAttention(device, { ...shape, levelTile: levelTile.value })
     owned.push(attention)
-    const separate = separateMerge ? await createTreeAttention(device, { ...shape, levelTile: levelTile.value, fuseMerge: false }) : undefined
-    if (separate !== undefined) owned.push(separate)
-    const forward = await Forward.create(device, model.weights, {
+    const separateMerge = apart.merge === true ? await createTreeAttention(device, { ...shape, levelTile: levelTile.value, fuseMerge: false }) : undefined
+    if (separateMerge !== undefined) owned.push(separateMerge)
+    const forwardOptions = {
       maxRows: maxBatch, maxLogitRows: maxBatch, kvPools: kv.pools, blockSize: BLOCK_SIZE, numBlocks: kv.numBlocks, poolShards: kv.shards, kvDtype: kv.kvDtype,
       matmul: matmul.choice
-    })
+    }
+    const forward = await Forward.create(device, model.weights, forwardOptions)
     owned.push(forward)
-    return { kv, inputs: new DecodeBatchBuilder(kv.tree), planner: new LevelPlanner(), attention, forward, ...(separate === undefined ? {} : { separateMerge: separate }), destroy: () => owned.reverse().forEach((o) => o.destroy()) }
+    let separateRope: StepStack["separateRope"]
+    if (apart.rope === true) {
+      const ropeAttention = await createTreeAttention(device, { ...shape, levelTile: levelTile.value })
+      owned.push(ropeAttention)
+      const ropeForward = await Forward.create(device, model.weights, { ...forwardOptions, fuseRopeAppend: false })
+      owned.push(ropeForward)
+      separateRope = { forward: ropeForward, attention: ropeAttention }
+    }
+    return {
+      kv, inputs: new DecodeBatchBuilder(kv.tree), planner: new LevelPlanner(), attention, forward,
+      ...(separateMerge === undefined ? {} : { separateMerge }), ...(separateRope === undefined ? {} : { separateRope }),
+      destroy: () => owned.reverse().forEach((o) => o.destroy())
+    }
   } catch (e) {
     for (const o of owned.reverse()) o.destroy()
     throw e

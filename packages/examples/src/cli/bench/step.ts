@@ -37,6 +37,10 @@ const flags = {
     Flag.withDescription("also time the host work back to back with the attention's merge as a pass of its own, alternating with the step's fused one"),
     Flag.withDefault(false)
   ),
+  separateRope: Flag.Boolean("separate-rope").pipe(
+    Flag.withDescription("also time the host work back to back with RoPE and the KV append as a kernel of their own after the q/k/v projection, alternating with the step's fused epilogue"),
+    Flag.withDefault(false)
+  ),
   json: Flag.String("json").pipe(Flag.withDescription("write the report as JSON here"), Flag.optional),
   noTune: noTuneFlag
 }

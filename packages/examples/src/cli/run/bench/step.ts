@@ -27,6 +27,7 @@ export const run = (flags: BenchStepFlags) =>
         warmup: flags.warmup,
         steps: flags.steps,
         separateMerge: flags.separateMerge,
+        separateRope: flags.separateRope,
         tune: tuneSetting(flags.noTune, (text) => line.update(text)),
         onProgress: (text) => line.update(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
       }),
