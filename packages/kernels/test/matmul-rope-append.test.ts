@@ -4,7 +4,8 @@
  * shapes: the float64 chain (RMSNorm, the projection, RoPE, the append) and
  * the same kernel's plain projection followed by the rope-append kernel,
  * which it must reproduce bit for bit (the same products in the same order;
- * only where they are stored differs).
+ * only where they are stored differs). On lavapipe too, for the weights read
+ * as native f16 (shader-f16).
  */
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -20,12 +21,11 @@ import { referenceRmsNorm } from "../src/model/rmsnorm.ts"
 import { referenceRope, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
 import { RopeAppendKernel } from "../src/model/ropeAppend.ts"
 import { packWeights, roundWeights, type WeightType } from "../src/model/weightType.ts"
+import { describeOnLavapipe, openLavapipe } from "./lavapipe.ts"
 
 let gpu: GpuHandle
-let device: GPUDevice
 beforeAll(async () => {
   gpu = await openGpu()
-  device = gpu.device
 })
 afterAll(() => gpu?.close())
 
@@ -118,7 +118,7 @@ interface Result {
 }
 
 /** Runs one shape through the fused projection and through the plain one plus the rope-append kernel; each reads the same inputs. */
-const runBoth = async (kernel: MatmulKernel, c: FusedCase, s: Shape) => {
+const runBoth = async (device: GPUDevice, kernel: MatmulKernel, c: FusedCase, s: Shape) => {
   const heads = s.kvHeads * s.group
   const rowHeads = heads + 2 * s.kvHeads
   const qkvDim = rowHeads * s.headDim
@@ -195,37 +195,42 @@ const runBoth = async (kernel: MatmulKernel, c: FusedCase, s: Shape) => {
 
 const values = (words: Uint32Array, dtype: KvDtype): Float32Array => (dtype === "f32" ? new Float32Array(words.buffer) : unpackF16(words))
 
+/** The property on `device`: the fused projection against the plain one + the rope-append kernel, and the float64 chain. */
+const checkCase = async (device: GPUDevice, c: FusedCase, numRuns: number) => {
+  const kernel = await MatmulKernel.create(device, c.choice, c.weights, undefined, { inputs: [c.input], ropeAppend: { input: c.input, kvDtype: c.kvDtype } })
+  let fusedRuns = 0
+  try {
+    await fc.assert(fc.asyncProperty(shapes, async (shape) => {
+      const { covered, fused, plain, reference } = await runBoth(device, kernel, c, shape)
+      // the decode regime of gemv has no rope-append output; every other regime here has one
+      expect(covered).toBe(shape.rows > GEMV_MAX_ROWS || c.choice.decode === "register")
+      if (fused === undefined) return
+      fusedRuns++
+      expect(Array.from(fused.q)).toEqual(Array.from(plain.q))
+      expect(Array.from(fused.k)).toEqual(Array.from(plain.k))
+      expect(Array.from(fused.v)).toEqual(Array.from(plain.v))
+      const want = reference()
+      expect(relativeError(fused.q, want.q)).toBeLessThan(TOL)
+      // k is rotated in f32, then rounded: within the rotation's budget, or one f16 step where the two roundings part
+      const budget = c.kvDtype === "f32" ? TOL : 2 ** -9
+      expect(relativeError(values(fused.k, c.kvDtype), want.k)).toBeLessThan(budget)
+      expect(relativeError(values(fused.v, c.kvDtype), want.v)).toBeLessThan(budget)
+    }), {
+      numRuns, seed: 23,
+      examples: [[{ rows: GEMV_MAX_ROWS + 1, kvHeads: 2, group: 2, headDim: 16, inDim: 13, scaling: SCALINGS[4]!, withBias: true, numBlocks: 2, blockSize: 4, seed: 1 }]]
+    })
+  } finally {
+    kernel.destroy()
+  }
+  expect(fusedRuns).toBeGreaterThan(0)
+}
+
 describe("the q/k/v projection with RoPE and the KV append in its epilogue", () => {
-  it.each(CASES)("$title, $weights weights, $input input, $kvDtype pools: the plain projection + rope-append bit for bit, and the float64 chain", async (c) => {
-    const kernel = await MatmulKernel.create(device, c.choice, c.weights, undefined, { inputs: [c.input], ropeAppend: { input: c.input, kvDtype: c.kvDtype } })
-    let fusedRuns = 0
-    try {
-      await fc.assert(fc.asyncProperty(shapes, async (shape) => {
-        const { covered, fused, plain, reference } = await runBoth(kernel, c, shape)
-        // the decode regime of gemv has no rope-append output; every other regime here has one
-        expect(covered).toBe(shape.rows > GEMV_MAX_ROWS || c.choice.decode === "register")
-        if (fused === undefined) return
-        fusedRuns++
-        expect(Array.from(fused.q)).toEqual(Array.from(plain.q))
-        expect(Array.from(fused.k)).toEqual(Array.from(plain.k))
-        expect(Array.from(fused.v)).toEqual(Array.from(plain.v))
-        const want = reference()
-        expect(relativeError(fused.q, want.q)).toBeLessThan(TOL)
-        // k is rotated in f32, then rounded: within the rotation's budget, or one f16 step where the two roundings part
-        const budget = c.kvDtype === "f32" ? TOL : 2 ** -9
-        expect(relativeError(values(fused.k, c.kvDtype), want.k)).toBeLessThan(budget)
-        expect(relativeError(values(fused.v, c.kvDtype), want.v)).toBeLessThan(budget)
-      }), {
-        numRuns: 8, seed: 23,
-        examples: [[{ rows: GEMV_MAX_ROWS + 1, kvHeads: 2, group: 2, headDim: 16, inDim: 13, scaling: SCALINGS[4]!, withBias: true, numBlocks: 2, blockSize: 4, seed: 1 }]]
-      })
-    } finally {
-      kernel.destroy()
-    }
-    expect(fusedRuns).toBeGreaterThan(0)
-  })
+  it.each(CASES)("$title, $weights weights, $input input, $kvDtype pools: the plain projection + rope-append bit for bit, and the float64 chain", (c) =>
+    checkCase(gpu.device, c, 8))
 
   it("refuses a binding it was not built for, or one that accumulates or has the wrong width, before anything runs", async () => {
+    const device = gpu.device
     const kernel = await MatmulKernel.create(device, { decode: "register", prefill: "register" }, "f32", undefined, { inputs: ["plain", "rmsnorm"], ropeAppend: { input: "rmsnorm", kvDtype: "f32" } })
     const spec = { headDim: 4, theta: 10000, scaling: { type: "none" } as const }
     const rope = await RopeAppendKernel.create(device, { heads: 1, kvHeads: 1, spec, blockSize: 2, numBlocks: 1 })
@@ -268,4 +273,16 @@ describe("the q/k/v projection with RoPE and the KV append in its epilogue", () 
       kernel.destroy()
     }
   })
+})
+
+describeOnLavapipe("the q/k/v epilogue on lavapipe, f16 weights read natively (shader-f16)", () => {
+  let lavapipe: GpuHandle
+  beforeAll(async () => {
+    lavapipe = await openLavapipe()
+  })
+  afterAll(() => lavapipe?.close())
+
+  // register tiles: barrier-free, the quickest of the quad kernels for lavapipe to compile
+  it("register + register, f16 weights, rmsnorm input, f16 pools", () =>
+    checkCase(lavapipe.device, { title: "register", choice: { decode: "register", prefill: "register" }, weights: "f16", input: "rmsnorm", kvDtype: "f16" }, 4))
 })
