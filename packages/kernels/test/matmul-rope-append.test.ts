@@ -18,10 +18,11 @@ import {
   GEMV_MAX_ROWS, InvalidMatmulBinding, type MatmulChoice, type MatmulInput, MatmulKernel, referenceMatmul, ropeAppendOutputProblem
 } from "../src/model/matmul.ts"
 import { referenceRmsNorm } from "../src/model/rmsnorm.ts"
-import { referenceRope, type RopeScaling, yarnAttentionFactor } from "../src/model/rope.ts"
+import { referenceRope, type RopeScaling } from "../src/model/rope.ts"
 import { RopeAppendKernel } from "../src/model/ropeAppend.ts"
 import { packWeights, roundWeights, type WeightType } from "../src/model/weightType.ts"
 import { describeOnLavapipe, openLavapipe } from "./lavapipe.ts"
+import { ROPE_SCALINGS } from "./rope-fixtures.ts"
 
 let gpu: GpuHandle
 beforeAll(async () => {
@@ -40,14 +41,6 @@ const floats = (n: number, seed: number, scale = 1): Float32Array => {
     return ((s / 2 ** 32) * 2 - 1) * scale
   })
 }
-
-const SCALINGS: ReadonlyArray<RopeScaling> = [
-  { type: "none" },
-  { type: "linear", factor: 4 },
-  { type: "dynamic", factor: 2, originalMaxPositions: 64 },
-  { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
-  { type: "yarn", factor: 4, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, attentionFactor: yarnAttentionFactor(4) }
-]
 
 /** A kernel pair, the weights it reads, the input it normalizes and the pools it writes. */
 interface FusedCase {
@@ -84,7 +77,7 @@ const shapes = fc.record({
   group: fc.integer({ min: 1, max: 2 }),
   headDim: fc.constantFrom(4, 8, 12, 16),
   inDim: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 10 }).map((n) => 4 * n)),
-  scaling: fc.constantFrom(...SCALINGS),
+  scaling: fc.constantFrom(...ROPE_SCALINGS),
   withBias: fc.boolean(),
   numBlocks: fc.integer({ min: 1, max: 4 }),
   blockSize: fc.integer({ min: 1, max: 8 }),
@@ -217,7 +210,7 @@ const checkCase = async (device: GPUDevice, c: FusedCase, numRuns: number) => {
       expect(relativeError(values(fused.v, c.kvDtype), want.v)).toBeLessThan(budget)
     }), {
       numRuns, seed: 23,
-      examples: [[{ rows: GEMV_MAX_ROWS + 1, kvHeads: 2, group: 2, headDim: 16, inDim: 13, scaling: SCALINGS[4]!, withBias: true, numBlocks: 2, blockSize: 4, seed: 1 }]]
+      examples: [[{ rows: GEMV_MAX_ROWS + 1, kvHeads: 2, group: 2, headDim: 16, inDim: 13, scaling: ROPE_SCALINGS[4]!, withBias: true, numBlocks: 2, blockSize: 4, seed: 1 }]]
     })
   } finally {
     kernel.destroy()

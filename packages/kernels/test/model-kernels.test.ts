@@ -12,8 +12,9 @@ import { KvAppendKernel, referenceKvAppend } from "../src/model/kv-append.ts"
 import { MatmulKernel, referenceMatmul } from "../src/model/matmul.ts"
 import { packWeights, roundWeights, WEIGHT_TYPES, weightStorageFor } from "../src/model/weightType.ts"
 import { RmsNormKernel, referenceRmsNorm } from "../src/model/rmsnorm.ts"
-import { referenceRope, ropeFrequencies, type RopeScaling, type RopeSpec, yarnAttentionFactor } from "../src/model/rope.ts"
+import { referenceRope, ropeFrequencies, type RopeScaling, type RopeSpec } from "../src/model/rope.ts"
 import { InvalidRopeAppend, RopeAppendKernel, type RopeAppendShape } from "../src/model/ropeAppend.ts"
+import { ROPE_SCALINGS } from "./rope-fixtures.ts"
 import { referenceSwiglu, SwigluKernel } from "../src/model/swiglu.ts"
 
 let gpu: GpuHandle
@@ -124,13 +125,7 @@ describe("model kernels against float64 references", () => {
     kernel.destroy()
   })
 
-  const scalings: ReadonlyArray<RopeScaling> = [
-    { type: "none" },
-    { type: "linear", factor: 4 },
-    { type: "dynamic", factor: 2, originalMaxPositions: 64 },
-    { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
-    { type: "yarn", factor: 4, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, attentionFactor: yarnAttentionFactor(4) }
-  ]
+  const scalings = ROPE_SCALINGS
 
   it("RoPE scaling keeps high frequencies and divides low ones by the factor (Hugging Face's rules)", () => {
     const d = 128
